@@ -1,0 +1,3 @@
+from synthmed.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""The `synthmed` command line: parses options, calls the API, prints. No logic lives here.
+
+Errors the user can fix (:class:`~synthmed.errors.SynthmedError`) print as one red line and
+exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import synthmed
+from synthmed.config import LayoutName, PhantomConfig, PrepareConfig, build_config
+from synthmed.errors import SynthmedError
+from synthmed.progress import console
+
+app = typer.Typer(
+    help="synthmed: synthetic medical images with tumour masks — make, prepare and inspect data; "
+    "train generators; measure fidelity, utility and privacy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Datasets: write the built-in phantom, prepare stores, inspect them.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_state = {"debug": False}
+stdout = Console()  # results go to stdout; progress and errors to stderr (`console`)
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"synthmed {synthmed.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@data_app.command("phantom")
+def data_phantom(
+    out: Annotated[Path, typer.Argument(help="Folder to write (BraTS 2021 layout).")],
+    cases: Annotated[int, typer.Option(help="Number of cases.")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+    shape: Annotated[tuple[int, int, int], typer.Option(help="Grid as D H W voxels (axial slices, rows, columns); files are W×H×D like BraTS's 240×240×155.")] = (155, 240, 240),
+    tumour_free_fraction: Annotated[float, typer.Option(help="Share of cases without a tumour.")] = 0.0,
+    workers: Annotated[int, typer.Option(help="Processes writing cases in parallel.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Write a BraTS-like phantom dataset built from the MNI152 template: four MR sequences
+    (T1, T1ce, T2, FLAIR) and a tumour mask (necrotic core, enhancing rim, edema) per case, 1 mm."""
+    from synthmed.data.phantom import write_phantom
+
+    config = build_config(PhantomConfig, cases=cases, seed=seed, shape=shape,
+                          tumour_free_fraction=tumour_free_fraction, workers=workers)
+    ids = write_phantom(out, **config.model_dump(), overwrite=overwrite)
+    stdout.print(f"wrote {len(ids)} phantom cases to {escape(str(out))}")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    src: Annotated[Path, typer.Argument(help="Dataset folder (BraTS, MSD Task01, nnU-Net raw) or CSV manifest.")],
+    store: Annotated[Path, typer.Argument(help="Store folder to write (a Zarr group).")],
+    dims: Annotated[int, typer.Option(help="2: axial slices; 3: whole volumes.")] = 2,
+    size: Annotated[int, typer.Option(help="Output side: S×S slices or S³ volumes.")] = 128,
+    test_fraction: Annotated[float, typer.Option(help="Share of subjects held out for testing (subject-level split).")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+    workers: Annotated[int, typer.Option(help="Processes preparing cases in parallel.")] = 1,
+    layout: Annotated[str, typer.Option(help="auto, brats, msd, nnunet or csv.")] = "auto",
+    skip_bad: Annotated[bool, typer.Option(help="Skip bad cases (listed in the store's provenance) instead of stopping.")] = False,
+    min_brain_fraction: Annotated[float, typer.Option(help="2D: keep axial slices more than this share brain.")] = 0.15,
+    overwrite: Annotated[bool, typer.Option(help="Replace STORE if it exists.")] = False,
+) -> None:
+    """Turn a labelled dataset into a training-ready store: subject-level split, per-volume
+    intensity normalisation in the brain, 2D slices or 3D volumes resized to SIZE."""
+    from synthmed.data.prepare import prepare
+
+    config = build_config(PrepareConfig, dims=dims, size=size, test_fraction=test_fraction, seed=seed,
+                          workers=workers, layout=layout, skip_bad=skip_bad, min_brain_fraction=min_brain_fraction)
+    result = prepare(src, store, config, overwrite=overwrite)
+    _print_prepare(result)
+
+
+def _print_prepare(result) -> None:  # noqa: ANN001 - PrepareResult, imported lazily
+    stdout.print(
+        f"wrote {escape(str(result.store.path))}: {len(result.store)} samples "
+        f"({result.samples['train']} train from {result.cases['train']} cases, "
+        f"{result.samples['test']} test from {result.cases['test']} cases), layout {result.layout}"
+    )
+    if result.skipped:
+        table = Table(title=f"skipped {len(result.skipped)} cases", title_justify="left")
+        table.add_column("case")
+        table.add_column("reason")
+        for item in result.skipped:
+            table.add_row(escape(item["case"]), escape(item["reason"]))
+        stdout.print(table)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    store: Annotated[Path, typer.Argument(help="Store folder.")],
+    out: Annotated[Optional[Path], typer.Option(help="PNG grid to write [default: STORE-samples.png beside the store].")] = None,
+    samples: Annotated[int, typer.Option(help="Rows in the grid.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed choosing the samples shown.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Summarise a store (samples per split, label balance, intensities) and write a PNG grid
+    of samples: each channel and the tumour mask over FLAIR."""
+    from synthmed.data.inspect import render_grid, summarize
+    from synthmed.data.store import Store
+
+    opened = Store.open(store)
+    summary = summarize(opened)
+    png = render_grid(opened, out or store.with_name(f"{store.name}-samples.png"), n=samples, seed=seed)
+    summary["grid"] = str(png)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    kind = "synthetic" if summary["synthetic"] else "real"
+    stdout.print(f"[bold]{escape(summary['path'])}[/]: {summary['samples']} {kind} {summary['dims']}D samples "
+                 f"of shape {summary['sample_shape']}, channels {', '.join(summary['channels'])}")
+    table = Table("split", "cases", "samples", title_justify="left")
+    for split, counts in summary["splits"].items():
+        table.add_row(split, str(counts["cases"]), str(counts["samples"]))
+    stdout.print(table)
+    labels = ", ".join(f"{name} {100 * frac:.2f}%" for name, frac in summary["label_fraction"].items())
+    stdout.print(f"label voxels: {labels}")
+    for name, stats in summary["intensity"].items():
+        stdout.print(f"{name}: min {stats['min']:.3f}, mean {stats['mean']:.3f}, max {stats['max']:.3f}")
+    if summary["skipped"]:
+        stdout.print(f"[yellow]{len(summary['skipped'])} cases were skipped when preparing (see store.json)")
+    stdout.print(f"sample grid: {escape(summary['grid'])}")
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Argument(help="Demo folder.")] = Path("synthmed-demo"),
+    cases: Annotated[int, typer.Option(help="Phantom cases.")] = 6,
+    size: Annotated[int, typer.Option(help="Side of the prepared 2D slices.")] = 64,
+) -> None:
+    """Run the offline demo: phantom → prepare → inspect. Finished steps are reused."""
+    from synthmed.demo import run_demo
+
+    for line in run_demo(out, cases=cases, size=size):
+        stdout.print(line)
+
+
+def main() -> None:
+    """Console entry point: runs the app and turns user errors into one red line, exit 2."""
+    try:
+        app()
+    except SynthmedError as exc:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)

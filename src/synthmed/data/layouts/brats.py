@@ -1,0 +1,121 @@
+"""BraTS layout: one folder per case holding ``<case>_{t1,t1ce,t2,flair,seg}.nii[.gz]``.
+
+::
+
+    SRC/
+      BraTS20_Training_001/            (BraTS 2020; BraTS 2021 names cases BraTS2021_00000)
+        BraTS20_Training_001_t1.nii.gz
+        BraTS20_Training_001_t1ce.nii.gz
+        BraTS20_Training_001_t2.nii.gz
+        BraTS20_Training_001_flair.nii.gz
+        BraTS20_Training_001_seg.nii.gz
+
+The case id is the folder name. Files are matched by their suffix, case-insensitively
+(``_t1`` never matches ``_t1ce``), with ``.nii`` or ``.nii.gz``; when several files carry the
+same suffix, the one named ``<folder>_<suffix>`` wins. ``_segm`` is accepted for the label
+(one BraTS 2020 case ships ``..._Segm.nii``). Labels are BraTS values 0, 1 (NCR), 2 (ED),
+4 (ET), mapped to canonical 0, 1, 2, 3. Hidden entries and subfolders without NIfTI files
+are ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from synthmed.data.case import CANONICAL_CHANNELS
+from synthmed.data.layouts.base import CaseSource, ChannelFile, nifti_stem
+from synthmed.errors import DataError
+
+#: BraTS label values → canonical labels.
+BRATS_LABELS: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (4, 3))
+
+#: Accepted file-name suffixes (lower case, before ``.nii[.gz]``) per channel and for the label.
+SUFFIXES: dict[str, tuple[str, ...]] = {
+    **{channel: (f"_{channel}",) for channel in CANONICAL_CHANNELS},
+    "seg": ("_seg", "_segm"),
+}
+
+
+def role_of(stem: str) -> str | None:
+    """``'t1'``, ``'t1ce'``, ``'t2'``, ``'flair'`` or ``'seg'`` from a file stem's suffix."""
+    lower = stem.lower()
+    for role, suffixes in SUFFIXES.items():
+        if lower.endswith(suffixes):
+            return role
+    return None
+
+
+def is_case_folder(folder: Path) -> bool:
+    """True for a visible folder holding at least one NIfTI file named like a BraTS modality or label."""
+    if folder.name.startswith(".") or not folder.is_dir():
+        return False
+    return any(
+        (stem := nifti_stem(f.name)) is not None and role_of(stem) is not None and f.is_file()
+        for f in folder.iterdir()
+    )
+
+
+def _expected(folder: Path, role: str) -> Path:
+    """The file name a role should have: ``<folder>/<folder>_<role>.nii.gz``."""
+    return folder / f"{folder.name}_{role}.nii.gz"
+
+
+def _pick(folder: Path, role: str, candidates: list[Path]) -> tuple[Path, tuple[str, Path] | None]:
+    """The file for one role, with a ``(problem, path)`` when it is missing or ambiguous."""
+    if len(candidates) == 1:
+        return candidates[0], None
+    if not candidates:
+        what = "label" if role == "seg" else f"modality {role}"
+        problem = f"missing {what}: expected {folder.name}_{role}.nii.gz or .nii in {folder}"
+        return _expected(folder, role), (problem, _expected(folder, role))
+    exact = [p for p in candidates if (nifti_stem(p.name) or "").lower() == f"{folder.name}_{role}".lower()]
+    if len(exact) == 1:
+        return exact[0], None
+    names = ", ".join(p.name for p in candidates)
+    return candidates[0], (f"several files for {role}: {names}; keep one", folder)
+
+
+def case_source(folder: Path) -> CaseSource:
+    """Describe one case folder; missing or ambiguous files become the source's ``problems``."""
+    by_role: dict[str, list[Path]] = {role: [] for role in SUFFIXES}
+    for path in sorted(folder.iterdir()):
+        stem = nifti_stem(path.name)
+        role = role_of(stem) if stem is not None else None
+        if role is not None and path.is_file():
+            by_role[role].append(path)
+    picked = {role: _pick(folder, role, by_role[role]) for role in (*CANONICAL_CHANNELS, "seg")}
+    return CaseSource(
+        id=folder.name,
+        layout="brats",
+        channels=tuple(ChannelFile(c, picked[c][0]) for c in CANONICAL_CHANNELS),
+        label=picked["seg"][0],
+        label_map=BRATS_LABELS,
+        label_set="BraTS",
+        problems=tuple(problem for _, problem in picked.values() if problem is not None),
+    )
+
+
+def discover(src: Path) -> list[CaseSource]:
+    """One `CaseSource` per case folder of ``src`` (unsorted; ``discover_cases`` sorts and checks).
+
+    Raises:
+        DataError: ``src`` is not a folder or holds no case folders.
+    """
+    if not src.is_dir():
+        raise DataError("the BraTS layout expects a folder of case folders", path=src)
+    folders = sorted(p for p in src.iterdir() if is_case_folder(p))
+    if not folders:
+        raise DataError(_no_cases_message(src), path=src)
+    return [case_source(folder) for folder in folders]
+
+
+def _no_cases_message(src: Path) -> str:
+    """Explain that no case folder was found, hinting at one wrapper level if there is one."""
+    subfolders = [p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    hint = ""
+    if len(subfolders) == 1 and any(is_case_folder(p) for p in subfolders[0].iterdir() if p.is_dir()):
+        hint = f"; {subfolders[0].name} holds case folders: pass {subfolders[0]} instead"
+    return (
+        "no BraTS case folders found: expected folders like BraTS20_Training_001/ holding "
+        f"BraTS20_Training_001_{{t1,t1ce,t2,flair,seg}}.nii.gz{hint}"
+    )

@@ -1,0 +1,169 @@
+"""`prepare`: a labelled dataset on disk → a Store split by subject.
+
+Cases are discovered by layout, split into train / test at the subject level (a case is
+wholly in one split), read and validated, normalised and cut into 2D slices or 3D volumes
+(:mod:`synthmed.data.preprocess`), and streamed into the store in case order whatever the
+number of workers. Memory is bounded by the cases in flight, not by the dataset size. The
+store appears only when complete; a bad case stops everything (nothing is left behind)
+unless ``skip_bad`` is set, in which case it is skipped and listed in the store's
+provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import synthmed
+from synthmed.config import PrepareConfig
+from synthmed.data.case import CANONICAL_CHANNELS
+from synthmed.data.layouts import CaseSource, detect_layout, discover_cases
+from synthmed.data.preprocess import CaseSamples, case_to_slices, case_to_volume, normalisation_record
+from synthmed.data.store import Store, StoreWriter
+from synthmed.errors import DataError, OutputExistsError
+from synthmed.parallel import ordered_map
+from synthmed.progress import progress_bar
+
+
+@dataclass
+class PrepareResult:
+    """What `prepare` wrote: the store, counts per split and the skipped cases with reasons."""
+
+    store: Store
+    layout: str
+    cases: dict[str, int]
+    samples: dict[str, int]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def split_cases(case_ids: list[str], test_fraction: float, seed: int) -> dict[str, str]:
+    """Assign each case to ``"train"`` or ``"test"``.
+
+    ``round(test_fraction * n)`` cases go to test — at least one when ``test_fraction > 0``
+    and there are two or more cases, never all of them — chosen by a seeded permutation of
+    the sorted ids, so the split depends only on the ids, the fraction and the seed.
+    """
+    ids = sorted(case_ids)
+    n_test = int(round(test_fraction * len(ids)))
+    if test_fraction > 0 and len(ids) >= 2:
+        n_test = min(max(n_test, 1), len(ids) - 1)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    test = {ids[i] for i in order[:n_test]}
+    return {case_id: ("test" if case_id in test else "train") for case_id in ids}
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: CaseSource
+    dims: int
+    size: int
+    min_brain_fraction: float
+
+
+@dataclass
+class _Outcome:
+    case_id: str
+    digest: str
+    samples: CaseSamples | None = None
+    error: DataError | None = None
+
+
+def _process(job: _Job) -> _Outcome:
+    """Worker: read, validate and cut one case; a data problem is returned, not raised."""
+    try:
+        case = job.source.load()
+        digest = hashlib.sha256(
+            "".join(f"{p.name}:{_file_digest(p)};" for p in job.source.files()).encode()
+        ).hexdigest()
+    except DataError as exc:
+        return _Outcome(job.source.id, "", error=exc)
+    if job.dims == 2:
+        samples = case_to_slices(case, job.size, job.min_brain_fraction)
+    else:
+        samples = case_to_volume(case, job.size)
+    return _Outcome(case.id, digest, samples=samples)
+
+
+def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
+            overwrite: bool = False, progress: bool = True) -> PrepareResult:
+    """Turn the dataset at ``src`` into a Store at ``store_path`` (see module docstring).
+
+    Raises:
+        OutputExistsError: ``store_path`` exists and ``overwrite`` is false.
+        DataError: the dataset cannot be read, a case is bad (without ``skip_bad``), or no
+            sample is left.
+    """
+    src, store_path = Path(src), Path(store_path)
+    if store_path.exists() and not overwrite:
+        raise OutputExistsError(store_path)
+    layout = detect_layout(src) if config.layout == "auto" else config.layout
+    sources = discover_cases(src, layout)
+    splits = split_cases([s.id for s in sources], config.test_fraction, config.seed)
+    size = config.size
+    spatial = (size,) * config.dims
+    jobs = [_Job(s, config.dims, size, config.min_brain_fraction) for s in sources]
+    skipped: list[dict[str, str]] = []
+    digests: list[str] = []
+    cases = {"train": 0, "test": 0}
+    samples = {"train": 0, "test": 0}
+    writer = StoreWriter(
+        store_path,
+        dims=config.dims,
+        channels=CANONICAL_CHANNELS,
+        sample_shape=(len(CANONICAL_CHANNELS), *spatial),
+        spacing=(1.0, 1.0, 1.0),
+        normalisation=normalisation_record(),
+        provenance={},
+        synthetic=False,
+        overwrite=overwrite,
+    )
+    with writer, progress_bar(enabled=progress) as bar:
+        task = bar.add_task(f"preparing {len(jobs)} cases", total=len(jobs))
+        for outcome in ordered_map(_process, jobs, workers=config.workers):
+            bar.advance(task)
+            if outcome.error is not None:
+                if not config.skip_bad:
+                    raise outcome.error
+                skipped.append({"case": outcome.case_id, "reason": str(outcome.error)})
+                continue
+            part = outcome.samples
+            assert part is not None
+            digests.append(f"{outcome.case_id}:{outcome.digest}")
+            split = splits[outcome.case_id]
+            n = len(part.slices)
+            if n == 0:
+                skipped.append({"case": outcome.case_id, "reason": "no slice or volume with enough brain"})
+                continue
+            if not cases["train"] + cases["test"]:
+                writer.spacing = list(part.spacing)
+            cases[split] += 1
+            samples[split] += n
+            rows = [
+                {"case_id": part.case_id, "slice": int(s), "split": split, "source": layout,
+                 "spacing_z": part.spacing[0], "spacing_y": part.spacing[1], "spacing_x": part.spacing[2]}
+                for s in part.slices
+            ]
+            writer.append(part.images, part.labels, rows)
+        if not samples["train"] + samples["test"]:
+            raise DataError("no usable case: every case was skipped or had no brain", path=src)
+        writer.provenance.update({
+            "source": str(src.resolve()),
+            "layout": layout,
+            "source_hash": hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest(),
+            "cases": cases,
+            "skipped": skipped,
+            "prepare": config.model_dump(exclude={"workers"}),
+            "synthmed_version": synthmed.__version__,
+        })
+    return PrepareResult(store=Store.open(store_path), layout=layout, cases=cases, samples=samples, skipped=skipped)

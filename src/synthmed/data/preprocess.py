@@ -1,0 +1,161 @@
+"""Per-case preprocessing from a `Case` to store samples.
+
+Conventions (recorded in every store's ``store.json`` under ``normalisation``):
+
+- **Brain mask**: voxels where any channel is non-zero. BraTS, MSD and the phantom are
+  skull-stripped with an exact-zero background; data that is not should be skull-stripped
+  first.
+- **Intensity normalisation**, per volume and channel: the 0.5th and 99.5th percentiles of
+  the brain voxels map to 0 and 1, values are clipped to [0, 1], the background is 0.
+- **2D**: axial slices (``Case.images[:, d]``) whose brain covers more than
+  ``min_brain_fraction`` (default 15 %) of the slice, like the reference study, resized to
+  ``size × size``.
+- **3D**: crop to the brain's bounding box, zero-pad to a cube (keeps the aspect ratio),
+  resize to ``size³``.
+- **Resizing**: images bilinear with antialiasing (2D) or trilinear / area (3D, up / down);
+  labels through their one-hot maps with the same interpolation, then argmax, so small
+  structures survive down-sampling better than with nearest neighbour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from synthmed.data.case import LABEL_NAMES, Case
+
+#: Default fraction of a slice that must be brain for the slice to be kept (2D).
+MIN_BRAIN_FRACTION = 0.15
+#: Percentiles of the brain intensities mapped to 0 and 1.
+PERCENTILES = (0.5, 99.5)
+
+
+def normalisation_record(percentiles: tuple[float, float] = PERCENTILES) -> dict:
+    """The ``normalisation`` entry of ``store.json`` for :func:`normalise_intensities`."""
+    return {
+        "method": "percentile",
+        "percentiles": list(percentiles),
+        "within": "brain: voxels where any channel is non-zero",
+        "range": [0.0, 1.0],
+        "background": 0.0,
+        "per": "volume and channel",
+    }
+
+
+def brain_mask(images: np.ndarray) -> np.ndarray:
+    """Boolean ``[D, H, W]``: voxels where any channel of ``images`` ``[C, D, H, W]`` is non-zero."""
+    return np.any(images != 0, axis=0)
+
+
+def normalise_intensities(
+    images: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float] = PERCENTILES
+) -> np.ndarray:
+    """Map each channel's brain percentiles to [0, 1] (see module docstring).
+
+    Args:
+        images: float ``[C, D, H, W]``.
+        mask: boolean ``[D, H, W]`` brain mask.
+
+    Returns:
+        float32 ``[C, D, H, W]`` in [0, 1], 0 outside ``mask``.
+    """
+    out = np.zeros(images.shape, dtype=np.float32)
+    if not mask.any():
+        return out
+    for c, channel in enumerate(images):
+        inside = channel[mask]
+        low, high = np.percentile(inside, percentiles)
+        scale = 1.0 / (high - low) if high > low else 0.0
+        out[c][mask] = np.clip((inside - low) * scale, 0.0, 1.0)
+    return out
+
+
+def _resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Resize float ``[N, C, *spatial]`` to ``size`` (see module docstring for the modes)."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    if x.ndim == 4:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    shrinking = all(s <= t for s, t in zip(size, x.shape[2:]))
+    if shrinking:
+        return F.interpolate(x, size=size, mode="area")
+    return F.interpolate(x, size=size, mode="trilinear", align_corners=False)
+
+
+def resize_images(images: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """Resize float ``[N, C, *spatial]`` to ``[N, C, *size]`` (float32)."""
+    with torch.no_grad():
+        return _resize(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)), size).numpy()
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, ...], n_classes: int = len(LABEL_NAMES)) -> np.ndarray:
+    """Resize integer ``[N, *spatial]`` labels to ``[N, *size]`` (uint8) via one-hot + argmax."""
+    if tuple(labels.shape[1:]) == tuple(size):
+        return labels.astype(np.uint8, copy=False)
+    with torch.no_grad():
+        lab = torch.from_numpy(labels.astype(np.int64, copy=False))
+        onehot = F.one_hot(lab, n_classes).movedim(-1, 1).float()
+        return _resize(onehot, size).argmax(dim=1).to(torch.uint8).numpy()
+
+
+@dataclass
+class CaseSamples:
+    """Samples cut from one case, ready for a store.
+
+    Attributes:
+        case_id: the case's id.
+        images: float32 ``[n, C, *size]`` in [0, 1].
+        labels: uint8 ``[n, *size]`` canonical labels.
+        slices: int ``[n]`` axial slice index per sample (-1 for 3D volumes).
+        spacing: voxel size in mm ``(z, y, x)`` of the samples' grid.
+    """
+
+    case_id: str
+    images: np.ndarray
+    labels: np.ndarray
+    slices: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+def case_to_slices(case: Case, size: int, min_brain_fraction: float = MIN_BRAIN_FRACTION) -> CaseSamples:
+    """Normalise ``case`` and cut the axial slices that are more than ``min_brain_fraction`` brain."""
+    mask = brain_mask(case.images)
+    keep = np.flatnonzero(mask.mean(axis=(1, 2)) > min_brain_fraction)
+    images = normalise_intensities(case.images, mask)[:, keep].transpose(1, 0, 2, 3)
+    _, _, height, width = images.shape
+    target = (size, size)
+    sz, sy, sx = case.spacing
+    return CaseSamples(
+        case_id=case.id,
+        images=resize_images(images, target),
+        labels=resize_labels(case.label[keep], target),
+        slices=keep.astype(np.int64),
+        spacing=(sz, sy * height / size, sx * width / size),
+    )
+
+
+def case_to_volume(case: Case, size: int) -> CaseSamples:
+    """Normalise ``case``, crop to the brain box, pad to a cube and resize to ``size³``."""
+    mask = brain_mask(case.images)
+    if not mask.any():
+        return CaseSamples(case.id, np.zeros((0, len(case.channels), size, size, size), np.float32),
+                           np.zeros((0, size, size, size), np.uint8), np.zeros(0, np.int64), case.spacing)
+    images = normalise_intensities(case.images, mask)
+    box = tuple(slice(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(mask))
+    images, label = images[(slice(None), *box)], case.label[box]
+    side = max(label.shape)
+    pad = [((side - n) // 2, side - n - (side - n) // 2) for n in label.shape]
+    images = np.pad(images, [(0, 0), *pad])
+    label = np.pad(label, pad)
+    target = (size, size, size)
+    factor = side / size
+    return CaseSamples(
+        case_id=case.id,
+        images=resize_images(images[None], target),
+        labels=resize_labels(label[None], target),
+        slices=np.array([-1], dtype=np.int64),
+        spacing=tuple(s * factor for s in case.spacing),  # type: ignore[arg-type]
+    )
