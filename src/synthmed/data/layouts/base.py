@@ -125,7 +125,7 @@ class CaseSource:
                 self._check_grid(spec.path, f"{spec.channel} ", array.shape, affine, ref_name, ref_shape, ref_affine)
             arrays.append(array)
         cache.clear()
-        label, affine = self._read(self.label)
+        label, affine = self._read(self.label, "label")
         label = self._squeeze(label, self.label)
         self._check_grid(self.label, "label ", label.shape, affine, ref_name, ref_shape, ref_affine)
         return Case(
@@ -139,8 +139,10 @@ class CaseSource:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _read(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """``load_nifti`` with the case id added to its errors."""
+    def _read(self, path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """``load_nifti`` with the case id added to its errors; ``what`` names the file's role."""
+        if not path.is_file():
+            raise DataError(f"missing {what}: file not found", path=path, case=self.id)
         try:
             return load_nifti(path)
         except DataError as exc:
@@ -156,10 +158,12 @@ class CaseSource:
             )
         return array
 
-    def _channel(self, spec: ChannelFile, cache: dict[Path, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    def _channel(
+        self, spec: ChannelFile, cache: dict[Path, tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``[D, H, W]`` array and affine of one channel (4D files are read once)."""
         if spec.path not in cache:
-            cache[spec.path] = self._read(spec.path)
+            cache[spec.path] = self._read(spec.path, f"modality {spec.channel}")
         array, affine = cache[spec.path]
         if spec.index is None:
             return self._squeeze(array, spec.path), affine

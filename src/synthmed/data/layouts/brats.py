@@ -66,8 +66,8 @@ def _pick(folder: Path, role: str, candidates: list[Path]) -> tuple[Path, tuple[
         return candidates[0], None
     if not candidates:
         what = "label" if role == "seg" else f"modality {role}"
-        problem = f"missing {what}: expected {folder.name}_{role}.nii.gz or .nii in {folder}"
-        return _expected(folder, role), (problem, _expected(folder, role))
+        problem = f"missing {what}: expected {folder.name}_{role}.nii.gz (or .nii) in this folder"
+        return _expected(folder, role), (problem, folder)
     exact = [p for p in candidates if (nifti_stem(p.name) or "").lower() == f"{folder.name}_{role}".lower()]
     if len(exact) == 1:
         return exact[0], None

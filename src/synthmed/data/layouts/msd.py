@@ -77,13 +77,14 @@ def discover(src: Path) -> list[CaseSource]:
         image = images.get(case)
         if image is None:
             image = src / "imagesTr" / f"{case}.nii.gz"
-            problems.append((f"missing image: expected {case}.nii.gz or .nii in {src / 'imagesTr'}", image))
+            problems.append((f"missing image: expected {case}.nii.gz (or .nii) in this folder", image.parent))
         label = labels.get(case)
         if label is None:
             label = src / "labelsTr" / f"{case}.nii.gz"
-            problems.append((f"missing label: expected {case}.nii.gz or .nii in {src / 'labelsTr'}", label))
+            problems.append((f"missing label: expected {case}.nii.gz (or .nii) in this folder", label.parent))
         channels = tuple(
-            ChannelFile(channel, image, index=channel_index[channel], count=len(names)) for channel in CANONICAL_CHANNELS
+            ChannelFile(channel, image, index=channel_index[channel], count=len(names))
+            for channel in CANONICAL_CHANNELS
         )
         sources.append(
             CaseSource(

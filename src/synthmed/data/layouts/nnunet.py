@@ -47,7 +47,9 @@ def _file_ending(data: dict, meta: Path) -> str:
     """The dataset's NIfTI file ending (``.nii.gz`` when not given)."""
     ending = data.get("file_ending", ".nii.gz")
     if ending not in (".nii.gz", ".nii"):
-        raise DataError(f'file_ending {ending!r} is not supported: only ".nii.gz" and ".nii" files can be read', path=meta)
+        raise DataError(
+            f'file_ending {ending!r} is not supported: only ".nii.gz" and ".nii" files can be read', path=meta
+        )
     return ending
 
 
@@ -110,18 +112,17 @@ def discover(src: Path) -> list[CaseSource]:
             index = channel_index[channel]
             path = src / "imagesTr" / f"{case}_{index:04d}{ending}"
             if index not in files:
-                problems.append(
-                    (f"missing modality {channel} ({names[index]!r} in dataset.json): expected {path.name} in {path.parent}", path)
-                )
+                message = f"missing modality {channel} ({names[index]!r} in dataset.json): expected {path.name}"
+                problems.append((f"{message} in this folder", path.parent))
             channels.append(ChannelFile(channel, path))
         extra = sorted(set(files) - set(names))
         if extra:
-            problems.append(
-                (f"unexpected channel files {', '.join(files[i].name for i in extra)}: dataset.json names {len(names)} channels", files[extra[0]])
-            )
+            listed = ", ".join(files[i].name for i in extra)
+            message = f"unexpected channel files {listed}: dataset.json names {len(names)} channels"
+            problems.append((message, files[extra[0]].parent))
         label = src / "labelsTr" / f"{case}{ending}"
         if case not in labels:
-            problems.append((f"missing label: expected {label.name} in {label.parent}", label))
+            problems.append((f"missing label: expected {label.name} in this folder", label.parent))
         sources.append(
             CaseSource(
                 id=case,
