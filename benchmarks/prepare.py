@@ -1,7 +1,9 @@
 """`data prepare` cost and memory against its baselines, on default-size phantom cases.
 
 - cost: prepare (2D, 128 px, one worker) over K cases vs merely loading the same NIfTI
-  files with nibabel (`np.asanyarray(nib.load(f).dataobj)`), same process; target <= 2x.
+  files with nibabel as floating-point arrays (`nib.load(f).get_fdata(dtype=np.float32)`),
+  same process, best of three interleaved warm runs each; target <= 2x. The ratio against nibabel's raw
+  stored integers (`np.asanyarray(img.dataobj)`, no float conversion) is reported too.
 - memory: peak resident memory of a `prepare` process at 40 cases vs at 10 cases (the
   first 10 of the same dataset), each in a fresh process; target <= 1.2x.
 
@@ -34,10 +36,17 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def load_only(folder: Path) -> float:
+def load_only(folder: Path, *, raw: bool = False) -> float:
     start = time.perf_counter()
     for path in sorted(folder.glob("*/*.nii.gz")):
-        np.asanyarray(nib.load(path).dataobj)
+        img = nib.load(path)
+        np.asanyarray(img.dataobj) if raw else img.get_fdata(dtype=np.float32)
+    return time.perf_counter() - start
+
+
+def prepare_time(src: Path, store: Path, size: int) -> float:
+    start = time.perf_counter()
+    prepare(src, store, PrepareConfig(size=size), progress=False, overwrite=True)
     return time.perf_counter() - start
 
 
@@ -53,6 +62,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10)
     parser.add_argument("--large", type=int, default=40)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "prepare.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,11 +79,11 @@ def main() -> None:
             return folder
 
         cost_src, small_src = subset("cost", args.cost_cases), subset("small", args.small)
-        load_only(cost_src)  # warm the page cache for both measurements
-        t_load = min(load_only(cost_src) for _ in range(2))
-        start = time.perf_counter()
-        prepare(cost_src, tmp / "cost-store", PrepareConfig(size=args.size), progress=False)
-        t_prepare = time.perf_counter() - start
+        load_only(cost_src)  # warm the page cache and the code paths of both measurements
+        prepare_time(subset("warm", 1), tmp / "warm-store", args.size)
+        rounds = [(load_only(cost_src, raw=True), load_only(cost_src), prepare_time(cost_src, tmp / "cost", args.size))
+                  for _ in range(args.repeats)]  # interleaved, so drifts in machine load hit all three
+        t_raw, t_load, t_prepare = (min(column) for column in zip(*rounds))
         rss_small = peak_rss_mib(small_src, tmp / "small-store", args.size)
         rss_large = peak_rss_mib(data, tmp / "large-store", args.size)
     cost_ratio = t_prepare / t_load
@@ -82,8 +92,10 @@ def main() -> None:
         "benchmark": "prepare",
         "shape": [155, 240, 240],
         "size": args.size,
-        "cost": {"cases": args.cost_cases, "nibabel_load_s": round(t_load, 3), "prepare_s": round(t_prepare, 3),
-                 "ratio": round(cost_ratio, 3), "target": 2.0, "meets_target": cost_ratio <= 2.0},
+        "cost": {"cases": args.cost_cases, "nibabel_get_fdata_float32_s": round(t_load, 3),
+                 "prepare_s": round(t_prepare, 3), "ratio": round(cost_ratio, 3), "target": 2.0,
+                 "meets_target": cost_ratio <= 2.0, "nibabel_raw_dataobj_s": round(t_raw, 3),
+                 "ratio_to_raw_dataobj": round(t_prepare / t_raw, 3)},
         "memory": {"cases": [args.small, args.large], "peak_rss_mib": [round(rss_small, 1), round(rss_large, 1)],
                    "ratio": round(memory_ratio, 3), "target": 1.2, "meets_target": memory_ratio <= 1.2},
     }

@@ -20,6 +20,7 @@ import synthmed
 from synthmed.config import LayoutName, PhantomConfig, PrepareConfig, build_config
 from synthmed.errors import SynthmedError
 from synthmed.progress import console
+from synthmed.cli_generator import generator_app
 
 app = typer.Typer(
     help="synthmed: synthetic medical images with tumour masks — make, prepare and inspect data; "
@@ -30,9 +31,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Datasets: write the built-in phantom, prepare stores, inspect them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(generator_app, name="generator")
 
 _state = {"debug": False}
-stdout = Console()  # results go to stdout; progress and errors to stderr (`console`)
+stdout = Console(soft_wrap=True)  # results go to stdout; progress and errors to stderr (`console`)
 
 
 def _version(value: bool) -> None:

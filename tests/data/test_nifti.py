@@ -46,3 +46,20 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path):
     save_nifti(tmp_path / "nan.nii.gz", vol, np.eye(4))
     with pytest.raises(DataError, match="nan.nii.gz: 1 NaN or Inf voxels"):
         load_nifti(tmp_path / "nan.nii.gz")
+
+
+def test_nifti2_gz_and_big_endian_files_read_like_nifti1(tmp_path):
+    xyz = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    nib.save(nib.Nifti2Image(xyz, np.eye(4)), tmp_path / "two.nii.gz")
+    big = nib.Nifti1Image(xyz.astype(">i2"), np.eye(4))
+    nib.save(big, tmp_path / "big.nii.gz")
+    for name in ("two.nii.gz", "big.nii.gz"):
+        np.testing.assert_array_equal(load_nifti(tmp_path / name)[0], xyz.transpose(2, 1, 0))
+
+
+def test_truncated_gzip_is_a_data_error(tmp_path):
+    save_nifti(tmp_path / "v.nii.gz", np.ones((6, 5, 4), np.float32), np.eye(4))
+    data = (tmp_path / "v.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cut.nii.gz: cannot read NIfTI"):
+        load_nifti(tmp_path / "cut.nii.gz")

@@ -12,6 +12,7 @@ provenance.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +20,12 @@ import numpy as np
 
 import synthmed
 from synthmed.config import PrepareConfig
-from synthmed.data.case import CANONICAL_CHANNELS
+from synthmed.data.case import CANONICAL_CHANNELS, Case
 from synthmed.data.layouts import CaseSource, detect_layout, discover_cases
 from synthmed.data.preprocess import CaseSamples, case_to_slices, case_to_volume, normalisation_record
 from synthmed.data.store import Store, StoreWriter
 from synthmed.errors import DataError, OutputExistsError
-from synthmed.parallel import ordered_map
+from synthmed.parallel import ordered_map, torch_threads
 from synthmed.progress import progress_bar
 
 
@@ -56,7 +57,7 @@ def split_cases(case_ids: list[str], test_fraction: float, seed: int) -> dict[st
 
 
 def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.blake2b(digest_size=32)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -74,25 +75,47 @@ class _Job:
 @dataclass
 class _Outcome:
     case_id: str
-    digest: str
+    digest: str = ""
+    case: Case | None = None
     samples: CaseSamples | None = None
     error: DataError | None = None
 
 
-def _process(job: _Job) -> _Outcome:
-    """Worker: read, validate and cut one case; a data problem is returned, not raised."""
+def _load(job: _Job) -> _Outcome:
+    """Read and validate one case and hash its files; a data problem is returned, not raised."""
     try:
         case = job.source.load()
-        digest = hashlib.sha256(
-            "".join(f"{p.name}:{_file_digest(p)};" for p in job.source.files()).encode()
+        digest = hashlib.blake2b(
+            "".join(f"{p.name}:{_file_digest(p)};" for p in job.source.files()).encode(), digest_size=32
         ).hexdigest()
     except DataError as exc:
-        return _Outcome(job.source.id, "", error=exc)
-    if job.dims == 2:
-        samples = case_to_slices(case, job.size, job.min_brain_fraction)
-    else:
-        samples = case_to_volume(case, job.size)
-    return _Outcome(case.id, digest, samples=samples)
+        return _Outcome(job.source.id, error=exc)
+    return _Outcome(case.id, digest, case=case)
+
+
+def _cut(job: _Job, outcome: _Outcome) -> _Outcome:
+    """Normalise and cut a loaded case into slices or a volume (drops the raw case)."""
+    if outcome.case is not None:
+        case, outcome.case = outcome.case, None
+        if job.dims == 2:
+            outcome.samples = case_to_slices(case, job.size, job.min_brain_fraction)
+        else:
+            outcome.samples = case_to_volume(case, job.size)
+    return outcome
+
+
+def _process(job: _Job) -> _Outcome:
+    """Worker: load and cut one case."""
+    return _cut(job, _load(job))
+
+
+def _outcomes(jobs: list[_Job], workers: int) -> Iterator[_Outcome]:
+    """Outcomes in job order. One worker: two threads of this process (decompression,
+    numpy and torch release the GIL, so reading one case overlaps cutting another); more:
+    ``workers`` processes each load and cut whole cases."""
+    if workers > 1:
+        return ordered_map(_process, jobs, workers=workers)
+    return ordered_map(_process, jobs, workers=2, window=2, threads=True)
 
 
 def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
@@ -128,9 +151,10 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
         synthetic=False,
         overwrite=overwrite,
     )
-    with writer, progress_bar(enabled=progress) as bar:
+    # one torch thread per Python thread or process: the cases run side by side already
+    with writer, torch_threads(1), progress_bar(enabled=progress) as bar:
         task = bar.add_task(f"preparing {len(jobs)} cases", total=len(jobs))
-        for outcome in ordered_map(_process, jobs, workers=config.workers):
+        for outcome in _outcomes(jobs, config.workers):
             bar.advance(task)
             if outcome.error is not None:
                 if not config.skip_bad:
@@ -160,7 +184,7 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
         writer.provenance.update({
             "source": str(src.resolve()),
             "layout": layout,
-            "source_hash": hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest(),
+            "source_hash": hashlib.blake2b("\n".join(sorted(digests)).encode(), digest_size=32).hexdigest(),
             "cases": cases,
             "skipped": skipped,
             "prepare": config.model_dump(exclude={"workers"}),

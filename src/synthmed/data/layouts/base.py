@@ -115,22 +115,23 @@ class CaseSource:
         if self.label is None:  # readers record a problem instead; guard anyway
             raise DataError("no label file", case=self.id)
         cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
-        arrays: list[np.ndarray] = []
+        images = np.empty(0, dtype=np.float32)
         ref_name, ref_shape, ref_affine = "", (), np.eye(4)
-        for spec in self.channels:
+        for c, spec in enumerate(self.channels):
             array, affine = self._channel(spec, cache)
-            if not arrays:
+            if c == 0:  # one float32 array for all channels; each file's values are cast into it
                 ref_name, ref_shape, ref_affine = spec.channel, array.shape, affine
+                images = np.empty((len(self.channels), *array.shape), dtype=np.float32)
             else:
                 self._check_grid(spec.path, f"{spec.channel} ", array.shape, affine, ref_name, ref_shape, ref_affine)
-            arrays.append(array)
+            images[c] = array
         cache.clear()
-        label, affine = self._read(self.label, "label")
+        label, affine = self._read(self.label, "label", dtype=None)
         label = self._squeeze(label, self.label)
         self._check_grid(self.label, "label ", label.shape, affine, ref_name, ref_shape, ref_affine)
         return Case(
             id=self.id,
-            images=np.stack(arrays).astype(np.float32, copy=False),
+            images=images,
             label=self._map_label(label),
             channels=tuple(spec.channel for spec in self.channels),
             spacing=spacing_from_affine(ref_affine),
@@ -139,12 +140,12 @@ class CaseSource:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _read(self, path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, path: Path, what: str, dtype: type | None = np.float32) -> tuple[np.ndarray, np.ndarray]:
         """``load_nifti`` with the case id added to its errors; ``what`` names the file's role."""
         if not path.is_file():
             raise DataError(f"missing {what}: file not found", path=path, case=self.id)
         try:
-            return load_nifti(path)
+            return load_nifti(path, dtype=dtype)
         except DataError as exc:
             raise DataError(exc.reason, path=exc.path or path, case=self.id) from None
 
@@ -163,7 +164,7 @@ class CaseSource:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``[D, H, W]`` array and affine of one channel (4D files are read once)."""
         if spec.path not in cache:
-            cache[spec.path] = self._read(spec.path, f"modality {spec.channel}")
+            cache[spec.path] = self._read(spec.path, f"modality {spec.channel}", dtype=None)
         array, affine = cache[spec.path]
         if spec.index is None:
             return self._squeeze(array, spec.path), affine
@@ -209,8 +210,8 @@ class CaseSource:
     def _map_label(self, label: np.ndarray) -> np.ndarray:
         """File label values → canonical uint8, rejecting non-integers and unknown values."""
         assert self.label is not None
-        whole = np.rint(label)
-        if not np.array_equal(whole, label):
+        whole = label if np.issubdtype(label.dtype, np.integer) else np.rint(label)
+        if whole is not label and not np.array_equal(whole, label):
             bad = np.unique(label[whole != label])[:5]
             raise DataError(
                 f"non-integer label values {sorted(float(v) for v in bad)}; label values must be whole numbers",
@@ -219,13 +220,21 @@ class CaseSource:
             )
         mapping = dict(self.label_map)
         lo, hi = float(whole.min()), float(whole.max())
-        small = lo >= 0 and hi < 1024  # the usual case: count and map through a lookup table
-        ints = whole.astype(np.int16) if small else None
-        if ints is not None:
-            present = [int(v) for v in np.flatnonzero(np.bincount(ints.ravel(), minlength=int(hi) + 1))]
+        if lo >= 0 and hi < 1024:  # the usual case: one pass through a lookup table
+            unmapped = 255
+            lut = np.full(int(hi) + 1, unmapped, dtype=np.uint8)
+            for value, canonical in mapping.items():
+                if value <= hi:
+                    lut[value] = canonical
+            out = lut[whole if whole.dtype == np.uint8 else whole.astype(np.int16)]
+            bad = out == unmapped
+            unknown = sorted(int(v) for v in np.unique(whole[bad])) if bad.any() else []
         else:
-            present = [int(v) for v in np.unique(whole)]
-        unknown = sorted(v for v in present if v not in mapping)
+            unknown = sorted(int(v) for v in np.unique(whole) if int(v) not in mapping)
+            out = np.zeros(whole.shape, dtype=np.uint8)
+            if not unknown:
+                for value, canonical in mapping.items():
+                    out[whole == value] = canonical
         if unknown:
             allowed = ", ".join(str(v) for v in sorted(mapping))
             raise DataError(
@@ -233,14 +242,6 @@ class CaseSource:
                 path=self.label,
                 case=self.id,
             )
-        if ints is not None:
-            lut = np.zeros(int(hi) + 1, dtype=np.uint8)
-            for value in present:
-                lut[value] = mapping[value]
-            return lut[ints]
-        out = np.zeros(whole.shape, dtype=np.uint8)
-        for value in present:
-            out[whole == value] = mapping[value]
         return out
 
 
