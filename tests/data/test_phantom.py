@@ -223,11 +223,11 @@ def test_existing_output_is_kept_without_overwrite(tmp_path):
 def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     calls = []
 
-    def failing_write(case, root):
+    def failing_write(case, root, **options):
         calls.append(case.id)
         if len(calls) == 2:
             raise RuntimeError("disk full")
-        return real_write(case, root)
+        return real_write(case, root, **options)
 
     real_write = phantom.write_brats_case
     monkeypatch.setattr(phantom, "write_brats_case", failing_write)

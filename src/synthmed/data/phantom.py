@@ -56,8 +56,6 @@ import functools
 import importlib.util
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +68,9 @@ from scipy import ndimage
 import synthmed
 from synthmed.atomic import atomic_directory
 from synthmed.data.case import CANONICAL_CHANNELS, Case
-from synthmed.data.nifti import save_nifti
+from synthmed.data.layouts.brats import write_brats_case
 from synthmed.errors import SynthmedError
+from synthmed.parallel import torch_threads
 
 #: Grid ``(D, H, W)``; the NIfTI files are 240 × 240 × 155 ``(x, y, z)`` like BraTS.
 DEFAULT_SHAPE: tuple[int, int, int] = (155, 240, 240)
@@ -99,7 +98,6 @@ TISSUE_MEANS: np.ndarray = np.array(
 
 #: Case id of case ``index`` (BraTS 2021 naming).
 CASE_ID_FORMAT = "BraTS2021_{index:05d}"
-_TO_BRATS = np.array([0, 1, 2, 4], dtype=np.uint8)  # canonical label → BraTS file value
 
 _BASE_SCALE = 0.95
 _BRAIN_CENTRE_MNI = np.array([0.0, -17.0, 5.0])  # centre of the MNI brain mask's box, mm
@@ -716,32 +714,16 @@ def phantom_tissues(index: int, *, seed: int, shape: tuple[int, int, int] = DEFA
     return tissues
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch single-threaded inside the block, restoring the caller's setting after.
-
-    The phantom's torch work is small memory-bound kernels and a ``grid_sample`` that torch
-    does not parallelise on CPU: a second thread gains little on an idle machine, loses a
-    lot on a busy one (OpenMP barriers wait for a descheduled thread), and one thread makes
-    the arrays identical in every process by construction.
-    """
-    previous = torch.get_num_threads()
-    if previous != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if previous != 1:
-            torch.set_num_threads(previous)
-
-
 def phantom_sample(index: int, *, seed: int, shape: tuple[int, int, int] = DEFAULT_SHAPE, tumour: bool = True,
                    tissues: bool = False) -> tuple[Case, PhantomTissues | None]:
     """:func:`phantom_case` and, when ``tissues`` is true, its :class:`PhantomTissues` (else None).
 
-    Runs torch on one thread for its duration (see :func:`_one_torch_thread`).
+    Runs torch on one thread for its duration: the phantom's torch work is small
+    memory-bound kernels and a ``grid_sample`` torch does not parallelise on CPU, so a second
+    thread gains little on an idle machine and loses a lot on a busy one; one thread also
+    makes the arrays identical in every process by construction.
     """
-    with _one_torch_thread():
+    with torch_threads(1):
         return _phantom_sample(index, seed=seed, shape=shape, tumour=tumour, tissues=tissues)
 
 
@@ -889,22 +871,8 @@ class _CaseJob:
 def _write_case(job: _CaseJob) -> str:
     """Synthesise one case and write its BraTS files under ``job.root``; returns its id."""
     case = phantom_case(job.index, seed=job.seed, shape=job.shape, tumour=job.tumour)
-    write_brats_case(case, job.root)
+    write_brats_case(case, job.root, image_dtype=np.int16)
     return case.id
-
-
-def write_brats_case(case: Case, root: str | Path) -> Path:
-    """Write ``root/<id>/<id>_{t1,t1ce,t2,flair,seg}.nii.gz``; returns the case folder.
-
-    Images are int16 (the phantom's intensities are integers below 32000), ``seg`` uint8 in
-    BraTS values (0, 1 NCR, 2 ED, 4 ET).
-    """
-    folder = Path(root) / case.id
-    folder.mkdir(parents=True, exist_ok=True)
-    for channel, image in zip(case.channels, case.images):
-        save_nifti(folder / f"{case.id}_{channel}.nii.gz", image, case.affine, dtype=np.int16)
-    save_nifti(folder / f"{case.id}_seg.nii.gz", _TO_BRATS[case.label], case.affine)
-    return folder
 
 
 def write_phantom(out: str | Path, *, cases: int, seed: int, shape: tuple[int, int, int] = DEFAULT_SHAPE,

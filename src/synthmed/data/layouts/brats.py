@@ -15,19 +15,25 @@ The case id is the folder name. Files are matched by their suffix, case-insensit
 same suffix, the one named ``<folder>_<suffix>`` wins. ``_segm`` is accepted for the label
 (one BraTS 2020 case ships ``..._Segm.nii``). Labels are BraTS values 0, 1 (NCR), 2 (ED),
 4 (ET), mapped to canonical 0, 1, 2, 3. Hidden entries and subfolders without NIfTI files
-are ignored.
+are ignored. :func:`write_brats_case` writes a `Case` in this layout (the phantom and the
+NIfTI export of synthetic stores use it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from synthmed.data.case import CANONICAL_CHANNELS
+import numpy as np
+
+from synthmed.data.case import CANONICAL_CHANNELS, Case
 from synthmed.data.layouts.base import CaseSource, ChannelFile, nifti_stem
+from synthmed.data.nifti import save_nifti
 from synthmed.errors import DataError
 
 #: BraTS label values → canonical labels.
 BRATS_LABELS: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (4, 3))
+#: Canonical label → BraTS file value (indexed by the canonical label).
+TO_BRATS = np.array([brats for brats, _ in sorted(BRATS_LABELS, key=lambda pair: pair[1])], dtype=np.uint8)
 
 #: Accepted file-name suffixes (lower case, before ``.nii[.gz]``) per channel and for the label.
 SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -119,3 +125,17 @@ def _no_cases_message(src: Path) -> str:
         "no BraTS case folders found: expected folders like BraTS20_Training_001/ holding "
         f"BraTS20_Training_001_{{t1,t1ce,t2,flair,seg}}.nii.gz{hint}"
     )
+
+
+def write_brats_case(case: Case, root: str | Path, *, image_dtype: type = np.float32) -> Path:
+    """Write ``root/<id>/<id>_{<channel>…,seg}.nii.gz``; returns the case folder.
+
+    Images are cast to ``image_dtype`` (the phantom's integer intensities fit int16), the
+    label is written as uint8 BraTS values (ET = 4). Each file is written atomically.
+    """
+    folder = Path(root) / case.id
+    folder.mkdir(parents=True, exist_ok=True)
+    for channel, image in zip(case.channels, case.images):
+        save_nifti(folder / f"{case.id}_{channel}.nii.gz", image, case.affine, dtype=image_dtype)
+    save_nifti(folder / f"{case.id}_seg.nii.gz", TO_BRATS[case.label], case.affine)
+    return folder

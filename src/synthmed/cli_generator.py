@@ -1,0 +1,83 @@
+"""``synthmed generator …``: train a generator on a store, sample a synthetic store from a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from synthmed.errors import SynthmedError
+
+generator_app = typer.Typer(help="Generators: train on a store (resumable, multi-GPU), sample synthetic stores.",
+                            no_args_is_help=True)
+stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrapped
+
+
+@generator_app.command("train")
+def generator_train(
+    store: Annotated[Path, typer.Argument(help="Training store (its 'train' split is used; test patients stay unseen).")],
+    run: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints, TensorBoard logs.")],
+    model: Annotated[str, typer.Option(help="Generator: ddpm (diffusion; --objective picks DDPM or rectified flow).")] = "ddpm",
+    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 32 px), small (one GPU, 64-128 px) or paper (the reference study: 256², 4000 steps).")] = "tiny",
+    steps: Annotated[Optional[int], typer.Option(help="Total training steps (default: the preset's); with --resume, train up to this.")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's); the global batch is batch × processes.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps (and always at the end) (default: the preset's).")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="ddpm (epsilon prediction) or rflow (rectified flow, for few-step sampling) (default: the preset's).")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="DDPM noise schedule: linear or cosine (default: the preset's).")] = None,
+    train_timesteps: Annotated[Optional[int], typer.Option(help="Training timesteps T (default: the preset's).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue RUN from its last checkpoint (the model config must be unchanged).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete RUN if it exists and start afresh.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise (a resumed run keeps its own).")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
+    devices: Annotated[int, typer.Option(help="Processes (GPUs) on this node; >1 trains with DDP. Under torchrun/SLURM the launcher's count is used.")] = 1,
+    precision: Annotated[str, typer.Option(help="auto (bf16 or fp16 mixed on GPU, 32 on CPU), 32, bf16 or fp16.")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding batches ahead.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Train a generator on STORE into RUN: checkpoints every --checkpoint-every steps,
+    TensorBoard logs in RUN/tensorboard, --resume to continue after an interruption."""
+    from synthmed.generators.api import train_generator
+    from synthmed.training.fabric import FabricOptions
+
+    final = train_generator(
+        store, run, model=model, preset=preset,
+        model_overrides={"objective": objective, "schedule": schedule, "train_timesteps": train_timesteps},
+        train_overrides={"steps": steps, "batch": batch, "lr": lr, "checkpoint_every": checkpoint_every,
+                         "num_workers": workers},
+        seed=seed, fabric=FabricOptions(device=device, devices=devices, precision=precision),  # type: ignore[arg-type]
+        resume=resume, overwrite=overwrite, progress=progress,
+    )
+    if final is not None:
+        stdout.print(f"trained {escape(str(run))} to step {final}")
+
+
+@generator_app.command("sample")
+def generator_sample(
+    run: Annotated[Path, typer.Argument(help="Run directory (its last checkpoint, EMA weights) or a saved generator folder.")],
+    out: Annotated[Path, typer.Argument(help="Synthetic store to write (synthetic: true, with provenance).")],
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 16,
+    sampler: Annotated[Optional[str], typer.Option(help="ddpm (ancestral), ddim or rflow (default: ddim for DDPM models, rflow for rectified-flow ones).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Sampler steps K (default: T for ddpm, 50 for ddim and rflow).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed: same seed, batch and sampler → same samples.")] = 0,
+    batch: Annotated[int, typer.Option(help="Samples generated at once (memory is flat in --n).")] = 16,
+    format: Annotated[str, typer.Option("--format", help="store; nifti (also OUT-nifti/, BraTS layout) or png (also OUT-samples.png).")] = "store",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    checkpoint: Annotated[str, typer.Option(help="last or best checkpoint of RUN.")] = "last",
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT (and its export) if it exists.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Sample N synthetic image + mask pairs from a trained RUN into the store OUT, in batches."""
+    from synthmed.generators.api import sample_run
+
+    store = sample_run(run, out, n=n, sampler=sampler, steps=steps, seed=seed, batch=batch, fmt=format,
+                       device=device, checkpoint=checkpoint, overwrite=overwrite, progress=progress)
+    prov = store.meta["provenance"]
+    stdout.print(f"wrote {escape(str(out))}: {len(store)} synthetic samples "
+                 f"({prov['sampler']} × {prov['steps']} steps, seed {prov['seed']}, checkpoint step {prov['checkpoint_step']})")
+
+
+__all__ = ["generator_app", "SynthmedError"]

@@ -1,0 +1,89 @@
+"""The functions behind ``synthmed generator train`` and ``sample`` (the CLI only parses)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from synthmed.data.store import Store
+from synthmed.errors import OutputExistsError, SynthmedError
+from synthmed.generators.base import FitOptions
+from synthmed.generators.registry import generator_class
+from synthmed.training.fabric import FabricOptions
+
+
+def train_generator(
+    store: str | Path,
+    run: str | Path,
+    *,
+    model: str = "ddpm",
+    preset: str = "tiny",
+    model_overrides: Mapping[str, Any] = {},
+    train_overrides: Mapping[str, Any] = {},
+    seed: int = 0,
+    fabric: FabricOptions = FabricOptions(),
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> int | None:
+    """Train generator ``model`` with ``preset`` (plus overrides) on ``store`` into ``run``.
+
+    Returns:
+        The final step (``None`` on DDP ranks other than 0).
+
+    Raises:
+        SynthmedError: unknown model or preset, bad option values, unusable store, existing
+            run without ``resume``/``overwrite``, changed model config on ``resume``.
+    """
+    cls = generator_class(model)
+    generator = cls.from_options(preset, model_overrides, train_overrides)
+    run = Path(run)
+    if run.exists() and not (resume or overwrite) and (not run.is_dir() or any(run.iterdir())):
+        raise OutputExistsError(run)  # fail before opening the store or starting processes
+    opened = Store.open(store)
+    final = generator.fit(opened, run, FitOptions(seed=seed, fabric=fabric, resume=resume, overwrite=overwrite,
+                                                   progress=progress))
+    return final if getattr(generator, "global_rank", 0) == 0 else None
+
+
+def sample_run(
+    run: str | Path,
+    out: str | Path,
+    *,
+    n: int,
+    sampler: str | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    batch: int = 16,
+    fmt: str = "store",
+    device: str = "auto",
+    checkpoint: str = "last",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Store:
+    """Load the generator of ``run`` and write ``n`` samples to the store ``out`` (see
+    :func:`~synthmed.generators.sampling.sample_to_store`)."""
+    from synthmed.generators.sampling import sample_to_store
+    from synthmed.training.run import RUN_JSON, read_run
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(out)
+    run = Path(run)
+    kind = read_run(run).get("kind") if (run / RUN_JSON).is_file() else _saved_kind(run)
+    generator = generator_class(kind).load(run, device=device, checkpoint=checkpoint)
+    return sample_to_store(generator, out, n, seed=seed, batch_size=batch, sampler=sampler, steps=steps, fmt=fmt,
+                           overwrite=overwrite, progress=progress)
+
+
+def _saved_kind(path: Path) -> str:
+    import json
+
+    from synthmed.generators.base import GENERATOR_JSON
+
+    file = path / GENERATOR_JSON
+    if not file.is_file():
+        raise SynthmedError(f"{path}: not a generator run directory (run.json missing) or saved generator "
+                            f"({GENERATOR_JSON} missing)")
+    return str(json.loads(file.read_text()).get("generator"))

@@ -1,0 +1,105 @@
+"""Generator configuration models (pydantic) and the diffusion presets.
+
+A generator's config has two parts: :class:`DiffusionModelConfig` (what the weights depend
+on; fixed for the life of a run) and :class:`TrainConfig` (how long and how fast to train;
+may change on ``--resume``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DiffusionModelConfig(_Config):
+    """The diffusion model: MONAI ``DiffusionModelUNet`` + training objective.
+
+    ``spatial_dims``, ``in_channels`` and ``image_shape`` are taken from the training store.
+    """
+
+    channels: tuple[int, ...] = Field((16, 32), description="UNet channels per level")
+    num_res_blocks: int = Field(1, ge=1, description="residual blocks per level")
+    attention_levels: tuple[bool, ...] = Field((False, False), description="self-attention per level")
+    num_head_channels: int = Field(8, ge=1, description="channels per attention head")
+    norm_num_groups: int = Field(8, ge=1, description="GroupNorm groups (must divide every level's channels)")
+    objective: Literal["ddpm", "rflow"] = Field("ddpm", description="ddpm: epsilon prediction; rflow: rectified flow (velocity)")
+    schedule: Literal["linear", "cosine"] = Field("linear", description="DDPM noise schedule")
+    train_timesteps: int = Field(1000, ge=2, description="training timesteps T")
+    beta_start: float = Field(1e-4, gt=0, lt=1, description="linear schedule: first beta")
+    beta_end: float = Field(2e-2, gt=0, lt=1, description="linear schedule: last beta")
+    label_mode: Literal["levels", "onehot"] = Field("levels", description="joint encoding of the mask")
+    spatial_dims: int = Field(2, ge=2, le=3, description="2 or 3 (from the store)")
+    image_channels: int = Field(4, ge=1, description="image channels (from the store)")
+    image_shape: tuple[int, ...] = Field((32, 32), description="spatial shape (from the store)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DiffusionModelConfig:
+        if len(self.attention_levels) != len(self.channels):
+            raise ValueError(f"attention_levels needs one entry per level ({len(self.channels)})")
+        bad = [c for c in self.channels if c % self.norm_num_groups]
+        if bad:
+            raise ValueError(f"norm_num_groups {self.norm_num_groups} must divide every channel count, not {bad}")
+        if len(self.image_shape) != self.spatial_dims:
+            raise ValueError(f"image_shape {self.image_shape} is not {self.spatial_dims}D")
+        factor = 2 ** (len(self.channels) - 1)
+        if any(s % factor for s in self.image_shape):
+            raise ValueError(f"image sides {self.image_shape} must be divisible by {factor} "
+                             f"({len(self.channels)} UNet levels halve the size {len(self.channels) - 1} times)")
+        return self
+
+
+class TrainConfig(_Config):
+    """How to train (may change on ``--resume``)."""
+
+    steps: int = Field(20, ge=1, description="total optimiser steps")
+    batch: int = Field(8, ge=1, description="batch per process")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights used for sampling")
+    checkpoint_every: int = Field(1000, ge=1, description="checkpoint every N steps (and at the end)")
+    log_every: int = Field(10, ge=1, description="log scalars every N steps")
+    image_every: int = Field(0, ge=0, description="TensorBoard sample grid every N steps (0: at the end)")
+    preview_steps: int = Field(20, ge=1, description="DDIM steps of the preview grid")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    grad_clip: float = Field(1.0, ge=0, description="gradient norm clip (0: none)")
+
+
+class Preset(_Config):
+    """A named model + training configuration."""
+
+    model: DiffusionModelConfig
+    train: TrainConfig
+    description: str
+
+
+#: ``tiny``: CPU seconds at 32 px (tests, demo); ``small``: a laptop GPU at 64–128 px;
+#: ``paper``: the reference study (Akbar et al. 2024): 5 channels, 256², 64 base channels,
+#: 3 residual blocks, linear schedule, 4000 steps, lr 1e-4, batch 32.
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        description="CPU seconds at 32 px: channels (16, 32), 1 res block, no attention, T=200",
+        model=DiffusionModelConfig(channels=(16, 32), num_res_blocks=1, attention_levels=(False, False),
+                                   norm_num_groups=8, train_timesteps=200),
+        train=TrainConfig(steps=20, batch=8, lr=1e-3, ema_decay=0.9, checkpoint_every=10, log_every=5, preview_steps=4),
+    ),
+    "small": Preset(
+        description="one GPU, 64-128 px: channels (32, 64, 128, 128), 2 res blocks, attention at the lowest level, T=1000",
+        model=DiffusionModelConfig(channels=(32, 64, 128, 128), num_res_blocks=2,
+                                   attention_levels=(False, False, False, True), norm_num_groups=16,
+                                   num_head_channels=32, train_timesteps=1000, image_shape=(128, 128)),
+        train=TrainConfig(steps=50_000, batch=16, lr=1e-4, checkpoint_every=2000, log_every=50, image_every=5000),
+    ),
+    "paper": Preset(
+        description="reference study: 256², channels (64, 128, 256, 256), 3 res blocks, linear T=4000, lr 1e-4, batch 32",
+        model=DiffusionModelConfig(channels=(64, 128, 256, 256), num_res_blocks=3,
+                                   attention_levels=(False, False, True, True), norm_num_groups=32,
+                                   num_head_channels=64, schedule="linear", train_timesteps=4000,
+                                   image_shape=(256, 256)),
+        train=TrainConfig(steps=200_000, batch=32, lr=1e-4, ema_decay=0.9999, checkpoint_every=5000,
+                          log_every=100, image_every=10_000),
+    ),
+}

@@ -1,0 +1,32 @@
+"""The denoising network: MONAI ``DiffusionModelUNet``, 2D or 3D.
+
+The network maps ``(x_t float [B, C, *spatial], t [B])`` to a tensor of the same shape as
+``x_t`` (noise for DDPM, velocity for rectified flow). It knows nothing about how it is
+trained or sampled.
+"""
+
+from __future__ import annotations
+
+from monai.networks.nets import DiffusionModelUNet
+
+from synthmed.generators.config import DiffusionModelConfig
+
+
+def n_encoded_channels(config: DiffusionModelConfig) -> int:
+    """Channels of the joint encoding: image channels + 1 (levels) or + 4 (one-hot)."""
+    return config.image_channels + (1 if config.label_mode == "levels" else 4)
+
+
+def build_unet(config: DiffusionModelConfig) -> DiffusionModelUNet:
+    """A ``DiffusionModelUNet`` with in = out = the encoded channel count."""
+    channels = n_encoded_channels(config)
+    return DiffusionModelUNet(
+        spatial_dims=config.spatial_dims,
+        in_channels=channels,
+        out_channels=channels,
+        channels=tuple(config.channels),
+        attention_levels=tuple(config.attention_levels),
+        num_res_blocks=config.num_res_blocks,
+        num_head_channels=config.num_head_channels,
+        norm_num_groups=config.norm_num_groups,
+    )

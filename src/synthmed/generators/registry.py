@@ -1,0 +1,35 @@
+"""Generators by name. Families register themselves with :func:`register`."""
+
+from __future__ import annotations
+
+import importlib
+
+from synthmed.errors import SynthmedError
+from synthmed.generators.base import Generator
+
+#: name → "module:Class"; imported lazily so ``synthmed --help`` stays fast.
+_REGISTRY: dict[str, str] = {
+    "ddpm": "synthmed.generators.diffusion.model:DiffusionGenerator",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register ``"package.module:Class"`` under ``name`` (e.g. the GAN issue adds ``stylegan2``)."""
+    _REGISTRY[name] = target
+
+
+def names() -> tuple[str, ...]:
+    """Registered generator names."""
+    return tuple(sorted(_REGISTRY))
+
+
+def generator_class(name: str) -> type[Generator]:
+    """The class registered as ``name``.
+
+    Raises:
+        SynthmedError: unknown name (the message lists the known ones).
+    """
+    if name not in _REGISTRY:
+        raise SynthmedError(f"unknown generator {name!r}; known: {', '.join(names())}")
+    module, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)

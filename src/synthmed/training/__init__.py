@@ -1,0 +1,49 @@
+"""The one training toolkit: Fabric set-up, data stream, seeding, EMA, checkpoints, run
+directories and the loop. Every trainer uses it; none re-implements it.
+
+See :mod:`synthmed.training.loop` for the task protocol.
+"""
+
+from synthmed.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    read_state,
+    save_checkpoint,
+    save_weights,
+)
+from synthmed.training.data import StepBatchSampler, batch_stream
+from synthmed.training.ema import EMA
+from synthmed.training.fabric import FabricOptions, make_fabric, resolve_device, resolve_precision
+from synthmed.training.loop import LoopOptions, StepContext, TrainingTask, tile, train
+from synthmed.training.run import Run, open_run, read_run, versions
+from synthmed.training.seeding import StepRandom, derive_seed, make_generator, seed_everything
+
+__all__ = [
+    "EMA",
+    "FabricOptions",
+    "LoopOptions",
+    "Run",
+    "StepBatchSampler",
+    "StepContext",
+    "StepRandom",
+    "TrainingTask",
+    "batch_stream",
+    "derive_seed",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_weights",
+    "make_fabric",
+    "make_generator",
+    "open_run",
+    "read_run",
+    "read_state",
+    "resolve_device",
+    "resolve_precision",
+    "save_checkpoint",
+    "save_weights",
+    "seed_everything",
+    "tile",
+    "train",
+    "versions",
+]

@@ -1,0 +1,34 @@
+"""Tiny stores for the training and generator tests, written with StoreWriter directly (no phantom)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from synthmed.data.store import Store, StoreWriter
+
+
+def make_store(path: Path, *, dims: int = 2, n: int = 8, side: int = 16, n_test: int = 2, seed: int = 0,
+               chunk_samples: int | None = 4) -> Store:
+    """``n`` samples (the last ``n_test`` in split test) of smooth random images and a blob mask."""
+    rng = np.random.default_rng(seed)
+    spatial = (side,) * dims
+    grid = np.stack(np.meshgrid(*(np.linspace(-1, 1, side),) * dims, indexing="ij"))
+    images = np.empty((n, 4, *spatial), np.float32)
+    labels = np.zeros((n, *spatial), np.uint8)
+    for i in range(n):
+        centre = rng.uniform(-0.4, 0.4, size=(dims,) + (1,) * dims)
+        r = np.sqrt(((grid - centre) ** 2).sum(0))
+        labels[i][r < 0.6] = 2
+        labels[i][r < 0.4] = 3
+        labels[i][r < 0.2] = 1
+        for c in range(4):
+            images[i, c] = np.clip(0.5 + 0.3 * np.cos(3 * r + c) + 0.05 * rng.standard_normal(spatial), 0, 1)
+    rows = [{"case_id": f"case{i // 2}", "slice": i % 2 if dims == 2 else -1,
+             "split": "test" if i >= n - n_test else "train", "source": "test"} for i in range(n)]
+    with StoreWriter(path, dims=dims, channels=("t1", "t1ce", "t2", "flair"), sample_shape=(4, *spatial),
+                     spacing=(1.0, 1.0, 1.0), normalisation={"kind": "test"}, provenance={"made_by": "tests"},
+                     synthetic=False, chunk_samples=chunk_samples) as writer:
+        writer.append(images, labels, rows)
+    return writer.store
