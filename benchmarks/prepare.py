@@ -81,7 +81,7 @@ def main() -> None:
         cost_src, small_src = subset("cost", args.cost_cases), subset("small", args.small)
         load_only(cost_src)  # warm the page cache and the code paths of both measurements
         prepare_time(subset("warm", 1), tmp / "warm-store", args.size)
-        rounds = [(load_only(cost_src, raw=True), load_only(cost_src), prepare_time(cost_src, tmp / "cost", args.size))
+        rounds = [(load_only(cost_src, raw=True), load_only(cost_src), prepare_time(cost_src, tmp / "cost-store", args.size))
                   for _ in range(args.repeats)]  # interleaved, so drifts in machine load hit all three
         t_raw, t_load, t_prepare = (min(column) for column in zip(*rounds))
         rss_small = peak_rss_mib(small_src, tmp / "small-store", args.size)
