@@ -21,6 +21,9 @@ from synthmed.config import LayoutName, PhantomConfig, PrepareConfig, build_conf
 from synthmed.errors import SynthmedError
 from synthmed.progress import console
 from synthmed.cli_generator import generator_app
+from synthmed.cli_metrics import metrics_app
+from synthmed.cli_segment import segment_app
+from synthmed.cli_evaluate import evaluate_app, export_command
 
 app = typer.Typer(
     help="synthmed: synthetic medical images with tumour masks — make, prepare and inspect data; "
@@ -32,6 +35,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Datasets: write the built-in phantom, prepare stores, inspect them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(generator_app, name="generator")
+app.add_typer(segment_app, name="segment")
+app.add_typer(metrics_app, name="metrics")
+app.add_typer(evaluate_app, name="evaluate")
+app.command("export")(export_command)
 
 _state = {"debug": False}
 stdout = Console(soft_wrap=True)  # results go to stdout; progress and errors to stderr (`console`)

@@ -20,8 +20,8 @@ stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrap
 def generator_train(
     store: Annotated[Path, typer.Argument(help="Training store (its 'train' split is used; test patients stay unseen).")],
     run: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints, TensorBoard logs.")],
-    model: Annotated[str, typer.Option(help="Generator: ddpm (diffusion; --objective picks DDPM or rectified flow).")] = "ddpm",
-    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 32 px), small (one GPU, 64-128 px) or paper (the reference study: 256², 4000 steps).")] = "tiny",
+    model: Annotated[str, typer.Option(help="Generator: ddpm (diffusion; --objective picks DDPM or rectified flow), progan, stylegan1, stylegan2 or stylegan3.")] = "ddpm",
+    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 16-32 px), small (one GPU, 64-128 px) or paper (the reference study at 256²).")] = "tiny",
     steps: Annotated[Optional[int], typer.Option(help="Total training steps (default: the preset's); with --resume, train up to this.")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's); the global batch is batch × processes.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's).")] = None,
@@ -29,6 +29,10 @@ def generator_train(
     objective: Annotated[Optional[str], typer.Option(help="ddpm (epsilon prediction) or rflow (rectified flow, for few-step sampling) (default: the preset's).")] = None,
     schedule: Annotated[Optional[str], typer.Option(help="DDPM noise schedule: linear or cosine (default: the preset's).")] = None,
     train_timesteps: Annotated[Optional[int], typer.Option(help="Training timesteps T (default: the preset's).")] = None,
+    gamma: Annotated[Optional[float], typer.Option(help="GANs: R1 weight gamma (default: the preset's).")] = None,
+    ada: Annotated[Optional[bool], typer.Option("--ada/--no-ada", help="GANs: adaptive discriminator augmentation (default: on for stylegan2/3).")] = None,
+    mirror: Annotated[Optional[bool], typer.Option("--mirror/--no-mirror", help="GANs: random x-flips of what D sees (default: on).")] = None,
+    growth_steps: Annotated[Optional[int], typer.Option(help="progan/stylegan1: steps per fade-in and per stable phase of progressive growing (0: none).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN from its last checkpoint (the model config must be unchanged).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete RUN if it exists and start afresh.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise (a resumed run keeps its own).")] = 0,
@@ -47,7 +51,8 @@ def generator_train(
         store, run, model=model, preset=preset,
         model_overrides={"objective": objective, "schedule": schedule, "train_timesteps": train_timesteps},
         train_overrides={"steps": steps, "batch": batch, "lr": lr, "checkpoint_every": checkpoint_every,
-                         "num_workers": workers},
+                         "num_workers": workers, "r1_gamma": gamma, "ada": ada, "mirror": mirror,
+                         "growth_steps": growth_steps},
         seed=seed, fabric=FabricOptions(device=device, devices=devices, precision=precision),  # type: ignore[arg-type]
         resume=resume, overwrite=overwrite, progress=progress,
     )
@@ -62,6 +67,7 @@ def generator_sample(
     n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 16,
     sampler: Annotated[Optional[str], typer.Option(help="ddpm (ancestral), ddim or rflow (default: ddim for DDPM models, rflow for rectified-flow ones).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Sampler steps K (default: T for ddpm, 50 for ddim and rflow).")] = None,
+    truncation: Annotated[Optional[float], typer.Option(help="GANs: truncation psi in (0, 1] (1: none); smaller trades diversity for fidelity.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed: same seed, batch and sampler → same samples.")] = 0,
     batch: Annotated[int, typer.Option(help="Samples generated at once (memory is flat in --n).")] = 16,
     format: Annotated[str, typer.Option("--format", help="store; nifti (also OUT-nifti/, BraTS layout) or png (also OUT-samples.png).")] = "store",
@@ -74,10 +80,12 @@ def generator_sample(
     from synthmed.generators.api import sample_run
 
     store = sample_run(run, out, n=n, sampler=sampler, steps=steps, seed=seed, batch=batch, fmt=format,
-                       device=device, checkpoint=checkpoint, overwrite=overwrite, progress=progress)
+                       device=device, checkpoint=checkpoint, overwrite=overwrite, progress=progress,
+                       truncation=truncation)
     prov = store.meta["provenance"]
+    psi = f", truncation {prov['truncation']:g}" if "truncation" in prov else ""
     stdout.print(f"wrote {escape(str(out))}: {len(store)} synthetic samples "
-                 f"({prov['sampler']} × {prov['steps']} steps, seed {prov['seed']}, checkpoint step {prov['checkpoint_step']})")
+                 f"({prov['sampler']} × {prov['steps']} steps, seed {prov['seed']}{psi}, checkpoint step {prov['checkpoint_step']})")
 
 
 __all__ = ["generator_app", "SynthmedError"]

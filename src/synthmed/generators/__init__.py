@@ -1,5 +1,8 @@
 """Generators: one module per family, a registry by name; all obey :mod:`synthmed.generators.base`.
 
+Families: ``ddpm`` (:mod:`.diffusion`) and ``progan``, ``stylegan1``, ``stylegan2``,
+``stylegan3`` (:mod:`.gan`); what they share around their networks is in :mod:`.common`.
+
 Heavy modules (MONAI networks) are imported lazily through :func:`generator_class`.
 """
 

@@ -67,6 +67,8 @@ class Generator(ABC):
     data: dict[str, Any]
     #: DDP rank of the process that ran ``fit`` (only rank 0 reports).
     global_rank: int = 0
+    #: Whether ``sample`` takes ``truncation=psi`` (GANs: the truncation trick).
+    supports_truncation: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -88,7 +90,8 @@ class Generator(ABC):
 
         ``sampler``/``steps`` pick an iterative sampler (families with a single forward pass,
         e.g. GANs, ignore them); ``on_step(b, steps)`` is called after each network
-        evaluation of a batch of ``b`` (progress).
+        evaluation of a batch of ``b`` (progress). Families with
+        :attr:`supports_truncation` also take ``truncation=psi``.
         """
 
     def resolve_sampler(self, sampler: str | None, steps: int | None) -> tuple[str, int]:

@@ -10,6 +10,10 @@ from synthmed.generators.base import Generator
 #: name → "module:Class"; imported lazily so ``synthmed --help`` stays fast.
 _REGISTRY: dict[str, str] = {
     "ddpm": "synthmed.generators.diffusion.model:DiffusionGenerator",
+    "progan": "synthmed.generators.gan.model:ProGAN",
+    "stylegan1": "synthmed.generators.gan.model:StyleGAN1",
+    "stylegan2": "synthmed.generators.gan.model:StyleGAN2",
+    "stylegan3": "synthmed.generators.gan.model:StyleGAN3",
 }
 
 

@@ -4,7 +4,8 @@
 chunk), so memory does not grow with ``n``. Rows: ``case_id`` ``syn_00000``, … (one per
 sample), ``slice`` 0 (2D) or -1 (3D), ``split`` ``train`` (a synthetic store is training
 data), ``source`` the generator name. ``store.json`` has ``synthetic: true`` and provenance
-``{"generator", "run", "checkpoint_step", "sampler", "steps", "seed", "batch", "n"}``.
+``{"generator", "run", "checkpoint_step", "sampler", "steps", "seed", "batch", "n"}`` (plus
+``truncation`` when given: GANs only).
 
 Exports (sibling of the store ``OUT``):
 
@@ -14,6 +15,10 @@ Exports (sibling of the store ``OUT``):
   the axial slices of one volume: slice ``k`` of ``syn_0000b`` is sample ``b·64 + k``.
 * ``png`` → ``OUT-samples.png``, the ``data inspect`` grid (each channel + the mask over
   the last channel) of up to 16 samples.
+
+Both exports go through :func:`synthmed.export.export_store`, the one exporter, and so
+through its privacy gate: they are refused (after the store is written) when a sample is a
+near copy of a training sample (``synthmed export --allow-near-copies`` exports anyway).
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from synthmed.atomic import atomic_directory
 from synthmed.data.case import CANONICAL_CHANNELS
 from synthmed.data.store import Store, StoreWriter
 from synthmed.errors import OutputExistsError, SynthmedError
@@ -58,13 +62,15 @@ def sample_to_store(
     overwrite: bool = False,
     progress: bool = True,
     slices_per_case: int = 64,
+    truncation: float | None = None,
 ) -> Store:
     """Sample ``n`` image + mask pairs into a synthetic store at ``out`` (and export, see module doc).
 
     Raises:
         OutputExistsError: ``out`` (or the export) exists and ``overwrite`` is false — checked
             before any sampling.
-        SynthmedError: bad ``n``, ``batch_size``, sampler, steps or format.
+        SynthmedError: bad ``n``, ``batch_size``, sampler, steps or format; ``truncation``
+            for a generator without it (only GANs have the truncation trick).
     """
     out = Path(out)
     if fmt not in FORMATS:
@@ -75,6 +81,13 @@ def sample_to_store(
     if extra is not None and extra.exists() and not overwrite:
         raise OutputExistsError(extra)
     sampler, steps = generator.resolve_sampler(sampler, steps)
+    kwargs: dict[str, Any] = {}
+    if truncation is not None:
+        if not generator.supports_truncation:
+            raise SynthmedError(f"the {generator.name} generator has no --truncation (only GANs do)")
+        if not 0 < truncation <= 1:
+            raise SynthmedError(f"--truncation must be in (0, 1], got {truncation}")
+        kwargs["truncation"] = float(truncation)
     data = generator.data
     if not data.get("sample_shape"):
         raise SynthmedError(f"{generator.source}: the generator does not record the shape of its training samples")
@@ -83,6 +96,7 @@ def sample_to_store(
     channels = data.get("channels") or list(CANONICAL_CHANNELS[: shape[0]])
     provenance = {**generator.describe(), "run": generator.source, "checkpoint_step": generator.step,
                   "sampler": sampler, "steps": steps, "seed": seed, "batch": batch_size, "n": n,
+                  **({"truncation": kwargs["truncation"]} if kwargs else {}),
                   "trained_on": data.get("store")}
     writer = StoreWriter(out, dims=dims, channels=channels, sample_shape=shape, spacing=data.get("spacing", (1, 1, 1)),
                          normalisation=data.get("normalisation", {}), provenance=provenance, synthetic=True,
@@ -94,7 +108,8 @@ def sample_to_store(
             bar.advance(task, m / k)
 
         done = 0
-        for images, labels in generator.sample(n, seed, batch_size=batch_size, sampler=sampler, steps=steps, on_step=tick):
+        for images, labels in generator.sample(n, seed, batch_size=batch_size, sampler=sampler, steps=steps, on_step=tick,
+                                           **kwargs):
             m = images.shape[0]
             rows = [{"case_id": f"syn_{i:05d}", "slice": 0 if dims == 2 else -1, "split": "train",
                      "source": generator.name} for i in range(done, done + m)]
@@ -102,37 +117,21 @@ def sample_to_store(
             done += m
             bar.update(task, completed=done)
     store = writer.store
-    if fmt == "nifti":
-        export_nifti(store, extra, overwrite=overwrite, slices_per_case=slices_per_case, progress=progress)
-    elif fmt == "png":
-        from synthmed.data.inspect import render_grid
+    if fmt in ("nifti", "png"):
+        from synthmed.export import export_store
 
-        render_grid(store, extra, n=min(16, len(store)), seed=seed)
+        export_store(store, extra, fmt=fmt, overwrite=overwrite, slices_per_case=slices_per_case, seed=seed,
+                     progress=progress)
     return store
-
-
-def _affine(spacing: tuple[float, ...]) -> np.ndarray:
-    z, y, x = spacing
-    return np.diag([x, y, z, 1.0])
 
 
 def export_nifti(store: Store, folder: str | Path, *, overwrite: bool = False, slices_per_case: int = 64,
                  progress: bool = True) -> Path:
-    """Write ``store`` as a BraTS-layout folder (see the module docstring); atomic."""
-    from synthmed.data.case import Case
-    from synthmed.data.layouts.brats import write_brats_case
+    """Write ``store`` as a BraTS-layout folder (see the module docstring); atomic, through the privacy gate.
 
-    affine = _affine(store.spacing)
-    per = 1 if store.dims == 3 else max(1, int(slices_per_case))
-    n_cases = -(-len(store) // per)
-    with atomic_directory(folder, overwrite=overwrite) as tmp, progress_bar(enabled=progress) as bar:
-        task = bar.add_task("writing NIfTI", total=n_cases)
-        for c, (images, labels, _) in enumerate(store.iter_batches(per)):
-            if store.dims == 2:  # [k, C, H, W] → [C, k, H, W]: samples become axial slices
-                images = images.transpose(1, 0, 2, 3)
-            else:
-                images, labels = images[0], labels[0]
-            case = Case(f"syn_{c:05d}", images, labels, tuple(store.channels), tuple(store.spacing), affine)
-            write_brats_case(case, tmp)
-            bar.advance(task)
-    return Path(folder)
+    Kept for callers of the old API; :func:`synthmed.export.export_store` is the implementation.
+    """
+    from synthmed.export import export_store
+
+    return export_store(store, folder, fmt="nifti", overwrite=overwrite, slices_per_case=slices_per_case,
+                        progress=progress).path

@@ -2,50 +2,35 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
-from synthmed.atomic import atomic_directory
 from synthmed.data.encoding import JointEncoding
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
-from synthmed.generators.base import GENERATOR_JSON, WEIGHTS, FitOptions, Generator
+from synthmed.config import build_config
+from synthmed.generators.base import FitOptions, Generator
+from synthmed.generators.common import (
+    check_resume_store,
+    find_weights,
+    open_training_run,
+    override,
+    save_generator,
+    store_data,
+)
 from synthmed.generators.config import PRESETS, DiffusionModelConfig, TrainConfig
 from synthmed.generators.diffusion.networks import build_unet
 from synthmed.generators.diffusion.samplers import check_sampler, default_sampler, default_steps, sample_encoded
 from synthmed.generators.diffusion.task import DiffusionTask
-from synthmed.training.checkpoint import latest_checkpoint, load_weights, read_state, save_weights
+from synthmed.training.checkpoint import load_weights
 from synthmed.training.data import batch_stream
 from synthmed.training.ema import EMA
 from synthmed.training.fabric import make_fabric, resolve_device
 from synthmed.training.loop import LoopOptions, train
-from synthmed.training.run import RUN_JSON, Run, open_run, read_run
 from synthmed.training.seeding import derive_seed, make_generator
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-
-
-def _override(model: type, base: Any, overrides: Mapping[str, Any], what: str) -> Any:
-    values = base.model_dump()
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        raise SynthmedError(f"{what}: {_errors(exc)}") from None
-
-
-def store_data(store: Store) -> dict[str, Any]:
-    """What a run records about its training store (and what sampling needs to write stores)."""
-    return {"store": str(store.path), "dims": store.dims, "sample_shape": list(store.sample_shape),
-            "channels": list(store.channels), "spacing": list(store.spacing),
-            "normalisation": store.meta.get("normalisation", {}), "n_train": int(len(store.indices("train")))}
 
 
 class DiffusionGenerator(Generator):
@@ -79,8 +64,8 @@ class DiffusionGenerator(Generator):
         """The preset's config with the non-``None`` overrides (CLI options) applied."""
         if preset not in PRESETS:
             raise SynthmedError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        config = _override(DiffusionModelConfig, PRESETS[preset].model, model_overrides, "model options")
-        train = _override(TrainConfig, PRESETS[preset].train, train_overrides, "training options")
+        config = override(DiffusionModelConfig, PRESETS[preset].model, model_overrides, "model options")
+        train = override(TrainConfig, PRESETS[preset].train, train_overrides, "training options")
         return cls(config, train, preset=preset)
 
     @property
@@ -99,11 +84,8 @@ class DiffusionGenerator(Generator):
         values = self.config.model_dump()
         values.update(spatial_dims=store.dims, image_channels=store.sample_shape[0],
                       image_shape=tuple(store.sample_shape[1:]))
-        try:
-            return DiffusionModelConfig(**values)
-        except ValidationError as exc:
-            raise SynthmedError(f"{store.path}: {store.dims}D samples of shape {store.sample_shape} "
-                                f"do not fit the model: {_errors(exc)}") from None
+        return build_config(DiffusionModelConfig, f"{store.path}: {store.dims}D samples of shape "
+                            f"{store.sample_shape} do not fit the model", **values)
 
     def fit(self, store: Store, run_dir: str | Path, options: FitOptions) -> int:
         """Train on ``store``'s ``train`` split into ``run_dir`` (see :class:`Generator`).
@@ -115,22 +97,12 @@ class DiffusionGenerator(Generator):
         run_dir = Path(run_dir)
         data = store_data(store)  # DataError if there is no train split
         config = self.config_for(store)
-        if options.resume and (run_dir / RUN_JSON).is_file():
-            saved = read_run(run_dir).get("data", {})
-            if saved.get("dims") not in (None, store.dims) or saved.get("sample_shape") not in (None, list(store.sample_shape)):
-                raise SynthmedError(f"{run_dir}: --resume on a different store: the run was trained on {saved.get('dims')}D "
-                                    f"samples of shape {saved.get('sample_shape')}, {store.path} has {store.dims}D "
-                                    f"samples of shape {list(store.sample_shape)}")
+        if options.resume:
+            check_resume_store(run_dir, store)
         fabric = make_fabric(options.fabric)
-        spec = dict(kind=self.name, model=config.model_dump(mode="json"), training=self.train_config.model_dump(mode="json"),
-                    seed=options.seed, data=data, resume=options.resume, overwrite=options.overwrite)
-        run = open_run(run_dir, **spec, write=False)  # every rank checks before anything is written
-        fabric.barrier()
-        if fabric.is_global_zero:
-            run = open_run(run_dir, **spec, write=True)
-        fabric.barrier()
-        if not fabric.is_global_zero:
-            run = Run(run_dir, read_run(run_dir), resumed=run.resumed)
+        run = open_training_run(run_dir, fabric, kind=self.name, model=config.model_dump(mode="json"),
+                                training=self.train_config.model_dump(mode="json"), seed=options.seed, data=data,
+                                resume=options.resume, overwrite=options.overwrite)
         seed = int(run.info["seed"])
         task = DiffusionTask(config, self.train_config, seed)
         dataset = store.dataset(split="train")
@@ -191,13 +163,9 @@ class DiffusionGenerator(Generator):
         """Write ``generator.json`` (name, model config, data, step) and ``model.safetensors`` (EMA weights)."""
         if self.network is None:
             raise SynthmedError("nothing to save: the generator has no weights")
-        folder = Path(folder)
-        with atomic_directory(folder, overwrite=overwrite) as tmp:
-            meta = {"generator": self.name, "model": self.config.model_dump(mode="json"), "data": self.data,
-                    "step": self.step, "source": self.source}
-            (tmp / GENERATOR_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-            save_weights(self.network, tmp / WEIGHTS, {"step": str(self.step)})
-        return folder
+        meta = {"generator": self.name, "model": self.config.model_dump(mode="json"), "data": self.data,
+                "step": self.step, "source": self.source}
+        return save_generator(folder, self.network, meta, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto", checkpoint: str = "last") -> DiffusionGenerator:
@@ -207,33 +175,8 @@ class DiffusionGenerator(Generator):
             SynthmedError: not a run or saved generator, a different generator kind, or no checkpoint yet.
         """
         path = Path(path)
-        if (path / GENERATOR_JSON).is_file():
-            meta = json.loads((path / GENERATOR_JSON).read_text())
-            kind, weights, key = meta.get("generator"), path / WEIGHTS, None
-        elif (path / RUN_JSON).is_file():
-            meta = read_run(path)
-            kind = meta.get("kind")
-            state = read_state(path) or {}
-            if checkpoint == "best":
-                if "best" not in state:
-                    raise SynthmedError(f"{path}: no best checkpoint")
-                folder, meta["step"] = path / state["best"]["checkpoint"], state["best"]["step"]
-            else:
-                found = latest_checkpoint(path)
-                if found is None:
-                    raise SynthmedError(f"{path}: the run has no checkpoint yet (train it, or wait for the "
-                                        "first --checkpoint-every)")
-                meta["step"], folder = found
-            weights, key = folder / "ema.safetensors", "ema"
-        else:
-            raise SynthmedError(f"{path}: not a generator run directory ({RUN_JSON} missing) or saved generator "
-                                f"({GENERATOR_JSON} missing)")
-        if kind != cls.name:
-            raise SynthmedError(f"{path}: a {kind!r} generator, not {cls.name!r}")
-        try:
-            config = DiffusionModelConfig(**meta["model"])
-        except ValidationError as exc:
-            raise SynthmedError(f"{path}: bad model config: {_errors(exc)}") from None
+        meta, weights, key = find_weights(path, cls.name, checkpoint)
+        config = build_config(DiffusionModelConfig, f"{path}: bad model config", **meta["model"])
         gen = cls(config)
         net = build_unet(config)
         if key == "ema":

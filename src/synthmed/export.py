@@ -1,0 +1,333 @@
+"""Export a store as NIfTI (BraTS layout), an nnU-Net raw dataset or a PNG grid — with a privacy gate.
+
+This module is the one place that writes a store out in another format; ``synthmed export``
+and ``synthmed generator sample --format nifti|png`` both call :func:`export_store`.
+
+**The privacy gate.** A *synthetic* store (``store.json`` ``synthetic: true``) is exported
+only when a memorization audit shows no near copy: no sample whose maximum Pearson
+correlation with a training sample (joint, image channels) exceeds ``threshold`` (default
+:data:`~synthmed.metrics.memorization.DEFAULT_THRESHOLD`, 0.95). The audit is, in order:
+
+1. ``audit_file`` when given;
+2. else ``<store>-memorization.json`` beside the store (written by ``synthmed evaluate
+   memorization``), used when it was made for this store (same ``created`` time and size)
+   against its ``trained_on`` store (when the provenance names one);
+3. else computed now against the ``train`` split of the store named by the provenance's
+   ``trained_on`` (the generator's training store).
+
+When none is possible, or any sample exceeds the threshold, :class:`PrivacyGateError` says
+which and how to proceed; ``allow_near_copies=True`` (``--allow-near-copies``) skips the
+gate. Real stores are exported without an audit.
+
+**Formats** (case ids are new: ``syn_00000…`` for synthetic stores, ``case_00000…`` for real
+ones; no source case id appears in a file name, and the NIfTI header text fields
+``descrip``, ``aux_file``, ``intent_name``, ``db_name`` are blank):
+
+* ``nifti`` → BraTS layout ``OUT/<id>/<id>_{<channel>…,seg}.nii.gz``, labels as BraTS
+  values (ET = 4).
+* ``nnunet`` → nnU-Net v2 raw: ``OUT/dataset.json``, ``imagesTr/<id>_0000.nii.gz`` … one
+  file per channel (``_0000…_0003`` for the four MR channels), ``labelsTr/<id>.nii.gz``
+  with consecutive canonical labels 0 background, 1 NCR, 2 ED, 3 ET, declared as the BraTS
+  regions (``whole tumor`` [1, 2, 3], ``tumor core`` [1, 3], ``enhancing tumor`` [3],
+  ``regions_class_order`` [2, 1, 3]). Samples of split ``test`` go to ``imagesTs`` /
+  ``labelsTs``.
+* ``png`` → ``OUT`` is one PNG file: the ``data inspect`` grid.
+
+3D stores give one case per sample. 2D stores are stacked as the axial slices of volumes:
+synthetic samples in groups of ``slices_per_case`` (slice ``k`` of case ``b`` is sample
+``b·slices_per_case + k``), real samples per source case (in store order). The affine is
+diagonal with the store's spacing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import nibabel as nib
+import numpy as np
+
+from synthmed.atomic import atomic_directory, atomic_file
+from synthmed.data.case import LABEL_NAMES
+from synthmed.data.layouts.brats import TO_BRATS
+from synthmed.data.store import Store
+from synthmed.errors import DataError, OutputExistsError, SynthmedError
+from synthmed.metrics.memorization import DEFAULT_THRESHOLD, MemorizationAudit, audit, audit_path
+from synthmed.progress import progress_bar
+
+ExportFormat = Literal["nifti", "nnunet", "png"]
+FORMATS: tuple[str, ...] = ("nifti", "nnunet", "png")
+#: NIfTI header text fields blanked on export.
+TEXT_FIELDS: tuple[str, ...] = ("descrip", "aux_file", "intent_name", "db_name")
+#: nnU-Net region declaration of the canonical labels.
+NNUNET_LABELS: dict[str, int | list[int]] = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [1, 3],
+                                             "enhancing tumor": [3]}
+NNUNET_REGIONS_CLASS_ORDER: list[int] = [2, 1, 3]
+
+
+class PrivacyGateError(SynthmedError):
+    """A synthetic store was not exported: near copies were found, or no audit was possible."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_store` wrote: the output path, the cases, and the audit summary used."""
+
+    path: Path
+    format: str
+    cases: int
+    gate: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- the gate
+
+
+def _saved_audit(store: Store, path: Path, *, required: bool) -> dict | None:
+    """The saved audit at ``path`` if it describes ``store``; raises if ``required`` and it does not."""
+    if not path.is_file():
+        if required:
+            raise PrivacyGateError(f"audit file {path} does not exist")
+        return None
+    try:
+        data = json.loads(path.read_text())
+        values = np.array([row["correlation"] for row in data["samples"]], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PrivacyGateError(f"{path}: not a memorization audit ({exc})") from None
+    fresh = len(values) == len(store) and data.get("synthetic_created") == store.meta.get("created")
+    trained_on = (store.meta.get("provenance") or {}).get("trained_on")
+    same_train = not trained_on or not data.get("train") or Path(data["train"]).resolve() == Path(trained_on).resolve()
+    if not (fresh and same_train):
+        if required:
+            why = "other size or creation time" if not fresh else f"audited against {data.get('train')}, not {trained_on}"
+            raise PrivacyGateError(f"{path} was not made for {store.path} and its training store ({why}); "
+                                   "run synthmed evaluate memorization again")
+        return None
+    data["values"] = values
+    return data
+
+
+def check_privacy(
+    store: Store,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    audit_file: str | Path | None = None,
+    allow_near_copies: bool = False,
+    device: str = "cpu",
+) -> dict:
+    """Apply the privacy gate (see the module docstring) to ``store``.
+
+    Returns:
+        A summary: ``{"checked": bool, "source": "saved"|"computed"|"real store"|"skipped",
+        "threshold", "max", "n_above", ...}``.
+
+    Raises:
+        PrivacyGateError: near copies found, or no audit could be made.
+    """
+    if not store.synthetic:
+        return {"checked": False, "source": "real store"}
+    if allow_near_copies:
+        return {"checked": False, "source": "skipped (--allow-near-copies)"}
+    rule = (f"a synthetic store is exported only after a memorization audit: {audit_path(store.path).name} beside it "
+            "(synthmed evaluate memorization --train TRAIN --synthetic STORE writes it), or one computed now against the "
+            "train split of provenance.trained_on")
+    data = _saved_audit(store, Path(audit_file) if audit_file else audit_path(store.path), required=audit_file is not None)
+    if data is not None:
+        values, indices, source = data["values"], [row["train"] for row in data["samples"]], "saved"
+        train_path = data.get("train")
+    else:
+        trained_on = (store.meta.get("provenance") or {}).get("trained_on")
+        if not trained_on:
+            raise PrivacyGateError(f"{store.path}: cannot audit for near copies: its provenance names no training store "
+                                   f"(trained_on). {rule}; or pass --allow-near-copies to export without the check")
+        try:
+            train = Store.open(trained_on)
+        except DataError as exc:
+            raise PrivacyGateError(f"{store.path}: cannot audit for near copies against its training store: {exc}. "
+                                   f"{rule}; or pass --allow-near-copies to export without the check") from None
+        result: MemorizationAudit = audit(store, train, threshold=threshold, device=device)
+        values, indices, source, train_path = result.values, result.indices.tolist(), "computed", str(train.path)
+    above = np.flatnonzero(values > threshold)
+    summary = {"checked": True, "source": source, "train": train_path, "threshold": float(threshold),
+               "max": float(values.max()) if len(values) else None, "n_above": int(len(above))}
+    if len(above):
+        worst = above[np.argsort(-values[above])][:5]
+        pairs = ", ".join(f"synthetic {i} ~ train {indices[i]} (r={values[i]:.4f})" for i in worst)
+        raise PrivacyGateError(
+            f"{store.path}: not exported: {len(above)} of {len(values)} synthetic samples are near copies of training "
+            f"samples (max Pearson correlation > threshold {threshold:g}; {pairs}). A dataset with near copies is not "
+            "anonymous. Pass --allow-near-copies to export anyway, or --threshold to change the threshold")
+    return summary
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def save_anonymous_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
+    """Write ``[D, H, W]`` as NIfTI (file axes x, y, z) with blank header text fields, atomically."""
+    img = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), affine)
+    img.header.set_xyzt_units("mm")
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=1)
+    for name in TEXT_FIELDS:
+        img.header[name] = b""
+    with atomic_file(path) as tmp:
+        nib.save(img, tmp)
+
+
+def _affine(spacing: tuple[float, ...]) -> np.ndarray:
+    z, y, x = spacing
+    return np.diag([x, y, z, 1.0])
+
+
+def case_groups(store: Store, slices_per_case: int = 64) -> list[np.ndarray]:
+    """Sample indices of each exported case (see the module docstring), in store order."""
+    n = len(store)
+    if store.dims == 3:
+        return [np.array([i]) for i in range(n)]
+    if store.synthetic:
+        per = max(1, int(slices_per_case))
+        return [np.arange(s, min(n, s + per)) for s in range(0, n, per)]
+    table = store.samples
+    keys = list(zip(table["split"], table["case_id"]))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return [np.array(g) for g in groups.values()]
+
+
+def iter_cases(store: Store, slices_per_case: int = 64) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
+    """``(new_id, split, images [C, D, H, W], label [D, H, W])`` for each exported case."""
+    prefix = "syn" if store.synthetic else "case"
+    split = store.samples["split"].to_numpy()
+    for c, idx in enumerate(case_groups(store, slices_per_case)):
+        images, labels = store.read(idx)
+        if store.dims == 2:  # [k, C, H, W] → [C, k, H, W]: samples become axial slices
+            images = images.transpose(1, 0, 2, 3)
+        else:
+            images, labels = images[0], labels[0]
+        yield f"{prefix}_{c:05d}", str(split[idx[0]]), images, labels
+
+
+def write_nifti(store: Store, folder: str | Path, *, overwrite: bool = False, slices_per_case: int = 64,
+                progress: bool = True) -> int:
+    """Write ``store`` in BraTS layout (ungated; use :func:`export_store`). Returns the case count."""
+    affine = _affine(store.spacing)
+    groups = len(case_groups(store, slices_per_case))
+    with atomic_directory(folder, overwrite=overwrite) as tmp, progress_bar(enabled=progress) as bar:
+        task = bar.add_task("writing NIfTI", total=groups)
+        for case_id, _, images, label in iter_cases(store, slices_per_case):
+            case_dir = tmp / case_id
+            case_dir.mkdir()
+            for channel, image in zip(store.channels, images):
+                save_anonymous_nifti(case_dir / f"{case_id}_{channel}.nii.gz", image.astype(np.float32), affine)
+            save_anonymous_nifti(case_dir / f"{case_id}_seg.nii.gz", TO_BRATS[label], affine)
+            bar.advance(task)
+    return groups
+
+
+def nnunet_dataset_json(store: Store, n_train: int) -> dict:
+    """The nnU-Net v2 ``dataset.json`` of an export of ``store``."""
+    return {
+        "channel_names": {str(i): name for i, name in enumerate(store.channels)},
+        "labels": dict(NNUNET_LABELS),
+        "regions_class_order": list(NNUNET_REGIONS_CLASS_ORDER),
+        "numTraining": int(n_train),
+        "file_ending": ".nii.gz",
+        "name": "synthmed synthetic export" if store.synthetic else "synthmed export",
+        "description": "canonical labels: " + ", ".join(f"{k} {v}" for k, v in LABEL_NAMES.items()),
+    }
+
+
+def write_nnunet(store: Store, folder: str | Path, *, overwrite: bool = False, slices_per_case: int = 64,
+                 progress: bool = True) -> int:
+    """Write ``store`` as an nnU-Net v2 raw dataset (ungated; use :func:`export_store`). Returns the case count."""
+    affine = _affine(store.spacing)
+    groups = len(case_groups(store, slices_per_case))
+    n_train = 0
+    with atomic_directory(folder, overwrite=overwrite) as tmp, progress_bar(enabled=progress) as bar:
+        task = bar.add_task("writing nnU-Net", total=groups)
+        for case_id, split, images, label in iter_cases(store, slices_per_case):
+            suffix = "Ts" if split == "test" else "Tr"
+            n_train += suffix == "Tr"
+            (tmp / f"images{suffix}").mkdir(exist_ok=True)
+            (tmp / f"labels{suffix}").mkdir(exist_ok=True)
+            for k, image in enumerate(images):
+                save_anonymous_nifti(tmp / f"images{suffix}" / f"{case_id}_{k:04d}.nii.gz", image.astype(np.float32), affine)
+            save_anonymous_nifti(tmp / f"labels{suffix}" / f"{case_id}.nii.gz", label.astype(np.uint8), affine)
+            bar.advance(task)
+        (tmp / "imagesTr").mkdir(exist_ok=True)
+        (tmp / "labelsTr").mkdir(exist_ok=True)
+        (tmp / "dataset.json").write_text(json.dumps(nnunet_dataset_json(store, n_train), indent=2) + "\n")
+    return groups
+
+
+def write_png(store: Store, path: str | Path, *, samples: int = 16, seed: int = 0) -> int:
+    """The ``data inspect`` grid of up to ``samples`` samples, rows named by new ids (ungated). Returns the rows."""
+    from synthmed.data.inspect import LABEL_COLOURS, _axial, pick_samples, plt  # inspect selects the Agg backend
+
+    indices = pick_samples(store, min(samples, len(store)), seed)
+    images, labels = store.read(indices)
+    channels = list(store.channels)
+    cols = len(channels) + 1
+    prefix = "syn" if store.synthetic else "case"
+    fig, axes = plt.subplots(len(indices), cols, figsize=(1.8 * cols, 1.8 * len(indices)), squeeze=False)
+    for row, (index, image, label) in enumerate(zip(indices, images, labels)):
+        image, label = _axial(image, label)
+        for col in range(cols):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.imshow(image[min(col, len(channels) - 1)], cmap="gray", vmin=0, vmax=1, origin="lower")
+            if col == len(channels):
+                ax.imshow(label, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin="lower", interpolation="nearest")
+            if row == 0:
+                ax.set_title(channels[col] if col < len(channels) else "mask", fontsize=9)
+        axes[row, 0].set_ylabel(f"{prefix}_{int(index):05d}", fontsize=6)
+    fig.tight_layout()
+    with atomic_file(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return len(indices)
+
+
+def export_store(
+    store: Store | str | Path,
+    out: str | Path,
+    *,
+    fmt: str = "nifti",
+    allow_near_copies: bool = False,
+    threshold: float = DEFAULT_THRESHOLD,
+    audit_file: str | Path | None = None,
+    overwrite: bool = False,
+    slices_per_case: int = 64,
+    samples: int = 16,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> ExportResult:
+    """Export ``store`` to ``out`` in ``fmt`` after the privacy gate (see the module docstring).
+
+    Raises:
+        SynthmedError: unknown format; OutputExistsError: ``out`` exists without ``overwrite``
+            (checked first); PrivacyGateError: the gate refused.
+    """
+    if fmt not in FORMATS:
+        raise SynthmedError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not 0 < threshold <= 1:
+        raise SynthmedError(f"--threshold must be in (0, 1], got {threshold}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(out)
+    store = store if isinstance(store, Store) else Store.open(store)
+    gate = check_privacy(store, threshold=threshold, audit_file=audit_file, allow_near_copies=allow_near_copies,
+                         device=device)
+    if fmt == "nifti":
+        cases = write_nifti(store, out, overwrite=overwrite, slices_per_case=slices_per_case, progress=progress)
+    elif fmt == "nnunet":
+        cases = write_nnunet(store, out, overwrite=overwrite, slices_per_case=slices_per_case, progress=progress)
+    else:
+        cases = write_png(store, out, samples=samples, seed=seed)
+    return ExportResult(out, fmt, cases, gate)

@@ -1,0 +1,135 @@
+"""GAN configuration (pydantic) and the presets of the four families.
+
+:class:`GANModelConfig` is what the weights depend on (fixed for the life of a run);
+:class:`GANTrainConfig` is how to train (may change on ``--resume``). ``PRESETS[family][name]``.
+
+``paper`` follows the reference study (Akbar et al. 2024): 256×256, five channels, NVlabs
+code with batch 32, mirror augmentation and 25,000 kimg (781,250 steps at batch 32);
+StyleGAN 2 with γ = 10 and StyleGAN 3 (config T) with γ = 8 (the study used 8–10), both
+with ADA. ProGAN and StyleGAN 1 use their papers' losses (WGAN-GP + drift; non-saturating
++ R1 γ = 10) and a growth phase of 600k images per level.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from synthmed.config import Config
+
+Family = Literal["progan", "stylegan1", "stylegan2", "stylegan3"]
+FAMILIES: tuple[str, ...] = ("progan", "stylegan1", "stylegan2", "stylegan3")
+
+
+class GANModelConfig(Config):
+    """The networks (``image_channels``, ``resolution`` come from the training store)."""
+
+    family: Family = Field("stylegan2", description="progan, stylegan1, stylegan2 or stylegan3")
+    z_dim: int = Field(32, ge=1, description="latent size")
+    w_dim: int = Field(32, ge=1, description="style size (StyleGAN)")
+    mapping_layers: int = Field(2, ge=1, description="mapping network depth (StyleGAN)")
+    channel_base: int = Field(256, ge=1, description="feature maps at 4 px ×4; halved per doubling")
+    channel_max: int = Field(32, ge=1, description="cap on feature maps per layer")
+    mbstd_group: int = Field(4, ge=1, description="minibatch-std group size")
+    num_layers: int = Field(6, ge=3, description="StyleGAN 3: synthesis layers (incl. to_rgb)")
+    margin: int = Field(4, ge=0, description="StyleGAN 3: extra pixels sampled around the image")
+    sg3_channel_base: int = Field(512, ge=1, description="StyleGAN 3: feature maps ×cutoff ×2")
+    label_mode: Literal["levels", "onehot"] = Field("levels", description="joint encoding of the mask")
+    image_channels: int = Field(4, ge=1, description="image channels (from the store)")
+    resolution: int = Field(32, ge=8, description="image side, a power of two (from the store)")
+
+    @model_validator(mode="after")
+    def _power_of_two(self) -> GANModelConfig:
+        if self.resolution & (self.resolution - 1):
+            raise ValueError(f"GANs need a square image whose side is a power of two (>= 8), not {self.resolution}")
+        return self
+
+    @property
+    def max_level(self) -> int:
+        """``log2(resolution) - 2`` (level 0 is 4 px)."""
+        return int(math.log2(self.resolution)) - 2
+
+    @property
+    def img_channels(self) -> int:
+        """Channels of the joint encoding the networks generate."""
+        return self.image_channels + (1 if self.label_mode == "levels" else 4)
+
+
+class GANTrainConfig(Config):
+    """Losses, regularisers, ADA, optimiser and schedule (may change on ``--resume``)."""
+
+    steps: int = Field(4, ge=1, description="total iterations (one D and one G step each)")
+    batch: int = Field(4, ge=1, description="batch per process")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate of G and D")
+    betas: tuple[float, float] = Field((0.0, 0.99), description="Adam betas")
+    loss: Literal["wgan-gp", "logistic"] = Field("logistic", description="wgan-gp (+ drift) or non-saturating logistic")
+    gp_weight: float = Field(10.0, ge=0, description="WGAN-GP lambda")
+    drift: float = Field(1e-3, ge=0, description="WGAN drift term epsilon")
+    r1_gamma: float = Field(10.0, ge=0, description="R1 weight gamma (logistic loss)")
+    r1_interval: int = Field(16, ge=1, description="lazy R1 every N steps (1: every step)")
+    pl_weight: float = Field(0.0, ge=0, description="path-length weight (StyleGAN 2: 2)")
+    pl_interval: int = Field(4, ge=1, description="lazy path-length every N steps")
+    pl_decay: float = Field(0.01, gt=0, le=1, description="path-length running-mean decay")
+    style_mixing: float = Field(0.0, ge=0, le=1, description="style-mixing probability (StyleGAN)")
+    growth_steps: int = Field(0, ge=0, description="progressive growing: steps per fade-in and per stable phase (0: none)")
+    ada: bool = Field(False, description="adaptive discriminator augmentation")
+    ada_target: float = Field(0.6, gt=0, lt=1, description="ADA target of E[sign(D(real))]")
+    ada_interval: int = Field(4, ge=1, description="ADA p update every N steps")
+    ada_kimg: float = Field(100.0, gt=0, description="ADA speed: kimg for p to go from 0 to 1")
+    mirror: bool = Field(True, description="random x-flips of every image D sees")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the sampling generator")
+    checkpoint_every: int = Field(1000, ge=1, description="checkpoint every N steps (and at the end)")
+    log_every: int = Field(10, ge=1, description="log scalars every N steps")
+    image_every: int = Field(0, ge=0, description="TensorBoard sample grid every N steps (0: at the end)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+
+
+class GANPreset(Config):
+    """A named model + training configuration of one family."""
+
+    model: GANModelConfig
+    train: GANTrainConfig
+    description: str
+
+
+def _presets(family: str) -> dict[str, GANPreset]:
+    style = family != "progan"
+    modern = family in ("stylegan2", "stylegan3")
+    progressive = family in ("progan", "stylegan1")
+    loss = "wgan-gp" if family == "progan" else "logistic"
+    lr = 1e-3 if progressive else 2.5e-3
+    mix = 0.9 if style else 0.0
+    gamma = 8.0 if family == "stylegan3" else 10.0
+    common = dict(loss=loss, style_mixing=mix, ada=modern, mirror=True, r1_interval=16 if modern else 1,
+                  pl_weight=2.0 if family == "stylegan2" else 0.0)
+    tiny = GANPreset(
+        description=f"{family}, CPU seconds at 16-32 px: 32-d latents, <= 16 feature maps",
+        model=GANModelConfig(family=family, z_dim=32, w_dim=32, mapping_layers=2, channel_base=128, channel_max=16,
+                             num_layers=5, margin=2, sg3_channel_base=128, resolution=32),
+        train=GANTrainConfig(steps=4, batch=4, lr=2e-3, r1_gamma=1.0, ada_kimg=0.5, growth_steps=2 if progressive else 0,
+                             ema_decay=0.9, checkpoint_every=10, log_every=2, **{k: v for k, v in common.items()}),
+    )
+    small = GANPreset(
+        description=f"{family}, one GPU at 64-128 px: 256-d latents, <= 256 feature maps, batch 16",
+        model=GANModelConfig(family=family, z_dim=256, w_dim=256, mapping_layers=4 if style else 1, channel_base=8192,
+                             channel_max=256, num_layers=10, margin=10, sg3_channel_base=16384, resolution=128),
+        train=GANTrainConfig(steps=100_000, batch=16, lr=lr, r1_gamma=gamma / 4 if modern else 10.0,
+                             growth_steps=20_000 if progressive else 0, ema_decay=0.999, checkpoint_every=2000,
+                             log_every=50, image_every=5000, **common),
+    )
+    paper = GANPreset(
+        description=f"{family}, the reference study: 256², batch 32, mirror, 25,000 kimg"
+                    + (f", gamma {gamma:g}, ADA" if modern else ""),
+        model=GANModelConfig(family=family, z_dim=512, w_dim=512, mapping_layers=2 if family == "stylegan3" else 8,
+                             channel_base=16384, channel_max=512, num_layers=14, margin=10, sg3_channel_base=32768,
+                             resolution=256),
+        train=GANTrainConfig(steps=781_250, batch=32, lr=lr, r1_gamma=gamma, growth_steps=18_750 if progressive else 0,
+                             ema_decay=0.9999, checkpoint_every=5000, log_every=100, image_every=10_000, **common),
+    )
+    return {"tiny": tiny, "small": small, "paper": paper}
+
+
+#: ``PRESETS[family][preset]``.
+PRESETS: dict[str, dict[str, GANPreset]] = {family: _presets(family) for family in FAMILIES}

@@ -1,0 +1,103 @@
+"""FIR filters and resampling in pure PyTorch (no compiled kernels).
+
+Filters are separable: a 1D float32 tensor ``f`` of taps applied along W then H. Sizes
+follow the ``upfirdn`` convention: up-sampling by ``up`` inserts ``up - 1`` zeros after each
+sample (``n → n·up``), the result is padded by ``(pad_lo, pad_hi)`` per side, filtered
+("valid" convolution) and every ``down``-th sample is kept::
+
+    out = ceil((n·up + pad_lo + pad_hi - len(f) + 1) / down)
+
+Designs: :func:`binomial` (StyleGAN 2's ``[1, 3, 3, 1]``) and :func:`kaiser_lowpass`
+(windowed sinc with a Kaiser window, StyleGAN 3's alias-free filters).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def binomial(taps: int = 4) -> torch.Tensor:
+    """Normalised binomial filter of ``taps`` taps (``[1, 3, 3, 1] / 8`` for 4)."""
+    f = np.array([math.comb(taps - 1, k) for k in range(taps)], np.float64)
+    return torch.tensor(f / f.sum(), dtype=torch.float32)
+
+
+def kaiser_beta(numtaps: int, width: float) -> float:
+    """Kaiser window β for a transition band ``width`` (fraction of Nyquist) with ``numtaps`` taps
+    (Kaiser's empirical attenuation and β formulas)."""
+    atten = 2.285 * (numtaps - 1) * math.pi * width + 7.95
+    if atten > 50:
+        return 0.1102 * (atten - 8.7)
+    if atten > 21:
+        return 0.5842 * (atten - 21) ** 0.4 + 0.07886 * (atten - 21)
+    return 0.0
+
+
+def kaiser_lowpass(numtaps: int, cutoff: float, width: float, fs: float) -> torch.Tensor:
+    """Windowed-sinc low-pass: cutoff ``cutoff`` and transition ``width`` (both in the units of
+    the sampling rate ``fs``), normalised to unit DC gain. ``numtaps == 1`` → identity."""
+    if numtaps == 1:
+        return torch.ones(1)
+    n = np.arange(numtaps) - (numtaps - 1) / 2
+    fc = 2 * cutoff / fs  # cutoff as a fraction of Nyquist
+    h = fc * np.sinc(fc * n) * np.kaiser(numtaps, kaiser_beta(numtaps, 2 * width / fs))
+    return torch.tensor(h / h.sum(), dtype=torch.float32)
+
+
+def _filter_axis(x: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
+    """Valid depthwise correlation of ``[B, C, H, W]`` with the flipped 1D ``f`` along ``dim`` (2: H, 3: W)."""
+    c = x.shape[1]
+    taps = f.flip(0).to(x.dtype)
+    kernel = taps.view(1, 1, -1, 1) if dim == 2 else taps.view(1, 1, 1, -1)
+    return F.conv2d(x, kernel.expand(c, 1, *kernel.shape[2:]).contiguous(), groups=c)
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1, padding: tuple[int, int] = (0, 0),
+              gain: float = 1.0) -> torch.Tensor:
+    """Up-sample (zero insertion), pad, FIR-filter, down-sample ``[B, C, H, W]`` (module docstring).
+
+    ``gain`` scales the output; up-sampling by ``up`` needs ``gain = up²`` to keep the
+    mean (the zeros dilute it), which the resampling helpers pass.
+    """
+    b, c, h, w = x.shape
+    if up > 1:
+        x = F.pad(x.reshape(b, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1)).reshape(b, c, h * up, w * up)
+    lo, hi = padding
+    x = F.pad(x, (max(lo, 0), max(hi, 0), max(lo, 0), max(hi, 0)))
+    x = x[:, :, max(-lo, 0) : x.shape[2] - max(-hi, 0), max(-lo, 0) : x.shape[3] - max(-hi, 0)]
+    f = f.to(x.device)
+    x = _filter_axis(_filter_axis(x, f, 3), f, 2)
+    if gain != 1.0:
+        x = x * gain
+    return x[:, :, ::down, ::down] if down > 1 else x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    """``[B, C, H, W] → [B, C, up·H, up·W]`` with the low-pass ``f`` (mean preserved)."""
+    p = len(f) - up
+    return upfirdn2d(x, f, up=up, padding=((p + 1) // 2 + up - 1, p // 2), gain=up * up)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
+    """``[B, C, H, W] → [B, C, H/down, W/down]`` after the low-pass ``f``."""
+    p = len(f) - down
+    return upfirdn2d(x, f, down=down, padding=((p + 1) // 2, p // 2))
+
+
+def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor, fd: torch.Tensor, *, up: int, down: int,
+                   padding: tuple[int, int], gain: float = math.sqrt(2), slope: float = 0.2,
+                   clamp: float | None = None) -> torch.Tensor:
+    """Alias-free non-linearity (StyleGAN 3): up-sample by ``up`` with ``fu``, leaky ReLU
+    (× ``gain``, optional clamp) at the high sampling rate, low-pass ``fd`` and down-sample by
+    ``down``. All padding is applied before ``fu`` (``upfirdn`` sizes: with
+    ``pad_lo + pad_hi = (out - 1)·down + 1 - n·up + len(fu) + len(fd) - 2`` the output has ``out`` samples).
+    """
+    x = upfirdn2d(x, fu, up=up, padding=padding, gain=up * up)
+    x = F.leaky_relu(x, slope) * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return upfirdn2d(x, fd, down=down)

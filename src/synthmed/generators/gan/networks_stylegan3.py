@@ -1,0 +1,163 @@
+"""StyleGAN 3, config T (Karras et al. 2021): alias-free generator; StyleGAN 2's residual
+discriminator.
+
+Signals are treated as continuous and band-limited. The input is a grid of Fourier
+features (random frequencies inside the first cutoff, phases, rotated and translated by an
+affine of ``w``), sampled with a margin around the image. Each layer is a modulated
+convolution followed by a *filtered* leaky ReLU: up-sample ×2 with a windowed-sinc
+(Kaiser) low-pass, apply the non-linearity at the higher rate, low-pass to the layer's
+cutoff and down-sample to its sampling rate. Cutoffs grow geometrically from 2 to
+``R/2``; the last two layers are critically sampled at ``R`` and the margin is cropped.
+No noise inputs. Styles: ``num_ws = num_layers + 1`` (input + each layer).
+
+Coordinates: the output image spans one unit (``R`` pixels per unit); a layer with
+sampling rate ``s`` and size ``n`` samples the pixel centres ``(i + ½ - n/2) / s``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from synthmed.generators.gan.config import GANModelConfig
+from synthmed.generators.gan.filters import filtered_lrelu, kaiser_lowpass
+from synthmed.generators.gan.layers import EqualLinear, MappingNetwork, StyleGenerator, modulated_conv2d
+from synthmed.generators.gan.networks_stylegan2 import ResidualDiscriminator
+
+
+def layer_specs(resolution: int, num_layers: int, margin: int, channel_base: int, channel_max: int,
+                num_critical: int = 2, img_channels: int = 5) -> list[dict]:
+    """Per-index (0 = input, ``num_layers`` = ``to_rgb``) cutoff, stop-band, sampling rate,
+    transition half-width, size and channels of the config-T schedule."""
+    first_cutoff, last_cutoff = 2.0, resolution / 2
+    first_stop, last_stop = 2 ** 2.1, resolution / 2 * 2 ** 0.3
+    specs = []
+    for i in range(num_layers + 1):
+        e = min(i / (num_layers - num_critical), 1.0)
+        cutoff = first_cutoff * (last_cutoff / first_cutoff) ** e
+        stop = first_stop * (last_stop / first_stop) ** e
+        rate = 2 ** math.ceil(math.log2(min(stop * 2, resolution)))
+        specs.append(dict(cutoff=cutoff, stop=stop, rate=rate, half_width=max(stop, rate / 2) - cutoff,
+                          size=rate + 2 * margin, channels=max(1, min(round(channel_base / 2 / cutoff), channel_max))))
+    for s in specs[-2:]:
+        s["size"] = resolution
+    specs[-1]["channels"] = img_channels
+    return specs
+
+
+class FourierInput(nn.Module):
+    """``w [B, w_dim] → [B, C, size, size]`` Fourier features.
+
+    ``shift`` ``[B, 2]`` (x, y) translates the content by that many output pixels (units of
+    ``1/resolution``) — the exact continuous translation used by the equivariance test.
+    """
+
+    def __init__(self, w_dim: int, channels: int, size: int, rate: float, bandwidth: float, resolution: int):
+        super().__init__()
+        self.size, self.rate, self.bandwidth, self.resolution = size, rate, bandwidth, resolution
+        freqs = torch.randn(channels, 2)
+        radii = freqs.norm(dim=1, keepdim=True)
+        freqs = freqs / (radii * radii.square().exp().pow(0.25)) * bandwidth
+        self.register_buffer("freqs", freqs)
+        self.register_buffer("phases", torch.rand(channels) - 0.5)
+        self.affine = EqualLinear(w_dim, 4)
+        with torch.no_grad():
+            self.affine.weight.zero_()
+            self.affine.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+        self.weight = nn.Parameter(torch.randn(channels, channels))
+
+    def forward(self, w: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        b = w.shape[0]
+        t = self.affine(w)
+        t = t / t[:, :2].norm(dim=1, keepdim=True)  # (cos, sin, tx, ty)
+        c, s = t[:, 0], t[:, 1]
+        rot = torch.stack([torch.stack([c, -s], 1), torch.stack([s, c], 1)], 1)  # [B, 2, 2]
+        freqs = self.freqs[None] @ rot  # [B, C, 2]
+        offset = t[:, 2:]
+        if shift is not None:
+            offset = offset - shift.to(w.dtype) / self.resolution
+        phases = self.phases[None] + (freqs @ offset[:, :, None])[..., 0]  # [B, C]
+        pos = (torch.arange(self.size, device=w.device, dtype=w.dtype) + 0.5 - self.size / 2) / self.rate
+        gy, gx = torch.meshgrid(pos, pos, indexing="ij")
+        grid = torch.stack([gx, gy], -1).view(1, -1, 2)  # [1, HW, 2]
+        x = torch.sin(2 * math.pi * ((grid @ freqs.transpose(1, 2)) + phases[:, None]))  # [B, HW, C]
+        amp = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.rate / 2 - self.bandwidth)).clamp(0, 1)
+        x = x * amp[:, None]
+        x = x @ (self.weight / math.sqrt(self.weight.shape[0])).t()
+        return x.transpose(1, 2).reshape(b, -1, self.size, self.size)
+
+
+class AliasFreeLayer(nn.Module):
+    """Modulated conv + filtered leaky ReLU between two index specs of :func:`layer_specs`.
+
+    ``to_rgb``: ``1×1`` kernel, no demodulation, linear, no resampling.
+    """
+
+    def __init__(self, w_dim: int, spec_in: dict, spec_out: dict, *, to_rgb: bool = False, kernel: int = 3,
+                 ema_beta: float = 0.999):
+        super().__init__()
+        cin, cout = spec_in["channels"], spec_out["channels"]
+        self.to_rgb, self.kernel = to_rgb, 1 if to_rgb else kernel
+        self.affine = EqualLinear(w_dim, cin, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(cout, cin, self.kernel, self.kernel))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.register_buffer("magnitude_ema", torch.ones(()))
+        self.ema_beta = ema_beta
+        self.weight_gain = 1 / math.sqrt(cin * self.kernel**2) if to_rgb else 1.0
+        tmp_rate = max(spec_in["rate"], spec_out["rate"]) * (1 if to_rgb else 2)
+        self.up, self.down = round(tmp_rate / spec_in["rate"]), round(tmp_rate / spec_out["rate"])
+        up_taps = 6 * self.up if self.up > 1 and not to_rgb else 1
+        down_taps = 6 * self.down if self.down > 1 and not to_rgb else 1
+        self.register_buffer("fu", kaiser_lowpass(up_taps, spec_in["cutoff"], spec_in["half_width"] * 2, tmp_rate))
+        self.register_buffer("fd", kaiser_lowpass(down_taps, spec_out["cutoff"], spec_out["half_width"] * 2, tmp_rate))
+        total = (spec_out["size"] - 1) * self.down + 1 - (spec_in["size"] + self.kernel - 1) * self.up + up_taps + down_taps - 2
+        lo = (total + self.up) // 2
+        self.padding = (lo, total - lo)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.to_rgb:
+            with torch.no_grad():
+                self.magnitude_ema.copy_(x.detach().float().square().mean().lerp(self.magnitude_ema, self.ema_beta))
+        styles = self.affine(w) * (self.weight_gain if self.to_rgb else torch.rsqrt(self.magnitude_ema))
+        x = modulated_conv2d(x, self.weight, styles, demodulate=not self.to_rgb, padding=self.kernel - 1)
+        x = x + self.bias[None, :, None, None]
+        if self.to_rgb:
+            return filtered_lrelu(x, self.fu, self.fd, up=1, down=1, padding=self.padding, gain=1.0, slope=1.0)
+        return filtered_lrelu(x, self.fu, self.fd, up=self.up, down=self.down, padding=self.padding)
+
+
+class Synthesis3(nn.Module):
+    """``ws [B, num_layers + 1, w_dim] → [B, img_channels, R, R]`` (alias-free, config T)."""
+
+    def __init__(self, w_dim: int, img_channels: int, resolution: int, num_layers: int, margin: int,
+                 channel_base: int, channel_max: int, output_scale: float = 0.25):
+        super().__init__()
+        specs = layer_specs(resolution, num_layers, margin, channel_base, channel_max, img_channels=img_channels)
+        self.specs = specs
+        self.input = FourierInput(w_dim, specs[0]["channels"], specs[0]["size"], specs[0]["rate"], specs[0]["cutoff"],
+                                  resolution)
+        self.layers = nn.ModuleList(AliasFreeLayer(w_dim, specs[i - 1], specs[i], to_rgb=i == num_layers)
+                                    for i in range(1, num_layers + 1))
+        self.num_ws, self.output_scale = num_layers + 1, output_scale
+
+    def forward(self, ws: torch.Tensor, *, shift: torch.Tensor | None = None, **_: object) -> torch.Tensor:
+        """``shift`` ``[B, 2]``: translate the input by that many output pixels (see :class:`FourierInput`)."""
+        x = self.input(ws[:, 0], shift)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, ws[:, i + 1])
+        return x * self.output_scale
+
+
+def build(config: GANModelConfig) -> tuple[nn.Module, nn.Module]:
+    """``(generator, discriminator)`` of a :class:`~synthmed.generators.gan.config.GANModelConfig`."""
+    mapping = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers)
+    synthesis = Synthesis3(config.w_dim, config.img_channels, config.resolution, config.num_layers, config.margin,
+                           config.sg3_channel_base, config.channel_max)
+    disc = ResidualDiscriminator(config.img_channels, config.max_level, config.channel_base, config.channel_max,
+                                 config.mbstd_group)
+    return StyleGenerator(mapping, synthesis), disc
+
+
+__all__ = ["AliasFreeLayer", "FourierInput", "Synthesis3", "build", "layer_specs"]

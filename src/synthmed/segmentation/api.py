@@ -1,0 +1,392 @@
+"""The functions behind ``synthmed segment train`` and ``segment eval`` (the CLI only parses).
+
+Run directory of a segmenter (the :mod:`synthmed.training.run` layout)::
+
+    RUN/
+      run.json      kind "segmenter"; model (network config); training (steps, lr, aug, …, pretrain);
+                    data (the training-set description: kind real | synthetic | synthetic+real | mix,
+                    stores, counts, real_fraction, budget, subject_fraction); seed; versions
+      state.json    last and best checkpoint
+      checkpoints/  step_*/model.safetensors, best/ (highest validation Dice)
+      pretrain/     with --pretrain STORE: the synthetic pre-training run (same layout)
+      eval/         <test-store-name>.json and .csv written by evaluate_run
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthmed.atomic import atomic_file
+from synthmed.config import build_config
+from synthmed.data.store import Store
+from synthmed.errors import DataError, OutputExistsError, SynthmedError
+from synthmed.generators.common import open_training_run
+from synthmed.metrics.overlap import OverlapAccumulator
+from synthmed.segmentation.config import PRESETS, SegmentModelConfig, SegmentTrainConfig
+from synthmed.segmentation.data import build_training_set, check_compatible
+from synthmed.segmentation.networks import build_network
+from synthmed.segmentation.regions import REGION_NAMES, logits_to_labels
+from synthmed.segmentation.task import SegmentationTask
+from synthmed.training.checkpoint import latest_checkpoint, load_weights, read_state
+from synthmed.training.data import batch_stream
+from synthmed.training.fabric import FabricOptions, make_fabric, resolve_device
+from synthmed.training.loop import LoopOptions, train
+from synthmed.training.run import RUN_JSON, read_run
+
+KIND = "segmenter"
+PRETRAIN_DIR = "pretrain"
+
+
+def resolve_configs(model: str, preset: str, model_overrides: Mapping[str, Any] = {},
+                    train_overrides: Mapping[str, Any] = {}) -> tuple[SegmentModelConfig, SegmentTrainConfig]:
+    """The preset's configs for network ``model`` with the non-``None`` overrides applied.
+
+    Raises:
+        SynthmedError: unknown preset or network, or a bad override (naming the field).
+    """
+    if preset not in PRESETS:
+        raise SynthmedError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if model not in ("unet", "swin"):
+        raise SynthmedError(f"--model must be unet or swin, got {model!r}")
+    base = getattr(PRESETS[preset], model).model_dump()
+    base.update({k: v for k, v in model_overrides.items() if v is not None})
+    config = build_config(SegmentModelConfig, "model options", **base)
+    tvalues = PRESETS[preset].train.model_dump()
+    tvalues.update({k: v for k, v in train_overrides.items() if v is not None})
+    return config, build_config(SegmentTrainConfig, "training options", **tvalues)
+
+
+def config_for(config: SegmentModelConfig, store: Store) -> SegmentModelConfig:
+    """``config`` completed with ``store``'s dims, channels and spatial shape.
+
+    Raises:
+        SynthmedError: the store's samples do not fit the network (e.g. sides not divisible).
+    """
+    values = config.model_dump()
+    values.update(spatial_dims=store.dims, in_channels=store.sample_shape[0], image_shape=tuple(store.spatial_shape))
+    return build_config(SegmentModelConfig, f"{store.path}: {store.dims}D samples of shape {list(store.sample_shape)} "
+                        f"do not fit the {config.network}", **values)
+
+
+def _open_stores(paths: Sequence[str | Path]) -> list[Store]:
+    return [Store.open(p) for p in paths]
+
+
+def _model_weights(run_dir: Path, checkpoint: str = "auto") -> tuple[Path, str, int]:
+    """``(model.safetensors, checkpoint name, step)`` of a segmenter run.
+
+    ``checkpoint``: ``best`` (highest validation Dice), ``last``, or ``auto`` (best if the run
+    validated, else last).
+
+    Raises:
+        SynthmedError: not a segmenter run, or no such checkpoint yet.
+    """
+    info = read_run(run_dir)
+    if info.get("kind") != KIND:
+        raise SynthmedError(f"{run_dir}: a {info.get('kind')!r} run, not a segmenter run")
+    state = read_state(run_dir) or {}
+    if checkpoint not in ("auto", "best", "last"):
+        raise SynthmedError(f"--checkpoint must be auto, best or last, got {checkpoint!r}")
+    if checkpoint in ("auto", "best") and "best" in state:
+        return run_dir / state["best"]["checkpoint"] / "model.safetensors", "best", int(state["best"]["step"])
+    if checkpoint == "best":
+        raise SynthmedError(f"{run_dir}: no best checkpoint (the run has no validation subjects)")
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise SynthmedError(f"{run_dir}: the run has no checkpoint yet")
+    return latest[1] / "model.safetensors", "last", latest[0]
+
+
+def train_segmenter(
+    out: str | Path,
+    train_stores: Sequence[str | Path],
+    *,
+    model: str = "unet",
+    preset: str = "tiny",
+    real_fraction: float | None = None,
+    budget: int | None = None,
+    subject_fraction: float = 1.0,
+    pretrain: str | Path | None = None,
+    pretrain_steps: int | None = None,
+    model_overrides: Mapping[str, Any] = {},
+    train_overrides: Mapping[str, Any] = {},
+    seed: int = 0,
+    fabric: FabricOptions = FabricOptions(),
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> int | None:
+    """Train a segmenter on ``train_stores`` into the run directory ``out``.
+
+    Args:
+        out: the run directory.
+        train_stores: one or more stores (real and/or synthetic); see
+            :func:`~synthmed.segmentation.data.build_training_set` for how they combine.
+        model: ``unet`` or ``swin``.
+        preset: ``tiny``, ``small`` or ``paper``.
+        real_fraction, budget: fixed-budget real:synthetic proportion.
+        subject_fraction: share of real training subjects kept (scarce-data curve).
+        pretrain: a finished segmenter run (its weights initialise this run) or a store
+            (pre-trained first, into ``out/pretrain``, for ``pretrain_steps`` steps, default
+            the run's steps, with the same network and settings).
+        model_overrides, train_overrides: CLI options (``None`` = preset value).
+        seed: run seed (initialisation, data order, augmentation, validation split).
+        fabric: device, processes, precision.
+        resume, overwrite: see :func:`~synthmed.training.run.open_run`.
+
+    Returns:
+        The final step (``None`` on DDP ranks other than 0).
+
+    Raises:
+        SynthmedError: bad options, stores that do not match each other, the pre-training
+            source, or the run being resumed; an existing ``out`` without ``resume``/``overwrite``.
+    """
+    out = Path(out)
+    if out.exists() and not (resume or overwrite) and (not out.is_dir() or any(out.iterdir())):
+        raise OutputExistsError(out)
+    config, tc = resolve_configs(model, preset, model_overrides, train_overrides)
+    stores = _open_stores(train_stores)
+    if not stores:
+        raise SynthmedError("give at least one training store (--train STORE)")
+    config = config_for(config, stores[0])
+    pre_store, pre_run = _pretrain_source(pretrain, config, stores)
+    if resume and (out / RUN_JSON).is_file():
+        seed = int(read_run(out).get("seed", seed))  # a resumed run keeps its seed, hence its split and mix
+    data = build_training_set(stores, seed=seed, val_fraction=tc.val_fraction, real_fraction=real_fraction,
+                              budget=budget, subject_fraction=subject_fraction)
+    fab = make_fabric(fabric)
+    pre_info = None if pretrain is None else {"source": str(pretrain), "kind": "store" if pre_store else "run",
+                                               "steps": (pretrain_steps or tc.steps) if pre_store else None}
+    training = dict(tc.model_dump(mode="json"), pretrain=pre_info)
+    run = open_training_run(out, fab, kind=KIND, model=config.model_dump(mode="json"), training=training,
+                            seed=seed, data=data.description, resume=resume, overwrite=overwrite)
+    seed = int(run.info["seed"])
+    init = None
+    if pre_store is not None:
+        pre_dir = out / PRETRAIN_DIR
+        steps = pretrain_steps or tc.steps
+        pre_tc = tc.model_copy(update={"steps": steps})
+        pre_data = build_training_set([pre_store], seed=seed, val_fraction=tc.val_fraction)
+        pre = open_training_run(pre_dir, fab, kind=KIND, model=config.model_dump(mode="json"),
+                                training=pre_tc.model_dump(mode="json"), seed=seed, data=pre_data.description,
+                                resume=(pre_dir / RUN_JSON).is_file(), overwrite=False)
+        _fit(pre, fab, config, pre_tc, pre_data, None, progress, f"pretrain {out.name}")
+        init = _model_weights(pre_dir)[0]
+    elif pre_run is not None:
+        init = _model_weights(pre_run)[0]
+    final = _fit(run, fab, config, tc, data, init, progress, f"{config.network} {out.name}")
+    return final if fab.is_global_zero else None
+
+
+def _pretrain_source(pretrain: str | Path | None, config: SegmentModelConfig,
+                     stores: Sequence[Store]) -> tuple[Store | None, Path | None]:
+    """``(store, None)`` or ``(None, run_dir)`` for ``--pretrain``, checked against the network."""
+    if pretrain is None:
+        return None, None
+    path = Path(pretrain)
+    if (path / RUN_JSON).is_file():
+        info = read_run(path)
+        if info.get("kind") != KIND:
+            raise SynthmedError(f"--pretrain {path}: a {info.get('kind')!r} run, not a segmenter run")
+        if info.get("model") != config.model_dump(mode="json"):
+            raise SynthmedError(f"--pretrain {path}: its network ({info.get('model', {}).get('network')}, "
+                                f"{info.get('model', {}).get('image_shape')}) differs from this run's; "
+                                "use the same --model, --preset and sample shape")
+        return None, path
+    try:
+        store = Store.open(path)
+    except DataError:
+        raise SynthmedError(f"--pretrain {path}: neither a segmenter run ({RUN_JSON}) nor a store") from None
+    check_compatible([stores[0], store])
+    return store, None
+
+
+def _fit(run, fab, config: SegmentModelConfig, tc: SegmentTrainConfig, data, init, progress: bool,
+         description: str) -> int:
+    seed = int(run.info["seed"])
+    task = SegmentationTask(config, tc, seed, val=data.val, init_weights=init)
+    has_val = len(data.val) > 0
+
+    def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return batch_stream(data.train, tc.batch, seed=seed, start_step=start, rank=fab.global_rank,
+                            world_size=fab.world_size, num_workers=tc.num_workers,
+                            pin_memory=fab.device.type == "cuda")
+
+    loop = LoopOptions(steps=tc.steps, checkpoint_every=tc.checkpoint_every, log_every=tc.log_every,
+                       validate_every=(tc.validate_every or tc.steps) if has_val else 0,
+                       monitor="dice" if has_val else None, mode="max",
+                       progress=progress and fab.is_global_zero, description=description)
+    return train(task, fab, run, batches, loop)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def load_segmenter(run_dir: str | Path, *, checkpoint: str = "auto", device: str = "auto"
+                   ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+    """The trained network of a run, in eval mode on ``device``.
+
+    Returns:
+        ``(network, run_info, checkpoint_info)`` with ``checkpoint_info = {"name", "step"}``.
+
+    Raises:
+        SynthmedError: a missing run, not a segmenter run, or no checkpoint.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_JSON).is_file():
+        raise SynthmedError(f"{run_dir}: no such segmenter run ({RUN_JSON} missing)")
+    info = read_run(run_dir)
+    weights, name, step = _model_weights(run_dir, checkpoint)
+    config = build_config(SegmentModelConfig, f"{run_dir}: bad model config", **info["model"])
+    net = build_network(config)
+    load_weights(net, weights)
+    return net.to(resolve_device(device)).eval(), info, {"name": name, "step": step}
+
+
+@torch.no_grad()
+def predict_labels(network: torch.nn.Module, images: np.ndarray | torch.Tensor, *, batch: int = 16) -> np.ndarray:
+    """Canonical uint8 labels ``[N, *spatial]`` predicted for float images ``[N, C, *spatial]`` (in batches)."""
+    device = next(network.parameters()).device
+    images = torch.as_tensor(images)
+    out = [logits_to_labels(network(images[i : i + batch].to(device))).cpu() for i in range(0, len(images), batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, *images.shape[2:]), np.uint8)
+
+
+def case_volumes(store: Store, split: str = "test") -> Iterator[tuple[str, np.ndarray, tuple[float, float, float]]]:
+    """``(case_id, sample indices, spacing)`` of each case of ``split``, in order of first appearance.
+
+    2D stores: the indices of the case's stored slices sorted by their ``slice`` column — the
+    case's evaluation volume is the stack of these slices in that order (slices dropped when
+    the store was prepared are not part of it), with spacing ``(spacing_z, spacing_y,
+    spacing_x)`` of the first slice. 3D stores: the case's sample(s).
+    """
+    idx = store.indices(split)
+    rows = store.samples.iloc[idx]
+    for case, group in rows.groupby("case_id", sort=False):
+        order = np.argsort(group["slice"].to_numpy(), kind="stable")
+        members = group.index.to_numpy()[order]
+        first = group.iloc[int(order[0])]
+        spacing = tuple(float(first[c]) if np.isfinite(first[c]) else float(s)
+                        for c, s in zip(("spacing_z", "spacing_y", "spacing_x"), store.spacing))
+        yield str(case), members.astype(np.int64), spacing  # type: ignore[misc]
+
+
+def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str = "auto", device: str = "auto",
+                 batch: int = 16, write: bool = True) -> dict[str, Any]:
+    """Score a segmenter on the real test patients of ``test_store``: per case Dice and HD95 on WT, TC, ET.
+
+    Each test case is predicted whole: a 3D model on its volume (a case id with several
+    volumes in the store is scored once per volume, as ``<case>#<k>``); a 2D model slice by slice,
+    the predicted slices stacked back in ``slice`` order into the case's evaluation volume
+    (:func:`case_volumes`: the stack of the case's *stored* slices; the reference volume is
+    the stack of their labels; HD95's "one mask empty" value is the diagonal of that stacked
+    volume's extent, ``(n_slices·spacing_z, H·spacing_y, W·spacing_x)``). Metrics follow
+    :mod:`synthmed.metrics.overlap` (HD95 in mm from the samples' spacing).
+
+    Returns (and with ``write`` saves as ``RUN/eval/<store name>.json`` plus a per-case ``.csv``)::
+
+        {"run", "test_store", "checkpoint": {"name", "step"}, "network", "aug", "seed",
+         "train_set": {...run.json data...}, "dims", "n",
+         "mean": {"WT": {"dice", "hd95"}, "TC": …, "ET": …}, "sd": {…},
+         "cases": [{"case_id", "WT": {"dice", "hd95"}, …}, …]}
+
+    Raises:
+        SynthmedError: a missing run, no checkpoint, a store whose dims, channels or shape
+            differ from the run's, or a store without test cases.
+    """
+    run_dir = Path(run_dir)
+    net, info, ckpt = load_segmenter(run_dir, checkpoint=checkpoint, device=device)
+    store = Store.open(test_store)
+    model = info["model"]
+    if store.dims != model["spatial_dims"] or store.sample_shape[0] != model["in_channels"] or \
+            list(store.spatial_shape) != list(model["image_shape"]):
+        raise SynthmedError(f"{store.path}: {store.dims}D samples of shape {list(store.sample_shape)}; the run was "
+                            f"trained on {model['spatial_dims']}D samples of shape "
+                            f"{[model['in_channels'], *model['image_shape']]}")
+    trained_channels = info.get("data", {}).get("channels")
+    if trained_channels and trained_channels != list(store.channels):
+        raise SynthmedError(f"{store.path}: channels {list(store.channels)} differ from the training "
+                            f"store's {trained_channels}")
+    if "test" not in store.splits:
+        raise SynthmedError(f"{store.path}: the test split is empty (splits: {list(store.splits)}); "
+                            "evaluate on a prepared real store with --test-fraction > 0")
+    acc = OverlapAccumulator()
+    for case, members, spacing in case_volumes(store, "test"):
+        images, ref = store.read(members)
+        pred = predict_labels(net, images, batch=batch)
+        if store.dims == 2:
+            acc.update(pred, ref, spacing, case)  # stacked slices: [n_slices, H, W]
+        else:
+            for k in range(len(members)):
+                acc.update(pred[k], ref[k], spacing, case if len(members) == 1 else f"{case}#{k}")
+    scores = acc.compute()
+    result = {"run": str(run_dir.resolve()), "test_store": str(store.path.resolve()), "checkpoint": ckpt,
+              "network": model["network"], "aug": bool(info["training"].get("aug")), "seed": int(info["seed"]),
+              "train_set": info.get("data", {}), "dims": store.dims, "regions": list(REGION_NAMES), **scores}
+    if write:
+        folder = run_dir / "eval"
+        folder.mkdir(exist_ok=True)
+        with atomic_file(folder / f"{store.path.name}.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_file(folder / f"{store.path.name}.csv") as tmp:
+            tmp.write_text(cases_csv(result))
+    return result
+
+
+def cases_csv(result: Mapping[str, Any]) -> str:
+    """Per-case table: ``case_id, WT_dice, WT_hd95, TC_dice, …`` (one row per case)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    regions = result.get("regions", list(REGION_NAMES))
+    writer.writerow(["case_id", *[f"{r}_{m}" for r in regions for m in ("dice", "hd95")]])
+    for case in result["cases"]:
+        writer.writerow([case["case_id"], *[f"{case[r][m]:.6f}" for r in regions for m in ("dice", "hd95")]])
+    return buf.getvalue()
+
+
+def relative_dice(eval_synthetic: Mapping[str, Any] | str | Path, eval_real: Mapping[str, Any] | str | Path
+                  ) -> dict[str, float]:
+    """Relative Dice = mean Dice(synthetic-trained) / mean Dice(real-trained), per region.
+
+    The two evaluations (dicts from :func:`evaluate_run`, or their JSON files) must be matched
+    like the reference study's: the same network, augmentation, seed and test store, the
+    second trained on real data only.
+
+    Returns:
+        ``{"WT": …, "TC": …, "ET": …, "mean": mean of the three}`` (``nan`` where the real
+        run's Dice is 0).
+
+    Raises:
+        SynthmedError: the runs do not match, or the reference run was not trained on real data only.
+    """
+    syn, real = _as_eval(eval_synthetic), _as_eval(eval_real)
+    for key in ("network", "aug", "seed", "test_store"):
+        if syn.get(key) != real.get(key):
+            raise SynthmedError(f"relative Dice needs matched runs: {key} is {syn.get(key)!r} for {syn.get('run')} "
+                                f"but {real.get(key)!r} for {real.get('run')}")
+    if real.get("train_set", {}).get("kind") != "real":
+        raise SynthmedError(f"{real.get('run')}: the reference run must be trained on real data only "
+                            f"(its training set is {real.get('train_set', {}).get('kind')!r})")
+    out = {}
+    for region in REGION_NAMES:
+        d_real = real["mean"][region]["dice"]
+        out[region] = syn["mean"][region]["dice"] / d_real if d_real > 0 else float("nan")
+    out["mean"] = float(np.mean([out[r] for r in REGION_NAMES]))
+    return out
+
+
+def _as_eval(value: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    path = Path(value)
+    if not path.is_file():
+        raise SynthmedError(f"{path}: no such evaluation JSON")
+    return json.loads(path.read_text())
