@@ -1,5 +1,7 @@
 """What every generator family shares around its networks: option overrides, the training
-store's description, opening a run on every DDP rank, and finding/writing weights.
+store's description, opening a run on every DDP rank, finding/writing weights, and
+:class:`TaskGenerator`, the ``__init__``/``from_options``/``fit``/``save``/``load`` of a
+generator trained by a :class:`~synthmed.training.loop.TrainingTask`.
 
 Families (:mod:`~synthmed.generators.diffusion`, :mod:`~synthmed.generators.gan`) call these
 instead of re-implementing them; none of them knows about a particular network.
@@ -8,9 +10,10 @@ instead of re-implementing them; none of them knows about a particular network.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import torch
 from lightning_fabric import Fabric
@@ -18,13 +21,22 @@ from pydantic import BaseModel
 
 from synthmed.atomic import atomic_directory
 from synthmed.config import build_config
+from synthmed.data.encoding import JointEncoding
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
-from synthmed.generators.base import GENERATOR_JSON, WEIGHTS
-from synthmed.training.checkpoint import latest_checkpoint, read_state, save_weights
+from synthmed.generators.base import GENERATOR_JSON, WEIGHTS, FitOptions, Generator
+from synthmed.training.checkpoint import latest_checkpoint, load_weights, read_state, save_weights
+from synthmed.training.data import batch_stream
+from synthmed.training.ema import EMA
+from synthmed.training.fabric import make_fabric, resolve_device
+from synthmed.training.loop import LoopOptions, TrainingTask, train
 from synthmed.training.run import RUN_JSON, Run, open_run, read_run
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+#: A family's model config (:class:`~synthmed.generators.config.DiffusionModelConfig`, …).
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+#: A family's training config (:class:`~synthmed.generators.config.TrainConfig`, …).
+TrainT = TypeVar("TrainT", bound=BaseModel)
 
 
 def override(model: type[ModelT], base: BaseModel, overrides: Mapping[str, Any], source: str) -> ModelT:
@@ -124,3 +136,189 @@ def save_generator(folder: str | Path, network: torch.nn.Module, meta: Mapping[s
         (tmp / GENERATOR_JSON).write_text(json.dumps(dict(meta), indent=2) + "\n")
         save_weights(network, tmp / WEIGHTS, {"step": str(meta.get("step", 0))})
     return folder
+
+
+class EMATask(TrainingTask, Protocol):
+    """A :class:`~synthmed.training.loop.TrainingTask` whose sampling weights are ``ema``
+    (an :class:`~synthmed.training.EMA` of the network, set up by ``setup``)."""
+
+    ema: EMA
+
+
+class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
+    """A :class:`~synthmed.generators.base.Generator` trained by a :class:`EMATask`: ``fit``,
+    ``from_options``, ``save`` and ``load`` once for every family.
+
+    A family sets :attr:`model_config`, :attr:`train_config_model`, :attr:`options_source` and
+    implements :meth:`presets`, :meth:`config_for`, :meth:`make_task` and :meth:`build_network`
+    (and, if it records more than :func:`store_data`, :meth:`trained_data` / :meth:`loaded_data`).
+
+    Args:
+        config: the model; the store-given fields are replaced by the training store's on
+            :meth:`fit` (:meth:`config_for`). Default: the preset's.
+        train: training settings. Default: the preset's.
+        preset: a name in :meth:`presets`.
+    """
+
+    #: The family's model config class (validates ``generator.json``'s ``model``).
+    model_config: ClassVar[type[BaseModel]]
+    #: The family's training config class.
+    train_config_model: ClassVar[type[BaseModel]]
+    #: The ``source`` of :func:`override`'s errors; ``{name}`` is the generator's name,
+    #: ``{what}`` ``model`` or ``training``.
+    options_source: ClassVar[str] = "{what} options"
+
+    def __init__(self, config: ConfigT | None = None, train: TrainT | None = None, *, preset: str = "tiny"):
+        presets = self.check_preset(preset)
+        self.config: ConfigT = config or presets[preset].model
+        self.train_config: TrainT = train or presets[preset].train
+        self.network: torch.nn.Module | None = None
+        self.device = torch.device("cpu")
+        self.data: dict[str, Any] = {}
+        self.step = 0
+        self.source: str | None = None
+        self.global_rank = 0  # set by fit (DDP rank)
+
+    # -- family hooks
+
+    @classmethod
+    @abstractmethod
+    def presets(cls) -> Mapping[str, Any]:
+        """The family's presets by name (each with ``model`` and ``train`` configs)."""
+
+    @abstractmethod
+    def config_for(self, store: Store) -> ConfigT:
+        """The model config completed with ``store``'s dims, channels and shape.
+
+        Raises:
+            SynthmedError: the store's samples do not fit the network.
+        """
+
+    @abstractmethod
+    def make_task(self, config: ConfigT, seed: int) -> EMATask:
+        """The training task of ``config`` and :attr:`train_config`, seeded by the run's ``seed``."""
+
+    @classmethod
+    @abstractmethod
+    def build_network(cls, config: ConfigT) -> torch.nn.Module:
+        """The (untrained) sampling network of ``config``: what ``model.safetensors`` and the
+        ``ema`` of a checkpoint hold."""
+
+    def trained_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        """:attr:`data` after :meth:`fit` from the store's :func:`store_data` (default: unchanged)."""
+        return data
+
+    @classmethod
+    def loaded_data(cls, meta: Mapping[str, Any], key: str | None) -> dict[str, Any]:
+        """:attr:`data` after :meth:`load` from :func:`find_weights`' ``meta`` and ``key``
+        (default: ``meta``'s ``data``)."""
+        return dict(meta.get("data", {}))
+
+    # -- shared
+
+    @classmethod
+    def check_preset(cls, preset: str) -> Mapping[str, Any]:
+        """:meth:`presets`, checking that ``preset`` is one of them.
+
+        Raises:
+            SynthmedError: ``unknown preset …; known: …``.
+        """
+        presets = cls.presets()
+        if preset not in presets:
+            raise SynthmedError(f"unknown preset {preset!r}; known: {', '.join(presets)}")
+        return presets
+
+    @classmethod
+    def from_options(cls, preset: str, model_overrides: Mapping[str, Any] = {},
+                     train_overrides: Mapping[str, Any] = {}) -> Self:
+        """The preset's config with the non-``None`` overrides (CLI options) applied."""
+        presets = cls.check_preset(preset)
+        config = override(cls.model_config, presets[preset].model, model_overrides,
+                          cls.options_source.format(name=cls.name, what="model"))
+        train = override(cls.train_config_model, presets[preset].train, train_overrides,
+                         cls.options_source.format(name=cls.name, what="training"))
+        return cls(config, train, preset=preset)  # type: ignore[arg-type]
+
+    @property
+    def encoding(self) -> JointEncoding:
+        return JointEncoding(self.config.image_channels, self.config.label_mode)  # type: ignore[attr-defined]
+
+    def fit(self, store: Store, run_dir: str | Path, options: FitOptions) -> int:
+        """Train on ``store``'s ``train`` split into ``run_dir`` (see :class:`Generator`).
+
+        Raises:
+            DataError: the store has no ``train`` samples.
+            SynthmedError / OutputExistsError: see :func:`~synthmed.training.run.open_run`.
+        """
+        run_dir = Path(run_dir)
+        data = store_data(store)  # DataError if there is no train split
+        config = self.config_for(store)
+        if options.resume:
+            check_resume_store(run_dir, store)
+        fabric = make_fabric(options.fabric)
+        run = open_training_run(run_dir, fabric, kind=self.name, model=config.model_dump(mode="json"),
+                                training=self.train_config.model_dump(mode="json"), seed=options.seed, data=data,
+                                resume=options.resume, overwrite=options.overwrite)
+        seed = int(run.info["seed"])
+        task = self.make_task(config, seed)
+        dataset = store.dataset(split="train")
+        tc: Any = self.train_config
+
+        def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            return batch_stream(dataset, tc.batch, seed=seed, start_step=start, rank=fabric.global_rank,
+                                world_size=fabric.world_size, num_workers=tc.num_workers,
+                                pin_memory=fabric.device.type == "cuda")
+
+        loop = LoopOptions(steps=tc.steps, checkpoint_every=tc.checkpoint_every, log_every=tc.log_every,
+                           image_every=tc.image_every, progress=options.progress and fabric.is_global_zero,
+                           description=f"{self.name} {run_dir.name}")
+        final = train(task, fabric, run, batches, loop)
+        self.config, self.network, self.device = config, task.ema.module.eval(), fabric.device
+        self.data, self.step, self.source = self.trained_data(data), final, str(run_dir)
+        self.global_rank = fabric.global_rank
+        return final
+
+    def sampling_network(self, n: int, batch_size: int) -> torch.nn.Module:
+        """The network ``sample`` runs, after checking it exists and ``n``/``batch_size``.
+
+        Raises:
+            SynthmedError: no weights yet, or ``n``/``batch_size`` below 1.
+        """
+        if self.network is None:
+            raise SynthmedError("this generator has no weights: fit or load it first")
+        if n < 1 or batch_size < 1:
+            raise SynthmedError(f"--n and --batch must be >= 1, got {n} and {batch_size}")
+        return self.network
+
+    # -- persistence
+
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``generator.json`` (name, model config, data, step) and ``model.safetensors`` (EMA weights)."""
+        if self.network is None:
+            raise SynthmedError("nothing to save: the generator has no weights")
+        meta = {"generator": self.name, "model": self.config.model_dump(mode="json"), "data": self.data,
+                "step": self.step, "source": self.source}
+        return save_generator(folder, self.network, meta, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto", checkpoint: str = "last") -> Self:
+        """Load EMA weights from a run directory (``checkpoint`` ``last`` or ``best``) or a saved folder.
+
+        Raises:
+            SynthmedError: not a run or saved generator, a different generator kind, or no checkpoint yet.
+        """
+        path = Path(path)
+        meta, weights, key = find_weights(path, cls.name, checkpoint)
+        config = build_config(cls.model_config, f"{path}: bad model config", **meta["model"])
+        gen = cls(config)  # type: ignore[arg-type]
+        net = cls.build_network(config)  # type: ignore[arg-type]
+        if key == "ema":
+            ema = EMA(net)
+            load_weights(ema, weights)
+            net = ema.module
+        else:
+            load_weights(net, weights)
+        gen.device = torch.device(resolve_device(device))
+        gen.network = net.to(gen.device).eval()
+        gen.data, gen.step, gen.source = cls.loaded_data(meta, key), int(meta.get("step", 0)), str(path)
+        return gen
