@@ -21,7 +21,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script; done
+	@set -e; for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

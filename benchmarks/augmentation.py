@@ -14,12 +14,12 @@ measured). Writes benchmarks/results/augmentation.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _common import write_result
 
 from synthmed.segmentation import SegmentationTask, augment, resolve_configs
 from synthmed.segmentation.augment import AugmentOptions
@@ -96,9 +96,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "repeats": args.repeats, "results": results, "target": None, "meets_target": None,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ Writes benchmarks/results/diffusion_sampling.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _common import write_result
 
 from synthmed.generators.config import PRESETS
 from synthmed.generators.diffusion.networks import build_unet
@@ -72,9 +72,7 @@ def main() -> None:
         "target": TARGET,
         "meets_target": min(speedup, args.ddpm_steps * ddpm_eval / (args.ddim_steps * ddim_eval)) >= TARGET,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ Target: <= 15 %. Writes benchmarks/results/gan_ada.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _common import write_result
 
 from synthmed.generators.gan.config import PRESETS
 from synthmed.generators.gan.task import GANTask
@@ -67,9 +67,7 @@ def main() -> None:
               "iterations": args.steps, "ada_p": 0.6,
               "median_iteration_s": {"with_ada": round(ada, 4), "without": round(plain, 4)},
               "overhead": round(overhead, 4), "target": TARGET, "meets_target": overhead <= TARGET}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ Writes benchmarks/results/gan_modconv.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _common import write_result
 
 from synthmed.generators.gan.layers import modulated_conv2d, modulated_conv2d_loop
 from synthmed.training.fabric import resolve_device
@@ -65,9 +65,7 @@ def main() -> None:
               "speedup_grouped_vs_loop": round(speedup, 2),
               "speedup_input_modulation_vs_loop": round(med["loop"] / med["input_modulation"], 2),
               "max_abs_error_vs_loop": errors, "target": TARGET, "meets_target": speedup >= TARGET}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ Writes benchmarks/results/gans.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _common import write_result
 
 from synthmed.generators.gan.config import FAMILIES, PRESETS
 from synthmed.generators.gan.task import GANTask, generate
@@ -88,9 +88,7 @@ def main() -> None:
               "device": str(fabric.device), "torch_threads": torch.get_num_threads(), "families": results,
               "target": None, "meets_target": None,
               "note": "informational throughput; untrained networks (cost does not depend on the weights)"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

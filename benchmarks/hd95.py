@@ -12,13 +12,13 @@ Writes benchmarks/results/hd95.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 from medpy.metric import binary as medpy
+from _common import write_result
 
 from synthmed.metrics import hausdorff95
 
@@ -86,9 +86,7 @@ def main() -> None:
         "cases": cases, "ratio": round(ratio, 2), "target": TARGET,
         "meets_target": bool(ratio >= TARGET and max_diff <= 1e-6),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 import torch
+from _common import write_result
 
 from synthmed.metrics.memorization import nearest_correlation
 
@@ -175,9 +176,7 @@ def main() -> dict:
         "machine": {"python": platform.python_version(), "processor": platform.machine(),
                     "torch_threads": torch.get_num_threads()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return result
 
 

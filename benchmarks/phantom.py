@@ -14,7 +14,6 @@ Target: <= 3.0 s per case. Writes benchmarks/results/phantom.json and prints it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import write_result
 
 TARGET = 3.0
 
@@ -78,9 +78,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_average_before": None if load_before is None else round(load_before, 2),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Writes benchmarks/results/prepare.json.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from _common import write_result
 
 from synthmed.config import PrepareConfig
 from synthmed.data.phantom import write_phantom
@@ -99,9 +99,7 @@ def main() -> None:
         "memory": {"cases": [args.small, args.large], "peak_rss_mib": [round(rss_small, 1), round(rss_large, 1)],
                    "ratio": round(memory_ratio, 3), "target": 1.2, "meets_target": memory_ratio <= 1.2},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ Writes benchmarks/results/sampling_memory.json.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from _common import write_result
 
 from synthmed.generators.config import PRESETS
 from synthmed.generators.diffusion.model import DiffusionGenerator
@@ -65,9 +65,7 @@ def main() -> None:
         "n": [args.n, 10 * args.n], "peak_rss_mib": [round(small, 1), round(large, 1)],
         "ratio": round(ratio, 3), "target": TARGET, "meets_target": ratio <= TARGET,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

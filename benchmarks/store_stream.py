@@ -15,7 +15,6 @@ Run ``python benchmarks/store_stream.py`` (no arguments needed); writes
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_result
 
 from synthmed.data.store import (
     DEFAULT_CHUNK_BYTES,
@@ -140,7 +140,7 @@ def main() -> dict:
             n = 0
             for start in range(0, len(image), bs):
                 images = np.array(image[start : start + bs])
-                labels = np.array(label[start : start + bs])
+                np.array(label[start : start + bs])  # read (copied out) like the store's labels
                 n += len(images)
             return n
 
@@ -177,9 +177,7 @@ def main() -> dict:
         "machine": {"python": platform.python_version(), "processor": platform.machine(),
                     "cpus": torch.get_num_threads()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return result
 
 

@@ -23,7 +23,6 @@ near copy of a training sample (``synthmed export --allow-near-copies`` exports 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 

@@ -8,7 +8,6 @@ import torch
 
 from synthmed.config import build_config
 from synthmed.data.store import Store
-from synthmed.errors import SynthmedError
 from synthmed.generators.common import EMATask, TaskGenerator
 from synthmed.generators.config import PRESETS, DiffusionModelConfig, Preset, TrainConfig
 from synthmed.generators.diffusion.networks import build_unet
