@@ -17,13 +17,14 @@ from rich.markup import escape
 from rich.table import Table
 
 import synthmed
-from synthmed.config import LayoutName, PhantomConfig, PrepareConfig, build_config
+from synthmed.config import PhantomConfig, PrepareConfig, build_config
 from synthmed.errors import SynthmedError
 from synthmed.progress import console
 from synthmed.cli_generator import generator_app
 from synthmed.cli_metrics import metrics_app
 from synthmed.cli_segment import segment_app
 from synthmed.cli_evaluate import evaluate_app, export_command
+from synthmed.cli_study import study_app
 
 app = typer.Typer(
     help="synthmed: synthetic medical images with tumour masks — make, prepare and inspect data; "
@@ -39,6 +40,7 @@ app.add_typer(segment_app, name="segment")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(evaluate_app, name="evaluate")
 app.command("export")(export_command)
+app.add_typer(study_app, name="study")
 
 _state = {"debug": False}
 stdout = Console(soft_wrap=True)  # results go to stdout; progress and errors to stderr (`console`)

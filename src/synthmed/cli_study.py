@@ -1,0 +1,97 @@
+"""``synthmed study …``: plan and run a whole study from one YAML file (parses, calls
+:mod:`synthmed.study`, prints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+study_app = typer.Typer(help="Studies: the whole grid (data × generators × segmenters × train sets × augmentation "
+                        "× seeds) from one YAML file, resumably.", no_args_is_help=True)
+stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrapped
+
+
+def _out_dir(spec_path: Path, out: Path | None) -> Path:
+    """Default output: the YAML's stem next to it (``study.yaml`` → ``study/``)."""
+    return out if out is not None else spec_path.with_suffix("")
+
+
+def _describe(stage) -> str:  # noqa: ANN001
+    """A stage's labels, short: ``ddpm unet synthetic+real aug seed=0 real=0.5``."""
+    labels = stage.labels
+    parts = [str(labels[k]) for k in ("generator", "features", "segmenter", "train_set") if labels.get(k)]
+    if "augmentation" in labels:
+        parts.append("aug" if labels["augmentation"] else "no-aug")
+    if "seed" in labels:
+        parts.append(f"seed={labels['seed']}")
+    if labels.get("train_set") == "synthetic+real" and labels.get("real_fraction") is not None:
+        parts.append(f"real={labels['real_fraction']}")
+    return " ".join(parts)
+
+
+@study_app.command("plan")
+def study_plan(
+    spec_path: Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="The study file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Study folder (default: the YAML's stem next to it).")] = None,
+) -> None:
+    """Print the study's stages as a tree (each with its inputs) and their status: done or pending."""
+    from synthmed.study import load_spec, make_plan
+
+    spec = load_spec(spec_path)
+    plan = make_plan(spec)
+    folder = _out_dir(spec_path, out)
+    status = plan.status(folder)
+    tree = Tree(f"[bold]{escape(spec.name)}[/] → {escape(str(folder))}")
+    nodes: dict[str, Tree] = {}
+    for key, stage in plan.stages.items():
+        mark = "[green]done[/]" if status[key] == "done" else "[yellow]pending[/]"
+        text = f"{stage.name} {mark} {escape(_describe(stage))}"
+        parent = nodes.get(stage.inputs[-1]) if stage.inputs else None
+        if stage.kind == "evaluate":
+            parent = nodes.get(stage.inputs[0])
+        nodes[key] = (parent or tree).add(text)
+    Console(soft_wrap=True, width=max(stdout.width, 160)).print(tree)  # deep lines are not cropped
+    counts = Table(title="stages")
+    for column in ("kind", "done", "pending"):
+        counts.add_column(column)
+    for kind in dict.fromkeys(s.kind for s in plan.stages.values()):
+        keys = [s.key for s in plan.by_kind(kind)]
+        done = sum(status[k] == "done" for k in keys)
+        counts.add_row(kind, str(done), str(len(keys) - done))
+    stdout.print(counts)
+
+
+@study_app.command("run")
+def study_run(
+    spec_path: Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="The study file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Study folder (default: the YAML's stem next to it).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show each stage's progress bars.")] = True,
+) -> None:
+    """Run every pending stage in dependency order (finished ones are skipped; a killed study
+    resumes at the stage it was in), then write results.csv."""
+    from synthmed.progress import console
+    from synthmed.study import load_spec, make_executor, make_plan, write_results
+
+    spec = load_spec(spec_path)
+    plan = make_plan(spec)
+    folder = _out_dir(spec_path, out)
+    total = len(plan)
+    seen = {"n": 0}
+
+    def report(stage, event: str) -> None:  # noqa: ANN001
+        if event == "start":
+            seen["n"] += 1
+            console.print(f"[bold]stage {seen['n']}/{total}[/] {stage.name} {escape(_describe(stage))}")
+        elif event == "skip":
+            seen["n"] += 1
+
+    executor = make_executor(spec.executor.kind, workers=spec.executor.workers, progress=progress)
+    executed = executor.run(plan, folder, callback=report)
+    csv = write_results(plan, folder)
+    stdout.print(f"ran {len(executed)} of {total} stages; results: {escape(str(csv))}")

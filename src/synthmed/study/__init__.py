@@ -1,0 +1,44 @@
+"""Studies: a YAML spec → a plan (DAG of content-hashed stages) → an executor → one results table.
+
+See :mod:`.spec` for the study file, :mod:`.plan` for stages and their keys, :mod:`.executors`
+for running them resumably, :mod:`.results` for the tidy table.
+"""
+
+from synthmed.study.executors import LocalExecutor, clean_stale, make_executor, run_stage
+from synthmed.study.plan import DONE_JSON, KINDS, STAGES_DIR, Plan, Stage, make_plan, stage_key
+from synthmed.study.results import COLUMNS, gather, write_results
+from synthmed.study.spec import (
+    DataSpec,
+    ExecutorSpec,
+    GeneratorSpec,
+    PhantomSpec,
+    SegmenterSpec,
+    StudySpec,
+    build_spec,
+    load_spec,
+)
+
+__all__ = [
+    "COLUMNS",
+    "DONE_JSON",
+    "KINDS",
+    "STAGES_DIR",
+    "DataSpec",
+    "ExecutorSpec",
+    "GeneratorSpec",
+    "LocalExecutor",
+    "PhantomSpec",
+    "Plan",
+    "SegmenterSpec",
+    "Stage",
+    "StudySpec",
+    "build_spec",
+    "clean_stale",
+    "gather",
+    "load_spec",
+    "make_executor",
+    "make_plan",
+    "run_stage",
+    "stage_key",
+    "write_results",
+]

@@ -1,0 +1,85 @@
+"""The study's one tidy table, gathered from finished stages' ``result.json``.
+
+Columns (:data:`COLUMNS`): study, dataset, generator, segmenter, train_set, augmentation, seed,
+real_fraction, metric, region, value — one row per number. Rows:
+
+- ``evaluate``: metric ``dice`` / ``hd95`` (mean over test cases) and ``dice_sd`` / ``hd95_sd``,
+  region WT, TC or ET; real_fraction 1 for ``real``, 0 for ``synthetic``, the sweep's
+  fraction (or empty: all of both stores) for ``synthetic+real``;
+- ``fidelity``: metric ``<features>/<name>`` (e.g. ``domain/fd``, ``domain/kid.mean``),
+  region empty;
+- ``memorization``: metric ``memorization/<name>`` (max, mean, median, fraction_above, …).
+
+Unfinished stages are left out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from synthmed.atomic import atomic_file
+from synthmed.study.plan import Plan
+from synthmed.study.stages import RESULT_JSON
+
+COLUMNS = ("study", "dataset", "generator", "segmenter", "train_set", "augmentation", "seed", "real_fraction",
+           "metric", "region", "value")
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+
+
+def _numbers(values: dict[str, Any], prefix: str) -> list[tuple[str, float]]:
+    """Numeric leaves of ``values`` (one level of nesting, as ``a.b``); booleans and lists skipped."""
+    out = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            out.append((f"{prefix}{name}", float(value)))
+        elif isinstance(value, dict):
+            out += [(f"{prefix}{name}.{k}", float(v)) for k, v in value.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return out
+
+
+def gather(plan: Plan, out: str | Path) -> pd.DataFrame:
+    """The results of ``plan``'s finished stages in ``out`` as a DataFrame with :data:`COLUMNS`."""
+    rows: list[dict[str, Any]] = []
+    for stage in plan.stages.values():
+        if stage.kind not in ("evaluate", "fidelity", "memorization") or not plan.is_done(out, stage):
+            continue
+        result = json.loads((plan.folder(out, stage) / RESULT_JSON).read_text())
+        base = {c: None for c in COLUMNS}
+        base.update(study=plan.spec.name, **{k: v for k, v in stage.labels.items() if k in COLUMNS})
+        if stage.kind == "evaluate":
+            for stat, suffix in (("mean", ""), ("sd", "_sd")):
+                for region, metrics in (result.get(stat) or {}).items():
+                    for metric, value in metrics.items():
+                        rows.append({**base, "metric": f"{metric}{suffix}", "region": region, "value": value})
+        else:
+            prefix = f"{stage.labels['features']}/" if stage.kind == "fidelity" else "memorization/"
+            skip = {"histogram"} if stage.kind == "memorization" else set()
+            for metric, value in _numbers({k: v for k, v in result.items() if k not in skip}, prefix):
+                rows.append({**base, "metric": metric, "value": value})
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["value"] = [math.nan if v is None else float(v) for v in frame["value"]]
+    return frame
+
+
+def write_results(plan: Plan, out: str | Path) -> Path:
+    """Write ``results.csv`` (and ``results.parquet`` when pyarrow is installed) into ``out``; return the CSV."""
+    out = Path(out)
+    frame = gather(plan, out)
+    csv = out / RESULTS_CSV
+    with atomic_file(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    if importlib.util.find_spec("pyarrow") is None:
+        return csv
+    with atomic_file(out / RESULTS_PARQUET) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return csv

@@ -1,0 +1,187 @@
+"""The study file: one YAML naming the whole grid (datasets × generators × segmenters × train
+sets × augmentation × seeds × real fractions), validated into :class:`StudySpec`.
+
+Every invalid value becomes one :class:`~synthmed.errors.SynthmedError` naming the field
+(``generators.0.name``) and the allowed values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from synthmed.config import Config, LayoutName, build_config
+from synthmed.errors import SynthmedError
+
+Preset = Literal["tiny", "small", "paper"]
+TrainSet = Literal["real", "synthetic", "synthetic+real"]
+FeatureSpace = Literal["domain", "radimagenet", "inception"]
+
+
+class PhantomSpec(Config):
+    """The built-in phantom as the study's dataset (see ``synthmed data phantom``)."""
+
+    cases: int = Field(10, ge=2, description="number of phantom cases")
+    shape: tuple[int, int, int] = Field((155, 240, 240), description="(D, H, W) voxels")
+    seed: int = Field(0, ge=0, description="phantom seed")
+    tumour_free_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of cases without a tumour")
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_large_enough(cls, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(shape) < 16:
+            raise ValueError("every side must be at least 16 voxels")
+        return shape
+
+
+class DataSpec(Config):
+    """Where the real patients come from and how they become a store."""
+
+    name: str | None = Field(None, description="dataset name in the results (default: the folder name or 'phantom')")
+    path: str | None = Field(None, description="dataset folder (relative to the study file)")
+    layout: LayoutName = Field("auto", description="dataset layout, or auto-detect")
+    phantom: PhantomSpec | None = Field(None, description="use the built-in phantom instead of a path")
+    dims: Literal[2, 3] = Field(2, description="2 = axial slices, 3 = volumes")
+    size: int = Field(128, ge=8, le=1024, description="side of the prepared samples")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of cases held out as real test patients")
+    seed: int = Field(0, ge=0, description="seed of the subject-level split")
+    min_brain_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="2D: keep slices more than this much brain")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.path is None) == (self.phantom is None):
+            raise ValueError("give exactly one of data.path or data.phantom")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or ("phantom" if self.phantom is not None else Path(str(self.path)).name)
+
+
+class GeneratorSpec(Config):
+    """One generator of the grid: a registered model, a preset and overrides."""
+
+    name: str = Field(description="a registered generator (synthmed.generators.registry.names())")
+    label: str | None = Field(None, description="its name in the results (default: name, made unique)")
+    preset: Preset = "tiny"
+    steps: int | None = Field(None, ge=1, description="training steps (default: the preset's)")
+    model_overrides: dict[str, Any] = Field(default_factory=dict, description="model config values")
+    train_overrides: dict[str, Any] = Field(default_factory=dict, description="training config values")
+    seed: int = Field(0, ge=0, description="training and sampling seed")
+    sampler: str | None = Field(None, description="sampler (diffusion: ddpm|ddim|rflow)")
+    sample_steps: int | None = Field(None, ge=1, description="sampling steps (diffusion)")
+    truncation: float | None = Field(None, description="truncation psi (StyleGANs)")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from synthmed.generators.registry import names
+
+        if name not in names():
+            raise ValueError(f"must be one of {', '.join(names())}")
+        return name
+
+
+class SegmenterSpec(Config):
+    """One segmentation network of the grid."""
+
+    name: Literal["unet", "swin"]
+    label: str | None = Field(None, description="its name in the results (default: name, made unique)")
+    preset: Preset = "tiny"
+    steps: int | None = Field(None, ge=1, description="training steps (default: the preset's)")
+    model_overrides: dict[str, Any] = Field(default_factory=dict)
+    train_overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutorSpec(Config):
+    """How stages run: ``local`` (this process, in dependency order)."""
+
+    kind: Literal["local"] = "local"
+    workers: int = Field(1, ge=1, description="stages at a time (the local executor runs one)")
+
+
+class StudySpec(Config):
+    """A whole study; see ``examples/demo.yaml``."""
+
+    name: str = Field("study", min_length=1, description="study name in the results")
+    data: DataSpec
+    generators: list[GeneratorSpec] = Field(default_factory=list)
+    samples: int = Field(64, ge=1, description="synthetic samples drawn per generator")
+    segmenters: list[SegmenterSpec] = Field(default_factory=list)
+    train_sets: list[TrainSet] = Field(default_factory=lambda: ["real", "synthetic"])
+    augmentation: list[bool] = Field(default_factory=lambda: [True])
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    real_fractions: list[float] = Field(default_factory=list,
+                                        description="proportion sweep for synthetic+real (empty: all of both)")
+    fidelity: list[FeatureSpace] = Field(default_factory=lambda: ["domain"])
+    fidelity_weights: dict[str, str] = Field(default_factory=dict, description="feature space → weights path")
+    encoder_steps: int = Field(500, ge=1, description="training steps of the domain encoder")
+    memorization_threshold: float = Field(0.95, gt=0.0, le=1.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+    @field_validator("real_fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 <= v <= 1.0 for v in values):
+            raise ValueError("every real fraction must be in [0, 1]")
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudySpec:
+        if any(t != "real" for t in self.train_sets) and not self.generators:
+            raise ValueError("train_sets synthetic and synthetic+real need at least one generator")
+        for kind in self.fidelity:
+            if kind != "domain" and kind not in self.fidelity_weights:
+                raise ValueError(f"fidelity {kind} needs fidelity_weights.{kind}: a weights path")
+        return self
+
+    def generator_labels(self) -> list[str]:
+        return _unique([g.label or g.name for g in self.generators])
+
+    def segmenter_labels(self) -> list[str]:
+        return _unique([s.label or s.name for s in self.segmenters])
+
+
+def _unique(labels: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
+    return out
+
+
+def build_spec(values: dict[str, Any], source: str = "study", base: Path | None = None) -> StudySpec:
+    """Validate a study dict; a relative ``data.path`` is taken relative to ``base``.
+
+    Raises:
+        SynthmedError: naming each invalid field and the allowed values.
+    """
+    if not isinstance(values, dict):
+        raise SynthmedError(f"{source}: expected a mapping of study fields, got {type(values).__name__}")
+    spec = build_config(StudySpec, source, **values)
+    if spec.data.path is not None and base is not None and not Path(spec.data.path).is_absolute():
+        data = spec.data.model_copy(update={"path": str((base / spec.data.path).resolve())})
+        spec = spec.model_copy(update={"data": data})
+    return spec
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study YAML file (``yaml.safe_load``).
+
+    Raises:
+        SynthmedError: a missing or unparsable file, or invalid fields (naming them).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SynthmedError(f"{path}: no such study file")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SynthmedError(f"{path}: not valid YAML ({exc})") from None
+    return build_spec(values or {}, str(path), base=path.parent)

@@ -1,0 +1,112 @@
+"""What each stage kind does: one function per kind, calling the public APIs.
+
+A stage function gets the stage, the spec, the finished folders of its inputs (by kind) and
+a temporary folder ``tmp`` to fill; the executor renames ``tmp`` into place when it returns.
+Outputs: ``prepare`` → ``store/``; ``fit`` → ``run/``; ``sample`` → ``store/``; ``train`` →
+``run/``; ``fidelity``, ``memorization``, ``evaluate`` → ``result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from synthmed.study.plan import Stage
+from synthmed.study.spec import StudySpec
+
+RESULT_JSON = "result.json"
+
+StageFn = Callable[[Stage, StudySpec, dict[str, Path], Path, bool], None]
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def run_prepare(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.config import PrepareConfig, build_config
+    from synthmed.data.prepare import prepare
+
+    data = spec.data
+    src = Path(str(data.path)) if data.path is not None else tmp / "phantom"
+    if data.phantom is not None:
+        from synthmed.data.phantom import write_phantom
+
+        write_phantom(src, **data.phantom.model_dump(), progress=progress)
+    config = build_config(PrepareConfig, "data", dims=data.dims, size=data.size, test_fraction=data.test_fraction,
+                          seed=data.seed, layout=data.layout, min_brain_fraction=data.min_brain_fraction)
+    prepare(src, tmp / "store", config, progress=progress)
+
+
+def run_fit(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.generators.api import train_generator
+    from synthmed.training.fabric import FabricOptions
+
+    c = stage.config
+    train_generator(inputs["prepare"] / "store", tmp / "run", model=c["model"], preset=c["preset"],
+                    model_overrides=c["model_overrides"], train_overrides=c["train_overrides"], seed=c["seed"],
+                    fabric=FabricOptions(device=spec.device), progress=progress)
+
+
+def run_sample(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.generators.api import sample_run
+
+    c = stage.config
+    sample_run(inputs["fit"] / "run", tmp / "store", n=c["n"], sampler=c["sampler"], steps=c["steps"], seed=c["seed"],
+               truncation=c["truncation"], device=spec.device, progress=progress)
+
+
+def run_fidelity(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.metrics.features import DomainEncoderConfig
+    from synthmed.metrics.fidelity import evaluate_fidelity
+
+    c = stage.config
+    domain = c["features"] == "domain"
+    result = evaluate_fidelity(inputs["prepare"] / "store", inputs["sample"] / "store", features=c["features"],
+                               weights=tmp / "encoder" if domain else c["weights"],
+                               encoder_config=DomainEncoderConfig(steps=c["encoder_steps"]) if domain else None,
+                               device=spec.device, progress=progress)
+    _write_json(tmp / RESULT_JSON, result)
+
+
+def run_memorization(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.data.store import Store
+    from synthmed.metrics.memorization import audit
+
+    result = audit(Store.open(inputs["sample"] / "store"), Store.open(inputs["prepare"] / "store"),
+                   threshold=stage.config["threshold"])
+    result.save(tmp / "memorization.json")
+    _write_json(tmp / RESULT_JSON, result.summary())
+
+
+def run_train(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.segmentation import train_segmenter
+    from synthmed.training.fabric import FabricOptions
+
+    c = stage.config
+    real = inputs["prepare"] / "store"
+    stores = {"real": [real], "synthetic": [inputs.get("sample", real) / "store"],
+              "synthetic+real": [real, inputs.get("sample", real) / "store"]}[c["train_set"]]
+    train_segmenter(tmp / "run", stores, model=c["model"], preset=c["preset"], real_fraction=c["real_fraction"],
+                    model_overrides=c["model_overrides"], train_overrides=c["train_overrides"], seed=c["seed"],
+                    fabric=FabricOptions(device=spec.device), progress=progress)
+
+
+def run_evaluate(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.segmentation import evaluate_run
+
+    result = evaluate_run(inputs["train"] / "run", inputs["prepare"] / "store", device=spec.device, write=False)
+    _write_json(tmp / RESULT_JSON, result)
+
+
+STAGE_FUNCTIONS: dict[str, StageFn] = {
+    "prepare": run_prepare,
+    "fit": run_fit,
+    "sample": run_sample,
+    "fidelity": run_fidelity,
+    "memorization": run_memorization,
+    "train": run_train,
+    "evaluate": run_evaluate,
+}

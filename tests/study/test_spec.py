@@ -1,0 +1,59 @@
+"""Study spec: YAML loading, defaults and validation errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthmed.errors import SynthmedError
+from synthmed.study import build_spec, load_spec
+
+BASE = {"data": {"phantom": {"cases": 3, "shape": [32, 48, 48]}, "size": 16},
+        "generators": [{"name": "ddpm"}], "segmenters": [{"name": "unet"}]}
+
+
+def _with(**changes):
+    return {**BASE, **changes}
+
+
+def test_loads_yaml_and_resolves_relative_data_path(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("name: s\ndata: {path: data/brats}\nsegmenters: [{name: swin}]\n"
+                                     "train_sets: [real]\n")
+    spec = load_spec(tmp_path / "s.yaml")
+    assert spec.data.path == str((tmp_path / "data/brats").resolve())
+    assert spec.segmenters[0].name == "swin" and spec.train_sets == ["real"]
+
+
+def test_demo_example_is_valid() -> None:
+    spec = load_spec(Path(__file__).parents[2] / "examples" / "demo.yaml")
+    assert [g.name for g in spec.generators] == ["ddpm", "progan"]
+
+
+@pytest.mark.parametrize("values, words", [
+    (_with(generators=[{"name": "vae"}]), ["generators.0.name", "ddpm", "progan", "stylegan2"]),
+    (_with(segmenters=[{"name": "resnet"}]), ["segmenters.0.name", "unet", "swin"]),
+    (_with(train_sets=["fake"]), ["train_sets.0", "real", "synthetic+real"]),
+    (_with(fidelity=["clip"]), ["fidelity.0", "domain", "radimagenet", "inception"]),
+    (_with(executor={"kind": "slurm"}), ["executor.kind", "local"]),
+    (_with(real_fractions=[1.5]), ["real_fractions", "[0, 1]"]),
+    (_with(data={"size": 16}), ["data", "data.path or data.phantom"]),
+    (_with(generators=[{"name": "ddpm", "preset": "huge"}]), ["generators.0.preset", "tiny", "small", "paper"]),
+    (_with(generators=[], train_sets=["synthetic"]), ["at least one generator"]),
+    (_with(colour="red"), ["colour", "Extra inputs"]),
+])
+def test_validation_error_names_the_field_and_allowed_values(values: dict, words: list[str]) -> None:
+    with pytest.raises(SynthmedError) as info:
+        build_spec(values, "demo.yaml")
+    message = str(info.value)
+    assert message.startswith("demo.yaml: ")
+    for word in words:
+        assert word in message
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SynthmedError, match="no such study file"):
+        load_spec(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("data: [unclosed\n")
+    with pytest.raises(SynthmedError, match="not valid YAML"):
+        load_spec(tmp_path / "bad.yaml")
