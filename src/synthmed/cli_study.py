@@ -74,9 +74,9 @@ def study_run(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show each stage's progress bars.")] = True,
 ) -> None:
     """Run every pending stage in dependency order (finished ones are skipped; a killed study
-    resumes at the stage it was in), then write results.csv."""
+    resumes at the stage it was in), then write results.csv and the report (report.md, report.html)."""
     from synthmed.progress import console
-    from synthmed.study import load_spec, make_executor, make_plan, write_results
+    from synthmed.study import load_spec, make_executor, make_plan, write_report, write_results
 
     spec = load_spec(spec_path)
     plan = make_plan(spec)
@@ -94,4 +94,20 @@ def study_run(
     executor = make_executor(spec.executor.kind, workers=spec.executor.workers, progress=progress)
     executed = executor.run(plan, folder, callback=report)
     csv = write_results(plan, folder)
-    stdout.print(f"ran {len(executed)} of {total} stages; results: {escape(str(csv))}")
+    _, page = write_report(folder)
+    stdout.print(f"ran {len(executed)} of {total} stages; results: {escape(str(csv))}; report: {escape(str(page))}")
+
+
+@study_app.command("report")
+def study_report(
+    study: Annotated[Path, typer.Argument(metavar="STUDY", help="The study folder (or its YAML: its stem's folder).")],
+) -> None:
+    """(Re)build STUDY/report.md and a self-contained STUDY/report.html from the finished stages and results.csv."""
+    from synthmed.errors import SynthmedError
+    from synthmed.study import STAGES_DIR, write_report
+
+    folder = _out_dir(study, None) if study.suffix in (".yaml", ".yml") else study
+    if not (folder / STAGES_DIR).is_dir():
+        raise SynthmedError(f"{folder}: not a study folder (no {STAGES_DIR}/ inside); run `synthmed study run` first")
+    md, page = write_report(folder)
+    stdout.print(f"report: {escape(str(page))} and {escape(str(md))}")

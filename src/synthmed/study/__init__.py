@@ -1,11 +1,12 @@
 """Studies: a YAML spec → a plan (DAG of content-hashed stages) → an executor → one results table.
 
 See :mod:`.spec` for the study file, :mod:`.plan` for stages and their keys, :mod:`.executors`
-for running them resumably, :mod:`.results` for the tidy table.
+for running them resumably, :mod:`.results` for the tidy table, :mod:`.report` for the report.
 """
 
 from synthmed.study.executors import LocalExecutor, clean_stale, make_executor, run_stage
 from synthmed.study.plan import DONE_JSON, KINDS, STAGES_DIR, Plan, Stage, make_plan, stage_key
+from synthmed.study.report import SECTIONS, build_sections, write_report
 from synthmed.study.results import COLUMNS, gather, write_results
 from synthmed.study.spec import (
     DataSpec,
@@ -22,6 +23,7 @@ __all__ = [
     "COLUMNS",
     "DONE_JSON",
     "KINDS",
+    "SECTIONS",
     "STAGES_DIR",
     "DataSpec",
     "ExecutorSpec",
@@ -32,6 +34,7 @@ __all__ = [
     "SegmenterSpec",
     "Stage",
     "StudySpec",
+    "build_sections",
     "build_spec",
     "clean_stale",
     "gather",
@@ -40,5 +43,6 @@ __all__ = [
     "make_plan",
     "run_stage",
     "stage_key",
+    "write_report",
     "write_results",
 ]

@@ -1,0 +1,455 @@
+"""The study report: ``STUDY/report.md`` and a self-contained ``STUDY/report.html``.
+
+Built from the study folder alone — the finished stages' ``stage.json`` / ``result.json`` /
+stores and ``results.csv`` — so it needs neither the YAML nor a rerun. Sections (each an
+``<h2 id=…>`` in the HTML and a ``##`` heading in Markdown, in :data:`SECTIONS` order):
+settings (with a warning when tiny / few-step settings are in use), generation metrics, rank
+tables, Dice and HD95 per region (mean ± sd over seeds), relative Dice (synthetic / matched
+real-only), Spearman correlation of generation-metric ranks with Dice ranks, Dice vs real
+fraction, memorization histograms and sample galleries. Images are embedded as base64 PNG
+data URIs in both files: nothing external is referenced.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthmed.atomic import atomic_file
+from synthmed.study.plan import DONE_JSON, STAGE_JSON, STAGES_DIR
+from synthmed.study.results import COLUMNS, RESULTS_CSV
+from synthmed.study.stages import RESULT_JSON
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
+#: (id, title) of each section, in order.
+SECTIONS = (
+    ("settings", "Settings"),
+    ("generation-metrics", "Generation metrics"),
+    ("rank-tables", "Rank tables"),
+    ("segmentation", "Dice and HD95 per region"),
+    ("relative-dice", "Relative Dice"),
+    ("rank-correlation", "Rank correlation of generation metrics with Dice"),
+    ("real-fraction", "Dice vs real fraction"),
+    ("memorization", "Memorization"),
+    ("galleries", "Sample galleries"),
+)
+
+#: generation metrics ranked, by name after ``<features>/``: True = lower is better.
+RANKED = {"fd": True, "relative_fd": True, "kid_mean": True, "hd95": True, "is_mean": False, "precision": False,
+          "recall": False, "density": False, "coverage": False, "dice": False}
+#: generation metrics shown in the table, in this order (others, like sample counts, are left out).
+SHOWN = ("fd", "relative_fd", "kid_mean", "kid_std", "is_mean", "precision", "recall", "density", "coverage",
+         "ms_ssim")
+
+#: a study whose generators or segmenters train fewer steps than this (or use preset tiny) is flagged.
+FEW_STEPS = 1000
+
+
+@dataclass
+class Section:
+    """One report section: blocks of ``("text"|"warning", str)``, ``("table", DataFrame)`` or
+    ``("image", (png_bytes, alt))``."""
+
+    id: str
+    title: str
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def text(self, value: str) -> None:
+        self.blocks.append(("text", value))
+
+    def warning(self, value: str) -> None:
+        self.blocks.append(("warning", value))
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.blocks.append(("table", frame))
+
+    def image(self, png: bytes, alt: str) -> None:
+        self.blocks.append(("image", (png, alt)))
+
+
+# ----------------------------------------------------------------------------- reading the study
+
+
+def finished_stages(out: str | Path) -> list[dict]:
+    """``stage.json`` records of the finished stages in ``out`` (with ``folder`` added)."""
+    records = []
+    root = Path(out) / STAGES_DIR
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.name.startswith(".") or not (folder / DONE_JSON).is_file() or not (folder / STAGE_JSON).is_file():
+            continue
+        record = json.loads((folder / STAGE_JSON).read_text())
+        record["folder"] = folder
+        records.append(record)
+    return records
+
+
+def read_results(out: str | Path) -> pd.DataFrame:
+    """``results.csv`` (empty with :data:`COLUMNS` when missing)."""
+    path = Path(out) / RESULTS_CSV
+    if not path.is_file():
+        return pd.DataFrame(columns=list(COLUMNS))
+    return pd.read_csv(path)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _png(fig) -> bytes:  # noqa: ANN001
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _mean_sd(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "—"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.4g}"
+    return f"{values.mean():.4g} ± {values.std(ddof=1):.2g}"
+
+
+def _labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """Evaluate rows with printable group labels (empty generator / real fraction as '—')."""
+    frame = frame.copy()
+    frame["generator"] = frame["generator"].fillna("—").replace("", "—")
+    frame["real_fraction"] = frame["real_fraction"].map(_fmt)
+    frame["augmentation"] = frame["augmentation"].astype(str)
+    return frame
+
+
+GROUP = ["generator", "segmenter", "train_set", "augmentation", "real_fraction"]
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _settings(stages: list[dict], section: Section) -> None:
+    rows = []
+    small = False
+    for record in stages:
+        c, labels = record["config"], record["labels"]
+        if record["kind"] == "fidelity" and c.get("encoder_steps") is not None:
+            rows.append({"stage": "fidelity", "name": labels.get("features", ""), "model": "domain encoder",
+                         "preset": "—", "steps": _fmt(c["encoder_steps"])})
+        if record["kind"] not in ("fit", "train", "sample"):
+            continue
+        steps = c.get("steps") if record["kind"] == "sample" else (c.get("train_overrides") or {}).get("steps")
+        preset = c.get("preset") or "—"
+        if record["kind"] != "sample":
+            small |= preset == "tiny" or (steps is not None and int(steps) < FEW_STEPS)
+        name = labels.get("generator") if record["kind"] != "train" else labels.get("segmenter")
+        model = c.get("model", "")
+        if record["kind"] == "sample":
+            model = f"{c.get('n')} samples, {c.get('sampler') or 'default sampler'}"
+        rows.append({"stage": record["kind"], "name": name or "", "model": model, "preset": preset,
+                     "steps": _fmt(steps)})
+    seeds = sorted({r["labels"]["seed"] for r in stages if r["kind"] == "train" and "seed" in r["labels"]})
+    section.text(f"{len(stages)} finished stages; segmenter seeds: {', '.join(map(str, seeds)) or '—'}.")
+    if small:
+        section.warning("This study uses tiny presets or few training steps: its numbers check that the pipeline "
+                        "runs and are too small for conclusions.")
+    table = pd.DataFrame(rows, columns=["stage", "name", "model", "preset", "steps"]).drop_duplicates()
+    section.table(table.sort_values(["stage", "name"], kind="stable").reset_index(drop=True))
+
+
+def _generation(results: pd.DataFrame, section: Section) -> pd.DataFrame:
+    """The generation-metric table (one row per generator × feature space); returned for ranking."""
+    rows = results[results.metric.str.contains("/", na=False) & ~results.metric.str.startswith("memorization/")]
+    if rows.empty:
+        section.text("No finished fidelity stages.")
+        return pd.DataFrame()
+    rows = rows.assign(features=rows.metric.str.split("/").str[0], name=rows.metric.str.split("/", n=1).str[1])
+    table = rows.pivot_table(index=["generator", "features"], columns="name", values="value", aggfunc="mean")
+    table = table[[c for c in SHOWN if c in table.columns] or list(table.columns)]
+    section.table(table.reset_index().map(_fmt))
+    return table
+
+
+def _ranks(table: pd.DataFrame, section: Section) -> pd.DataFrame:
+    """Generators ranked per metric (1 = best) per feature space; returned for the correlation."""
+    if table.empty:
+        section.text("No generation metrics to rank.")
+        return pd.DataFrame()
+    ranks = {}
+    for features, sub in table.groupby(level="features"):
+        sub = sub.droplevel("features")
+        for name in sub.columns:
+            lower = RANKED.get(name)
+            if lower is None or sub[name].isna().all():
+                continue
+            ranks[f"{features}/{name}"] = sub[name].rank(ascending=lower, method="min")
+    frame = pd.DataFrame(ranks)
+    frame.index.name = "generator"
+    section.text("1 = best; lower is better for FD, KID and HD95, higher for IS, precision, recall, density, "
+                 "coverage and Dice.")
+    section.table(frame.reset_index().map(lambda v: _fmt(int(v)) if isinstance(v, float) and v == v else _fmt(v)))
+    return frame
+
+
+def _segmentation(results: pd.DataFrame, section: Section) -> None:
+    rows = results[results.metric.isin(["dice", "hd95"])]
+    if rows.empty:
+        section.text("No finished evaluate stages.")
+        return
+    rows = _labels(rows)
+    summary = rows.groupby([*GROUP, "metric", "region"], dropna=False)["value"].apply(_mean_sd).unstack(
+        ["metric", "region"])
+    summary.columns = [f"{m} {r}" for m, r in summary.columns]
+    order = [f"{m} {r}" for m in ("dice", "hd95") for r in ("WT", "TC", "ET") if f"{m} {r}" in summary.columns]
+    section.text("Mean ± sd over seeds, on the real test patients.")
+    section.table(summary[order + [c for c in summary.columns if c not in order]].reset_index())
+
+
+def _relative(results: pd.DataFrame, section: Section) -> None:
+    dice = results[results.metric == "dice"]
+    real = dice[dice.train_set == "real"]
+    other = dice[dice.train_set != "real"]
+    if real.empty or other.empty:
+        section.text("Needs both real-only and synthetic runs.")
+        return
+    keys = ["segmenter", "augmentation", "seed", "region"]
+    merged = other.merge(real[keys + ["value"]].rename(columns={"value": "real"}), on=keys)
+    merged = _labels(merged.assign(value=merged.value / merged.real))
+    table = merged.groupby([*GROUP, "region"], dropna=False)["value"].apply(_mean_sd).unstack("region")
+    section.text("Dice of each synthetic run divided by the real-only run of the same segmenter, augmentation and "
+                 "seed; mean ± sd over seeds.")
+    section.table(table[[r for r in ("WT", "TC", "ET") if r in table.columns]].reset_index())
+
+
+def _correlation(results: pd.DataFrame, ranks: pd.DataFrame, section: Section) -> None:
+    from scipy.stats import spearmanr
+
+    dice = results[(results.metric == "dice") & (results.train_set == "synthetic")]
+    if dice.empty:
+        dice = results[(results.metric == "dice") & (results.train_set != "real")]
+    per_gen = dice.groupby("generator")["value"].mean()
+    dice_rank = per_gen.rank(ascending=False, method="min")
+    common = [g for g in dice_rank.index if g in ranks.index] if not ranks.empty else []
+    section.text("Spearman ρ between each generation metric's ranks and the generators' Dice ranks (mean Dice over "
+                 "regions, segmenters and seeds, trained on synthetic data).")
+    rows = []
+    for metric in ranks.columns:
+        if len(common) < 3:
+            rows.append({"metric": metric, "rho": "n/a", "p": "n/a", "generators": len(common)})
+            continue
+        rho, p = spearmanr(ranks.loc[common, metric], dice_rank.loc[common])
+        rows.append({"metric": metric, "rho": _fmt(float(rho)), "p": _fmt(float(p)), "generators": len(common)})
+    if not rows:
+        section.text("n/a: no ranked generation metrics or no Dice of synthetic runs.")
+        return
+    if len(common) < 3:
+        section.text(f"n/a: needs at least 3 generators with both (has {len(common)}).")
+    section.table(pd.DataFrame(rows))
+
+
+def _real_fraction(results: pd.DataFrame, section: Section) -> None:
+    dice = results[results.metric == "dice"]
+    sweep = dice[(dice.train_set == "synthetic+real") & dice.real_fraction.notna()]
+    if sweep.empty:
+        section.text("No real-fraction sweep in this study (real_fractions is empty).")
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regions = [r for r in ("WT", "TC", "ET") if r in set(sweep.region)]
+    fig, axes = plt.subplots(1, len(regions), figsize=(3.4 * len(regions), 3), squeeze=False)
+    for ax, region in zip(axes[0], regions):
+        for (gen, seg), sub in sweep[sweep.region == region].groupby(["generator", "segmenter"]):
+            ends = dice[(dice.region == region) & (dice.segmenter == seg) & (
+                ((dice.train_set == "synthetic") & (dice.generator == gen)) | (dice.train_set == "real"))]
+            points = pd.concat([sub, ends]).groupby("real_fraction")["value"].mean().sort_index()
+            ax.plot(points.index, points.values, marker="o", label=f"{gen} / {seg}")
+        ax.set_title(region)
+        ax.set_xlabel("real fraction")
+        ax.set_ylabel("Dice")
+        ax.set_xlim(-0.05, 1.05)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    section.text("Mean Dice over seeds against the share of real data (0 = synthetic only, 1 = real only).")
+    section.image(_png(fig), "Dice vs real fraction")
+
+
+def _memorization(stages: list[dict], results: pd.DataFrame, section: Section) -> None:
+    rows = results[results.metric.str.startswith("memorization/", na=False)]
+    mem = [r for r in stages if r["kind"] == "memorization"]
+    if rows.empty and not mem:
+        section.text("No finished memorization stages.")
+        return
+    if not rows.empty:
+        keep = [m for m in ("max", "mean", "median", "fraction_above", "n_above", "threshold")
+                if f"memorization/{m}" in set(rows.metric)]
+        table = rows.assign(name=rows.metric.str.split("/", n=1).str[1]).pivot_table(
+            index="generator", columns="name", values="value", aggfunc="mean")
+        section.table(table[keep or list(table.columns)].reset_index().map(_fmt))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for record in sorted(mem, key=lambda r: str(r["labels"].get("generator"))):
+        gen = record["labels"].get("generator", "")
+        pngs = sorted(record["folder"].glob("*.png"))
+        if pngs:
+            for png in pngs:
+                section.image(png.read_bytes(), f"{gen}: {png.stem}")
+            continue
+        result_path = record["folder"] / RESULT_JSON
+        hist = json.loads(result_path.read_text()).get("histogram") if result_path.is_file() else None
+        if not hist:
+            continue
+        edges, counts = np.asarray(hist["edges"]), np.asarray(hist["counts"])
+        fig, ax = plt.subplots(figsize=(4.5, 2.8))
+        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="0.4")
+        threshold = record["config"].get("threshold")
+        if threshold is not None:
+            ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:g}")
+            ax.legend(fontsize=7)
+        ax.set_title(f"{gen}: max correlation with a training sample", fontsize=9)
+        ax.set_xlabel("max Pearson correlation")
+        ax.set_ylabel("synthetic samples")
+        fig.tight_layout()
+        section.image(_png(fig), f"{gen}: memorization histogram")
+
+
+def _galleries(stages: list[dict], section: Section, n: int) -> None:
+    from synthmed.data.inspect import render_grid
+    from synthmed.data.store import Store
+
+    sources = [(f"real ({r['labels'].get('dataset', '')})", r) for r in stages if r["kind"] == "prepare"]
+    sources += sorted(((str(r["labels"].get("generator", "")), r) for r in stages if r["kind"] == "sample"),
+                      key=lambda x: x[0])
+    if not sources:
+        section.text("No finished prepare or sample stages.")
+        return
+    import tempfile
+
+    for name, record in sources:
+        store = record["folder"] / "store"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                png = render_grid(Store.open(store), Path(tmp) / "grid.png", n=n).read_bytes()
+        except Exception as exc:  # noqa: BLE001 — a broken store must not stop the report
+            section.text(f"{name}: no gallery ({exc}).")
+            continue
+        section.image(png, f"{name} samples")
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _table_md(frame: pd.DataFrame) -> str:
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _table_html(frame: pd.DataFrame, section_id: str) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return f'<table class="{section_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    parts = [f"# {title}", ""]
+    for s in sections:
+        parts += [f"## {s.title}", ""]
+        for kind, value in s.blocks:
+            if kind == "text":
+                parts += [value, ""]
+            elif kind == "warning":
+                parts += [f"> **Warning:** {value}", ""]
+            elif kind == "table":
+                parts += [_table_md(value), ""]
+            else:
+                png, alt = value
+                parts += [f"![{alt}]({_data_uri(png)})", ""]
+    return "\n".join(parts)
+
+
+STYLE = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+         "table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}"
+         "th,td{border:1px solid #bbb;padding:0.2em 0.5em;text-align:right}"
+         ".warning{background:#fff3cd;border:1px solid #e0a800;padding:0.5em}img{max-width:100%}")
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        parts.append(f'<section><h2 id="{s.id}">{html.escape(s.title)}</h2>')
+        for kind, value in s.blocks:
+            if kind == "text":
+                parts.append(f"<p>{html.escape(value)}</p>")
+            elif kind == "warning":
+                parts.append(f'<p class="warning"><strong>Warning:</strong> {html.escape(value)}</p>')
+            elif kind == "table":
+                parts.append(_table_html(value, s.id))
+            else:
+                png, alt = value
+                parts.append(f'<figure><img src="{_data_uri(png)}" alt="{html.escape(alt)}">'
+                             f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_sections(out: str | Path, *, gallery_samples: int = 4) -> tuple[str, list[Section]]:
+    """The report's title and sections (see :data:`SECTIONS`) from the study folder ``out``."""
+    out = Path(out)
+    stages = finished_stages(out)
+    results = read_results(out)
+    names = set(results.study.dropna()) if not results.empty else set()
+    title = f"Study report: {next(iter(names)) if len(names) == 1 else out.name}"
+    sections = {sid: Section(sid, t) for sid, t in SECTIONS}
+    _settings(stages, sections["settings"])
+    table = _generation(results, sections["generation-metrics"])
+    ranks = _ranks(table, sections["rank-tables"])
+    _segmentation(results, sections["segmentation"])
+    _relative(results, sections["relative-dice"])
+    _correlation(results, ranks, sections["rank-correlation"])
+    _real_fraction(results, sections["real-fraction"])
+    _memorization(stages, results, sections["memorization"])
+    _galleries(stages, sections["galleries"], gallery_samples)
+    return title, list(sections.values())
+
+
+def write_report(out: str | Path, *, gallery_samples: int = 4) -> tuple[Path, Path]:
+    """(Re)build ``out/report.md`` and ``out/report.html`` (atomically); return their paths."""
+    out = Path(out)
+    title, sections = build_sections(out, gallery_samples=gallery_samples)
+    md, page = out / REPORT_MD, out / REPORT_HTML
+    with atomic_file(md) as tmp:
+        tmp.write_text(render_markdown(title, sections))
+    with atomic_file(page) as tmp:
+        tmp.write_text(render_html(title, sections))
+    return md, page

@@ -1,0 +1,142 @@
+"""The study report from a hand-made finished study: every section, its tables' rows, embedded images only."""
+
+from __future__ import annotations
+
+import json
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tiny_stores import make_store
+from typer.testing import CliRunner
+
+from synthmed.cli import app
+from synthmed.study import SECTIONS, LocalExecutor, build_spec, make_plan, write_report, write_results
+from synthmed.study.stages import STAGE_FUNCTIONS
+
+GENERATORS = {"ddpm": 0.7, "progan": 0.5, "stylegan2": 0.3}  # the Dice each reaches on synthetic data
+SPEC = {"name": "fake", "data": {"phantom": {"cases": 3, "shape": [32, 48, 48]}, "size": 16},
+        "generators": [{"name": g, "preset": "tiny", "steps": 5} for g in GENERATORS], "samples": 4,
+        "segmenters": [{"name": "unet", "preset": "tiny", "steps": 3}],
+        "train_sets": ["real", "synthetic", "synthetic+real"], "augmentation": [False], "seeds": [0, 1],
+        "real_fractions": [0.5], "fidelity": ["domain"], "device": "cpu"}
+
+
+def _functions() -> dict:
+    """Stage functions writing what the report reads, with made-up numbers (better generator: lower FD)."""
+
+    def prepare(stage, spec, inputs, tmp, progress):  # noqa: ANN001
+        make_store(tmp / "store", n=4)
+
+    def sample(stage, spec, inputs, tmp, progress):  # noqa: ANN001
+        make_store(tmp / "store", n=4, seed=1)
+
+    def fidelity(stage, spec, inputs, tmp, progress):  # noqa: ANN001
+        d = GENERATORS[stage.labels["generator"]]
+        (tmp / "result.json").write_text(json.dumps({"fd": 10 * (1 - d), "kid_mean": 1 - d, "precision": d,
+                                                     "recall": d / 2, "ms_ssim": 0.2, "kid_std": 0.1, "n_real": 4}))
+
+    def memorization(stage, spec, inputs, tmp, progress):  # noqa: ANN001
+        summary = {"max": 0.9, "mean": 0.5, "median": 0.5, "fraction_above": 0.0, "n_above": 0,
+                   "histogram": {"edges": [-1.0, 0.0, 0.5, 1.0], "counts": [0, 2, 2]}}
+        (tmp / "result.json").write_text(json.dumps(summary))
+
+    def evaluate(stage, spec, inputs, tmp, progress):  # noqa: ANN001
+        labels = stage.labels
+        base = 0.8 if labels["train_set"] == "real" else GENERATORS[labels["generator"]]
+        if labels["train_set"] == "synthetic+real":
+            base = (base + 0.8) / 2
+        dice = base + 0.01 * labels["seed"]
+        mean = {r: {"dice": dice, "hd95": 10 * (1 - dice)} for r in ("WT", "TC", "ET")}
+        sd = {r: {"dice": 0.05, "hd95": 1.0} for r in ("WT", "TC", "ET")}
+        (tmp / "result.json").write_text(json.dumps({"mean": mean, "sd": sd}))
+
+    def nothing(stage, spec, inputs, tmp, progress):  # noqa: ANN001
+        pass
+
+    return {**{kind: nothing for kind in STAGE_FUNCTIONS}, "prepare": prepare, "sample": sample,
+            "fidelity": fidelity, "memorization": memorization, "evaluate": evaluate}
+
+
+class _Page(HTMLParser):
+    """Section ids, the rows of each section's tables and every image source."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.rows: dict[str, int] = {}
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self._table: str | None = None
+        self._body = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "h2":
+            self.sections.append(a["id"])
+        elif tag == "table":
+            self._table = a.get("class")
+        elif tag == "tbody":
+            self._body = True
+        elif tag == "tr" and self._body and self._table:
+            self.rows[self._table] = self.rows.get(self._table, 0) + 1
+        elif tag == "img":
+            self.images.append(a["src"])
+        if tag in ("link", "script") or (tag != "img" and ("href" in a or "src" in a)):
+            self.external.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tbody":
+            self._body = False
+        elif tag == "table":
+            self._table = None
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "fake"
+    plan = make_plan(build_spec(SPEC))
+    LocalExecutor(progress=False, functions=_functions()).run(plan, out)
+    write_results(plan, out)
+    return out
+
+
+def test_report_has_every_section_its_rows_and_only_embedded_images(study: Path) -> None:
+    start = time.perf_counter()
+    md, page = write_report(study)
+    seconds = time.perf_counter() - start
+    assert seconds < 10
+    parser = _Page()
+    parser.feed(page.read_text())
+    assert parser.sections == [sid for sid, _ in SECTIONS]
+    assert parser.external == []
+    # 3 generators + 1 real prepare gallery, 1 sweep plot, 3 memorization histograms
+    assert len(parser.images) == 3 + 1 + 1 + 3
+    assert all(src.startswith("data:image/png;base64,") for src in parser.images)
+    rows = parser.rows
+    assert rows["generation-metrics"] == 3 and rows["rank-tables"] == 3 and rows["memorization"] == 3
+    # real; 3 × synthetic; 3 × synthetic+real at 0.5
+    assert rows["segmentation"] == 1 + 3 + 3 and rows["relative-dice"] == 3 + 3
+    assert rows["rank-correlation"] == 4  # fd, kid_mean, precision, recall (ms_ssim is not ranked)
+    text = page.read_text()
+    assert "too small for conclusions" in text  # tiny presets are flagged
+    assert "0.705 ± 0.0071" in text  # ddpm synthetic Dice: mean ± sd over seeds 0, 1
+    # FD, KID, precision and recall all order the generators as Dice does: ρ = 1
+    correlation = text.split('id="rank-correlation"')[1].split("</section>")[0]
+    assert correlation.count("<td>1</td>") == 4
+    headings = [line[3:] for line in md.read_text().splitlines() if line.startswith("## ")]
+    assert headings == [title for _, title in SECTIONS]
+
+
+def test_report_with_two_generators_says_na_and_cli_rebuilds(study: Path, tmp_path: Path) -> None:
+    results = pd.read_csv(study / "results.csv")
+    results[results.generator != "stylegan2"].to_csv(study / "results.csv", index=False)
+    result = CliRunner().invoke(app, ["study", "report", str(study)])
+    assert result.exit_code == 0, result.output
+    text = (study / "report.html").read_text()
+    correlation = text.split('id="rank-correlation"')[1].split("</section>")[0]
+    assert "n/a" in correlation
+    missing = CliRunner().invoke(app, ["study", "report", str(tmp_path / "none")])
+    assert missing.exit_code != 0
