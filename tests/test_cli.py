@@ -43,3 +43,14 @@ def test_missing_input_names_the_path_and_debug_shows_traceback(tmp_path):
 
 def test_unknown_command_is_usage_error():
     assert run_cli("frobnicate").returncode == 2
+
+
+def test_demo_runs_the_study_and_reuses_it(tmp_path):
+    out = tmp_path / "demo"
+    first = run_cli("demo", str(out), "--no-progress")
+    assert first.returncode == 0, first.stderr
+    assert f"report: {out / 'report.html'}" in first.stdout
+    assert "ran 19 of 19 stages" in first.stdout
+    assert (out / "results.csv").is_file() and "<h2" in (out / "report.html").read_text()
+    again = run_cli("demo", str(out), "--no-progress")
+    assert again.returncode == 0 and "ran 0 of 19 stages" in again.stdout

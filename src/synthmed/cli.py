@@ -161,15 +161,19 @@ def _print_summary(summary: dict) -> None:
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Argument(help="Demo folder.")] = Path("synthmed-demo"),
-    cases: Annotated[int, typer.Option(help="Phantom cases.")] = 6,
-    size: Annotated[int, typer.Option(help="Side of the prepared 2D slices.")] = 64,
+    out: Annotated[Path, typer.Argument(help="Study folder of the demo.")] = Path("synthmed-demo"),
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show each stage's progress bars.")] = True,
 ) -> None:
-    """Run the offline demo: phantom → prepare → inspect. Finished steps are reused."""
+    """Run the offline demo study: phantom → prepare → diffusion and ProGAN (tiny) → U-Net on
+    real, synthetic and synthetic+real data → fidelity and memorization → OUT/report.html.
+    Finished stages are reused: a second run returns in seconds."""
+    from synthmed.cli_study import _stage_printer
     from synthmed.demo import run_demo
+    from synthmed.study import DEMO_SPEC, load_spec
 
-    for line in run_demo(out, cases=cases, size=size):
-        stdout.print(line)
+    outcome = run_demo(out, progress=progress, on_stage=_stage_printer(console, load_spec(DEMO_SPEC)))
+    stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: {escape(str(outcome.results))}")
+    stdout.print(f"report: {escape(str(outcome.report))}")
 
 
 def main() -> None:

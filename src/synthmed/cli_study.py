@@ -76,26 +76,29 @@ def study_run(
     """Run every pending stage in dependency order (finished ones are skipped; a killed study
     resumes at the stage it was in), then write results.csv and the report (report.md, report.html)."""
     from synthmed.progress import console
-    from synthmed.study import load_spec, make_executor, make_plan, write_report, write_results
+    from synthmed.study import load_spec, run_study
 
     spec = load_spec(spec_path)
-    plan = make_plan(spec)
     folder = _out_dir(spec_path, out)
-    total = len(plan)
+    outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec))
+    stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: "
+                 f"{escape(str(outcome.results))}; report: {escape(str(outcome.report))}")
+
+
+def _stage_printer(console, spec):  # noqa: ANN001, ANN202
+    """A ``run_study`` callback printing ``stage i/N kind labels`` as each stage starts."""
+    from synthmed.study import make_plan
+
+    total = len(make_plan(spec))
     seen = {"n": 0}
 
-    def report(stage, event: str) -> None:  # noqa: ANN001
+    def on_stage(stage, event: str) -> None:  # noqa: ANN001
+        if event in ("start", "skip"):
+            seen["n"] += 1
         if event == "start":
-            seen["n"] += 1
             console.print(f"[bold]stage {seen['n']}/{total}[/] {stage.name} {escape(_describe(stage))}")
-        elif event == "skip":
-            seen["n"] += 1
 
-    executor = make_executor(spec.executor.kind, workers=spec.executor.workers, progress=progress)
-    executed = executor.run(plan, folder, callback=report)
-    csv = write_results(plan, folder)
-    _, page = write_report(folder)
-    stdout.print(f"ran {len(executed)} of {total} stages; results: {escape(str(csv))}; report: {escape(str(page))}")
+    return on_stage
 
 
 @study_app.command("report")

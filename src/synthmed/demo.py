@@ -1,40 +1,21 @@
-"""The offline demo: phantom → prepare → inspect, in one folder; finished steps are reused.
+"""The offline demo: the packaged demo study (``synthmed/study/demo.yaml``, also
+``examples/demo.yaml``) — phantom → prepare → diffusion and ProGAN at the ``tiny`` preset →
+U-Net on real, synthetic and synthetic+real data → fidelity and memorization → report.
 
-Every step writes atomically, so a folder that exists is a finished step and a second run
-returns in seconds.
+Every stage is written atomically and keyed by its content, so a second run reuses all of it
+and only rebuilds the results table and the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from synthmed.config import PhantomConfig, PrepareConfig
-from synthmed.data.inspect import render_grid, summarize
-from synthmed.data.phantom import write_phantom
-from synthmed.data.prepare import prepare
-from synthmed.data.store import Store
+from synthmed.study import DEMO_SPEC, StudyOutcome, load_spec, run_study
+from synthmed.study.plan import Stage
 
 
-def run_demo(out: str | Path, *, cases: int = 6, size: int = 64, seed: int = 0) -> Iterator[str]:
-    """Run the demo into ``out``, yielding one line per step for the user."""
-    out = Path(out)
-    phantom_dir, store_dir, grid = out / "phantom", out / "store-2d", out / "store-2d-samples.png"
-    if phantom_dir.exists():
-        yield f"reusing phantom dataset {phantom_dir}"
-    else:
-        config = PhantomConfig(cases=cases, seed=seed, tumour_free_fraction=0.0)
-        write_phantom(phantom_dir, **config.model_dump())
-        yield f"wrote phantom dataset {phantom_dir} ({cases} BraTS-like cases, 240×240×155 at 1 mm)"
-    if store_dir.exists():
-        yield f"reusing store {store_dir}"
-    else:
-        result = prepare(phantom_dir, store_dir, PrepareConfig(dims=2, size=size, test_fraction=0.34, seed=seed))
-        yield (f"wrote store {store_dir}: {len(result.store)} axial slices of {size}×{size} "
-               f"({result.cases['train']} train / {result.cases['test']} test cases)")
-    store = Store.open(store_dir)
-    if not grid.exists():
-        render_grid(store, grid)
-    summary = summarize(store)
-    yield f"store summary: {summary['samples']} samples, tumour voxels {100 * summary['tumour_fraction']:.2f}%"
-    yield f"sample grid (each channel + mask overlay): {grid}"
+def run_demo(out: str | Path, *, progress: bool = True,
+             on_stage: Callable[[Stage, str], None] | None = None) -> StudyOutcome:
+    """Run (or finish) the demo study into ``out``; ``out/report.html`` is its report."""
+    return run_study(load_spec(DEMO_SPEC), out, progress=progress, on_stage=on_stage)

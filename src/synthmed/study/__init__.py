@@ -8,6 +8,7 @@ from synthmed.study.executors import LocalExecutor, clean_stale, make_executor, 
 from synthmed.study.plan import DONE_JSON, KINDS, STAGES_DIR, Plan, Stage, make_plan, stage_key
 from synthmed.study.report import SECTIONS, build_sections, write_report
 from synthmed.study.results import COLUMNS, gather, write_results
+from synthmed.study.run import DEMO_SPEC, StudyOutcome, run_study
 from synthmed.study.spec import (
     DataSpec,
     ExecutorSpec,
@@ -21,6 +22,9 @@ from synthmed.study.spec import (
 
 __all__ = [
     "COLUMNS",
+    "DEMO_SPEC",
+    "StudyOutcome",
+    "run_study",
     "DONE_JSON",
     "KINDS",
     "SECTIONS",
