@@ -21,6 +21,17 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LoopConfig(Config):
+    """The loop settings every trainer shares (generators, segmenters, encoders); each
+    trainer's training config extends it (and may change the defaults)."""
+
+    steps: int = Field(20, ge=1, description="total optimiser steps")
+    batch: int = Field(8, ge=1, description="batch per process")
+    checkpoint_every: int = Field(1000, ge=1, description="checkpoint every N steps (and at the end)")
+    log_every: int = Field(10, ge=1, description="log scalars every N steps")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+
+
 class PhantomConfig(Config):
     """`synthmed data phantom`: how many cases, which seed, which grid."""
 

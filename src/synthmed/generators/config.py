@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from synthmed.config import Config, LoopConfig
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DiffusionModelConfig(_Config):
+class DiffusionModelConfig(Config):
     """The diffusion model: MONAI ``DiffusionModelUNet`` + training objective.
 
     ``spatial_dims``, ``in_channels`` and ``image_shape`` are taken from the training store.
@@ -53,22 +51,18 @@ class DiffusionModelConfig(_Config):
         return self
 
 
-class TrainConfig(_Config):
-    """How to train (may change on ``--resume``)."""
+class TrainConfig(LoopConfig):
+    """How to train (may change on ``--resume``); ``steps``, ``batch``, ``checkpoint_every``,
+    ``log_every`` and ``num_workers`` come from :class:`~synthmed.config.LoopConfig`."""
 
-    steps: int = Field(20, ge=1, description="total optimiser steps")
-    batch: int = Field(8, ge=1, description="batch per process")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights used for sampling")
-    checkpoint_every: int = Field(1000, ge=1, description="checkpoint every N steps (and at the end)")
-    log_every: int = Field(10, ge=1, description="log scalars every N steps")
     image_every: int = Field(0, ge=0, description="TensorBoard sample grid every N steps (0: at the end)")
     preview_steps: int = Field(20, ge=1, description="DDIM steps of the preview grid")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     grad_clip: float = Field(1.0, ge=0, description="gradient norm clip (0: none)")
 
 
-class Preset(_Config):
+class Preset(Config):
     """A named model + training configuration."""
 
     model: DiffusionModelConfig

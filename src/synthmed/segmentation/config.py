@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from synthmed.config import Config
+from synthmed.config import Config, LoopConfig
 
 NetworkName = Literal["unet", "swin"]
 
@@ -58,7 +58,7 @@ class SegmentModelConfig(Config):
         return self
 
 
-class SegmentTrainConfig(Config):
+class SegmentTrainConfig(LoopConfig):
     """How to train (may change on ``--resume``)."""
 
     steps: int = Field(20, ge=1, description="total optimiser steps (equal whatever the training set, so runs compare)")
@@ -69,9 +69,6 @@ class SegmentTrainConfig(Config):
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of training subjects held out for validation")
     validate_every: int = Field(10, ge=0, description="validate (and keep the best checkpoint) every N steps (0: at the end only)")
     val_batch: int = Field(16, ge=1, description="validation batch")
-    checkpoint_every: int = Field(1000, ge=1, description="checkpoint every N steps (and at the end)")
-    log_every: int = Field(10, ge=1, description="log scalars every N steps")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     grad_clip: float = Field(12.0, ge=0, description="gradient norm clip (0: none)")
 
 

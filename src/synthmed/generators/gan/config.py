@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from synthmed.config import Config
+from synthmed.config import Config, LoopConfig
 
 Family = Literal["progan", "stylegan1", "stylegan2", "stylegan3"]
 FAMILIES: tuple[str, ...] = ("progan", "stylegan1", "stylegan2", "stylegan3")
@@ -57,7 +57,7 @@ class GANModelConfig(Config):
         return self.image_channels + (1 if self.label_mode == "levels" else 4)
 
 
-class GANTrainConfig(Config):
+class GANTrainConfig(LoopConfig):
     """Losses, regularisers, ADA, optimiser and schedule (may change on ``--resume``)."""
 
     steps: int = Field(4, ge=1, description="total iterations (one D and one G step each)")
@@ -80,10 +80,7 @@ class GANTrainConfig(Config):
     ada_kimg: float = Field(100.0, gt=0, description="ADA speed: kimg for p to go from 0 to 1")
     mirror: bool = Field(True, description="random x-flips of every image D sees")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the sampling generator")
-    checkpoint_every: int = Field(1000, ge=1, description="checkpoint every N steps (and at the end)")
-    log_every: int = Field(10, ge=1, description="log scalars every N steps")
     image_every: int = Field(0, ge=0, description="TensorBoard sample grid every N steps (0: at the end)")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
 
 
 class GANPreset(Config):
