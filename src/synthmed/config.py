@@ -6,13 +6,23 @@ The CLI and the YAML study files build these models; a bad value becomes one
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from synthmed.errors import SynthmedError
 
 LayoutName = Literal["auto", "brats", "msd", "nnunet", "csv"]
+
+
+def _at_least_16(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    if min(shape) < 16:
+        raise ValueError("every side must be at least 16 voxels")
+    return shape
+
+
+#: A phantom grid ``(D, H, W)`` in voxels, every side at least 16.
+PhantomShape = Annotated[tuple[int, int, int], AfterValidator(_at_least_16)]
 
 
 class Config(BaseModel):
@@ -37,16 +47,9 @@ class PhantomConfig(Config):
 
     cases: int = Field(4, ge=1, description="number of cases to write")
     seed: int = Field(0, ge=0, description="random seed; same seed, same files")
-    shape: tuple[int, int, int] = Field((155, 240, 240), description="(D, H, W) voxels; files are W×H×D")
+    shape: PhantomShape = Field((155, 240, 240), description="(D, H, W) voxels; files are W×H×D")
     tumour_free_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of cases without a tumour")
     workers: int = Field(1, ge=1, description="processes writing cases in parallel")
-
-    @field_validator("shape")
-    @classmethod
-    def _shape_large_enough(cls, shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        if min(shape) < 16:
-            raise ValueError("every side must be at least 16 voxels")
-        return shape
 
 
 class PrepareConfig(Config):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from synthmed.config import Config, LayoutName, build_config
+from synthmed.config import Config, LayoutName, PhantomShape, build_config
 from synthmed.errors import SynthmedError
 
 Preset = Literal["tiny", "small", "paper"]
@@ -24,16 +24,9 @@ class PhantomSpec(Config):
     """The built-in phantom as the study's dataset (see ``synthmed data phantom``)."""
 
     cases: int = Field(10, ge=2, description="number of phantom cases")
-    shape: tuple[int, int, int] = Field((155, 240, 240), description="(D, H, W) voxels")
+    shape: PhantomShape = Field((155, 240, 240), description="(D, H, W) voxels")
     seed: int = Field(0, ge=0, description="phantom seed")
     tumour_free_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of cases without a tumour")
-
-    @field_validator("shape")
-    @classmethod
-    def _shape_large_enough(cls, shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        if min(shape) < 16:
-            raise ValueError("every side must be at least 16 voxels")
-        return shape
 
 
 class DataSpec(Config):
