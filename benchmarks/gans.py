@@ -1,7 +1,8 @@
 """Throughput of the four GAN families at the ``small`` preset (five channels, ``--size``
 64 by default; the preset is meant for 64-128 px).
 
-For each family: generated images/s of the generator (untrained, eval mode, truncation 1,
+For each family (and ``stylegan3-r``: StyleGAN 3 config R, the ``sg3_config`` model
+override of the same preset): generated images/s of the generator (untrained, eval mode, truncation 1,
 batch ``--batch``; median of ``--repeats`` after a warm-up) and, with ``--train``, training
 images/s of one full iteration of the GAN task at the full resolution (D step + G step,
 ADA where the preset has it; median of ``--train-steps`` after a warm-up). Informational
@@ -39,6 +40,11 @@ def timed(fn, repeats: int) -> float:  # noqa: ANN001
     return statistics.median(times)
 
 
+#: ``(name, family, model overrides)`` of every configuration timed.
+CONFIGS: list[tuple[str, str, dict[str, str]]] = [(family, family, {}) for family in FAMILIES] + [
+    ("stylegan3-r", "stylegan3", {"sg3_config": "r"})]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=4)
@@ -48,15 +54,18 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on the CPU")
+    parser.add_argument("--only", nargs="+", choices=[name for name, _, _ in CONFIGS], help="time only these")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gans.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     fabric = make_fabric(FabricOptions(device=device))
     results = {}
-    for family in FAMILIES:
+    for name, family, overrides in CONFIGS:
+        if args.only and name not in args.only:
+            continue
         preset = PRESETS[family]["small"]
-        config = preset.model.model_copy(update={"resolution": args.size})
+        config = preset.model.model_copy(update={"resolution": args.size, **overrides})
         train = preset.train.model_copy(update={"batch": args.batch, "growth_steps": 0})
         task = GANTask(config, train, seed=0)
         task.setup(fabric)
@@ -68,9 +77,9 @@ def main() -> None:
                 generate(g, config, z)
 
         gen_s = timed(sample, args.repeats)
-        results[family] = {"generate_images_per_s": round(args.batch / gen_s, 3)}
+        results[name] = {"generate_images_per_s": round(args.batch / gen_s, 3)}
         if not args.train:
-            print(family, results[family], flush=True)
+            print(name, results[name], flush=True)
             continue
         images = torch.rand(args.batch, config.image_channels, config.resolution, config.resolution, device=fabric.device)
         labels = torch.randint(0, 4, (args.batch, config.resolution, config.resolution), device=fabric.device,
@@ -82,8 +91,8 @@ def main() -> None:
             task.training_step((images, labels), StepContext(s, StepRandom(0, s, device=fabric.device), fabric))
 
         train_s = timed(step, args.train_steps)
-        results[family]["train_images_per_s"] = round(args.batch / train_s, 3)
-        print(family, results[family], flush=True)
+        results[name]["train_images_per_s"] = round(args.batch / train_s, 3)
+        print(name, results[name], flush=True)
     result = {"benchmark": "gans", "preset": "small", "image": [5, args.size, args.size], "batch": args.batch,
               "device": str(fabric.device), "torch_threads": torch.get_num_threads(), "families": results,
               "target": None, "meets_target": None,

@@ -33,6 +33,7 @@ def generator_train(
     ada: Annotated[Optional[bool], typer.Option("--ada/--no-ada", help="GANs: adaptive discriminator augmentation (default: on for stylegan2/3).")] = None,
     mirror: Annotated[Optional[bool], typer.Option("--mirror/--no-mirror", help="GANs: random x-flips of what D sees (default: on).")] = None,
     growth_steps: Annotated[Optional[int], typer.Option(help="progan/stylegan1: steps per fade-in and per stable phase of progressive growing (0: none).")] = None,
+    sg3_config: Annotated[Optional[str], typer.Option("--sg3-config", metavar="t|r", help="stylegan3: t (translation-equivariant, 3×3 convolutions) or r (rotation-equivariant: 1×1 convolutions, radial filters, twice the channels) (default: t).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN from its last checkpoint (the model config must be unchanged).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete RUN if it exists and start afresh.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise (a resumed run keeps its own).")] = 0,
@@ -49,7 +50,8 @@ def generator_train(
 
     final = train_generator(
         store, run, model=model, preset=preset,
-        model_overrides={"objective": objective, "schedule": schedule, "train_timesteps": train_timesteps},
+        model_overrides={"objective": objective, "schedule": schedule, "train_timesteps": train_timesteps,
+                         "sg3_config": sg3_config},
         train_overrides={"steps": steps, "batch": batch, "lr": lr, "checkpoint_every": checkpoint_every,
                          "num_workers": workers, "r1_gamma": gamma, "ada": ada, "mirror": mirror,
                          "growth_steps": growth_steps},

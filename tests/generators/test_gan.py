@@ -57,6 +57,28 @@ def test_registered_with_presets():
         assert paper.train.steps * paper.train.batch == 25_000_000  # 25,000 kimg
     assert PRESETS["stylegan2"]["paper"].train.ada and PRESETS["stylegan3"]["paper"].train.ada
     assert 8 <= PRESETS["stylegan2"]["paper"].train.r1_gamma <= 10 and PRESETS["progan"]["paper"].train.loss == "wgan-gp"
+    assert all(p.model.sg3_config == "t" for p in PRESETS["stylegan3"].values())  # config R: a model override
+
+
+def test_stylegan3_config_r_trains_samples_valid_label_maps_and_is_deterministic(store2d, tmp_path):
+    """Config R through the generic path (model override → run.json → load → EMA sampling)."""
+    assert fit(store2d, tmp_path / "r", "stylegan3", model_overrides={"sg3_config": "r"}) == 3
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["model"]["sg3_config"] == "r"
+    gen = generator_class("stylegan3").load(tmp_path / "r", device="cpu")
+    assert gen.config.sg3_config == "r" and gen.step == 3
+    synthesis = gen.network.synthesis
+    assert synthesis.config == "r" and all(layer.weight.shape[-1] == 1 for layer in synthesis.layers)
+    assert any(layer.fd.ndim == 2 for layer in synthesis.layers)  # radial down filters
+    a, b, c = (list(gen.sample(3, seed, batch_size=2)) for seed in (4, 4, 5))
+    assert [x.shape for x, _ in a] == [(2, 4, 16, 16), (1, 4, 16, 16)]
+    assert all(torch.equal(x, y) and torch.equal(u, v) for (x, u), (y, v) in zip(a, b))
+    assert not torch.equal(a[0][0], c[0][0])
+    for images, labels in a:
+        assert torch.isfinite(images).all() and 0 <= images.min() and images.max() <= 1
+        assert labels.dtype == torch.uint8 and set(labels.unique().tolist()) <= {0, 1, 2, 3}
+    with pytest.raises(SynthmedError, match="sg3_config"):
+        train_generator(store2d.path, tmp_path / "bad", model="stylegan3", model_overrides={"sg3_config": "q"})
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -149,10 +171,15 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 def test_cli_train_sample_truncation(store2d, runs, tmp_path, monkeypatch, capsys):
     run = str(tmp_path / "run")
     code, out, err = cli(monkeypatch, capsys, "generator", "train", str(store2d.path), run, "--model", "stylegan3",
-                         "--steps", "2", "--batch", "2", "--gamma", "2", "--no-ada", "--device", "cpu", "--no-progress")
+                         "--sg3-config", "r", "--steps", "2", "--batch", "2", "--gamma", "2", "--no-ada", "--device",
+                         "cpu", "--no-progress")
     assert code == 0 and "step 2" in out, err
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["training"]["r1_gamma"] == 2 and info["training"]["ada"] is False
+    assert info["model"]["sg3_config"] == "r"
+    code, _, err = cli(monkeypatch, capsys, "generator", "train", str(store2d.path), str(tmp_path / "bad_r"), "--model",
+                       "stylegan3", "--sg3-config", "q", "--steps", "1", "--device", "cpu", "--no-progress")
+    assert code == 2 and "sg3_config" in err and not (tmp_path / "bad_r").exists()
     code, out, err = cli(monkeypatch, capsys, "generator", "sample", run, str(tmp_path / "syn"), "--n", "3",
                          "--truncation", "0.7", "--batch", "2", "--device", "cpu", "--no-progress")
     assert code == 0 and "3 synthetic samples" in out and "truncation 0.7" in out, err

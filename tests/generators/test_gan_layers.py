@@ -1,10 +1,11 @@
-"""Properties of the shared GAN blocks: equalized LR, demodulation, FIR design, fade-in,
-translation equivariance, R1, ADA."""
+"""Properties of the shared GAN blocks: equalized LR, demodulation, FIR design (separable
+Kaiser, radial jinc), fade-in, translation and rotation equivariance, R1, ADA."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,8 @@ import torch.nn.functional as F
 from synthmed.parallel import torch_threads
 from synthmed.generators.gan import losses
 from synthmed.generators.gan.ada import AugmentPipe
-from synthmed.generators.gan.filters import binomial, downsample2d, kaiser_lowpass, upsample2d
+from synthmed.generators.gan.filters import (binomial, downsample2d, filtered_lrelu, jinc_lowpass, kaiser_lowpass,
+                                             upfirdn2d, upsample2d)
 from synthmed.generators.gan.layers import EqualConv2d, EqualLinear, modulated_conv2d, modulated_conv2d_loop
 from synthmed.generators.gan.networks_progan import ProGANGenerator, ProgressiveDiscriminator, growth, upscale
 from synthmed.generators.gan.networks_stylegan1 import Synthesis1
@@ -75,6 +77,52 @@ def test_fir_design_matches_scipy_and_resampling_keeps_constants():
         torch.testing.assert_close(up[..., c:-c, c:-c], torch.ones_like(up[..., c:-c, c:-c]))
 
 
+def _response(f: torch.Tensor, fs: float, radius: float, angle: float) -> float:
+    """``|H(u)|`` of the 2D taps ``f`` at the frequency of that radius and angle (units of ``fs``)."""
+    n = torch.arange(f.shape[0], dtype=torch.float64) - (f.shape[0] - 1) / 2
+    u, v = radius * math.cos(angle), radius * math.sin(angle)
+    return float((f.double() * torch.exp(-2j * math.pi * (u * n[None, :] + v * n[:, None]) / fs)).sum().abs())
+
+
+def test_jinc_lowpass_is_radial_matches_the_bessel_formula_and_passes_all_orientations_alike():
+    special, signal = pytest.importorskip("scipy.special"), pytest.importorskip("scipy.signal")
+    for taps, cutoff, width, fs in ((12, 4, 4, 32), (9, 5.5, 3, 32), (24, 8, 10, 64)):
+        f = jinc_lowpass(taps, cutoff, width, fs)
+        assert f.shape == (taps, taps) and f.dtype == torch.float32
+        torch.testing.assert_close(f, torch.rot90(f, 1).T, atol=1e-7, rtol=0)  # 90° rotation, then transpose
+        torch.testing.assert_close(f, torch.rot90(f, 1), atol=1e-7, rtol=0)
+        torch.testing.assert_close(f, f.flip(0), atol=1e-7, rtol=0)
+        assert abs(f.double().sum().item() - 1) < 1e-6  # unit DC gain
+        # reference: J1(2π·fc·r)/(π·r) (limit fc at r = 0) × radial Kaiser, β from scipy
+        n = np.arange(taps) - (taps - 1) / 2
+        r = np.hypot(*np.meshgrid(n, n)) / fs
+        with np.errstate(invalid="ignore", divide="ignore"):
+            h = np.where(r > 0, special.j1(2 * np.pi * cutoff * r) / (np.pi * r), cutoff)
+        beta = signal.kaiser_beta(signal.kaiser_atten(taps, width / (fs / 2)))
+        rho = np.hypot(*np.meshgrid(n, n)) / (taps / 2)
+        h = h * np.where(rho <= 1, special.i0(beta * np.sqrt(np.clip(1 - rho**2, 0, None))) / special.i0(beta), 0)
+        torch.testing.assert_close(f.double(), torch.tensor(h / h.sum()), atol=1e-6, rtol=0)
+        # the response depends on the radius only (up to the grid); the separable Kaiser's does not
+        sep = torch.outer(kaiser_lowpass(taps, cutoff, width, fs), kaiser_lowpass(taps, cutoff, width, fs))
+        angles = [k * math.pi / 16 for k in range(5)]  # 0 … 45°
+        radial = [_response(f, fs, cutoff, a) for a in angles]
+        separable = [_response(sep, fs, cutoff, a) for a in angles]
+        assert max(radial) - min(radial) < 0.02 and max(separable) - min(separable) > 0.1, (radial, separable)
+        assert _response(f, fs, cutoff / 2, 0) > 0.75 and _response(f, fs, cutoff + width, math.pi / 4) < 0.05
+    torch.testing.assert_close(jinc_lowpass(1, 4, 4, 32), torch.ones(1, 1))
+
+
+def test_non_separable_path_equals_the_separable_one_for_an_outer_product():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 20, 20)
+    k = kaiser_lowpass(12, 4, 4, 32)
+    k2 = torch.outer(k, k)
+    for kw in (dict(down=2, padding=(5, 5)), dict(up=2, padding=(6, 5), gain=4.0), dict(padding=(2, 3))):
+        torch.testing.assert_close(upfirdn2d(x, k2, **kw), upfirdn2d(x, k, **kw), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(filtered_lrelu(x, k, k2, up=2, down=2, padding=(11, 11)),
+                               filtered_lrelu(x, k, k, up=2, down=2, padding=(11, 11)), atol=1e-6, rtol=1e-5)
+
+
 def test_progressive_fade_in_at_alpha_zero_is_the_lower_resolution():
     torch.manual_seed(0)
     g, d = ProGANGenerator(16, 5, 2, 64, 16), ProgressiveDiscriminator(5, 2, 64, 16)
@@ -110,7 +158,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_stylegan3_is_more_translation_equivariant_than_stylegan2():
     """EQ-T: translate the input by half an output pixel (Fourier features: exact phase
     shift; StyleGAN 2: band-limited shift of its 4×4 constant), compare with the translated
-    output on the central 16×16 (band-limited shift of the reference)."""
+    output on the central 16×16 (band-limited shift of the reference). Configs T and R."""
     res, d, crop = 32, 0.5, 8
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -122,6 +170,74 @@ def test_stylegan3_is_more_translation_equivariant_than_stylegan2():
         psnr3 = _psnr(_fourier_shift(ref3, d)[..., c, c], out3[..., c, c])
         psnr2 = _psnr(_fourier_shift(ref2, d)[..., c, c], out2[..., c, c])
         assert psnr3 > psnr2 + 10, (psnr3, psnr2)
+        sgr = Synthesis3(32, 5, res, 6, 4, 256, 32, config="r").eval()  # config R keeps EQ-T
+        ref_r, out_r = sgr(ws3), sgr(ws3, shift=torch.tensor([[d, 0.0]] * 2))
+        assert _psnr(_fourier_shift(ref_r, d)[..., c, c], out_r[..., c, c]) > psnr2 + 10
+
+
+def _lanczos(t: torch.Tensor, a: int) -> torch.Tensor:
+    return torch.where(t.abs() < a, torch.sinc(t) * torch.sinc(t / a), torch.zeros_like(t))
+
+
+def _rotated_disk(x: torch.Tensor, angle: float, radius: float, a: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x [B, C, H, W]`` rotated by ``angle`` (the convention of ``Synthesis3(rotate=…)``: the
+    new image at ``p`` is the old one at ``rot(-angle)·p``, pixel centres about the image
+    centre) by Lanczos-``a`` interpolation, at the pixels of the central disk of ``radius``:
+    ``([B, C, P], disk mask [H, W])``."""
+    h = x.shape[-1]
+    c = torch.arange(h, dtype=torch.float64) + 0.5 - h / 2
+    py, px = torch.meshgrid(c, c, indexing="ij")
+    disk = px.square() + py.square() <= radius**2
+    px, py = px[disk], py[disk]
+    ca, sa = math.cos(angle), math.sin(angle)
+    wx, wy = _lanczos(ca * px + sa * py - c[:, None], a).T, _lanczos(-sa * px + ca * py - c[:, None], a).T
+    return torch.einsum("bchw,ph,pw->bcp", x.double(), wy, wx).float(), disk
+
+
+@torch.no_grad()
+def test_stylegan3_config_r_is_more_rotation_equivariant_than_config_t():
+    """EQ-R: rotate the input Fourier features (exact: the frequencies turn), compare with the
+    rotated output. 90°: exact on the pixel grid (``rot90``); config R (1×1 kernels, symmetric
+    filters) is equivariant to float precision, T (3×3 kernels) is not. 0.3 and 0.8 rad: both
+    outputs low-passed by the same radial jinc (it commutes with rotations) to half the
+    Nyquist rate, the reference rotated by Lanczos interpolation, compared on the central disk."""
+    res = 32
+    blur = jinc_lowpass(9, res / 4, res / 8, res)
+    psnr = {}
+    for config in ("t", "r"):
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            g = Synthesis3(32, 5, res, 6, 4, 256, 32, config=config).eval()
+            ws = torch.randn(2, g.num_ws, 32)
+            ref = g(ws)
+            out = g(ws, rotate=torch.full((2,), math.pi / 2))
+            psnr[config, seed, 90] = _psnr(torch.rot90(ref, -1, dims=(-2, -1)), out)
+            for angle in (0.3, 0.8):
+                out = upfirdn2d(g(ws, rotate=torch.full((2,), angle)), blur, padding=(4, 4))
+                rotated, disk = _rotated_disk(upfirdn2d(ref, blur, padding=(4, 4)), angle, 8)
+                psnr[config, seed, angle] = _psnr(rotated, out[..., disk])
+            same, disk = _rotated_disk(ref, 0.0, 8)  # the helper is exact at angle 0
+            torch.testing.assert_close(same, ref[..., disk])
+    for seed in (0, 1):
+        assert psnr["r", seed, 90] > 100 and psnr["t", seed, 90] < 20, psnr
+        for angle in (0.3, 0.8):
+            assert psnr["r", seed, angle] > 40 and psnr["r", seed, angle] > psnr["t", seed, angle] + 20, psnr
+
+
+def test_stylegan3_config_r_layers_have_1x1_kernels_radial_down_filters_and_twice_the_channels():
+    torch.manual_seed(0)
+    t, r = Synthesis3(32, 5, 32, 6, 4, 256, 32), Synthesis3(32, 5, 32, 6, 4, 256, 32, config="r")
+    assert [s["channels"] for s in t.specs[:-1]] == [min(round(256 / 2 / s["cutoff"]), 32) for s in t.specs[:-1]]
+    assert [s["channels"] for s in r.specs[:-1]] == [min(round(512 / 2 / s["cutoff"]), 64) for s in t.specs[:-1]]
+    assert r.specs[-1]["channels"] == t.specs[-1]["channels"] == 5
+    for lt, lr in zip(t.layers, r.layers):
+        assert lr.weight.shape[-2:] == (1, 1) and lt.weight.shape[-1] == (1 if lt.to_rgb else 3)
+        assert lt.fd.ndim == 1 and torch.equal(lt.fu, lr.fu)  # up filters: separable Kaiser in both
+    critical = [spec["critical"] for spec in r.specs[1:]]
+    assert critical == [False, False, False, True, True, True]
+    assert [layer.fd.ndim for layer in r.layers] == [2, 2, 2, 1, 1, 1]  # jinc where not critically sampled
+    with pytest.raises(ValueError, match="config"):
+        Synthesis3(32, 5, 32, 6, 4, 256, 32, config="q")
 
 
 def test_r1_equals_an_autograd_reference_and_backpropagates():

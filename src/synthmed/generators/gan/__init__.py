@@ -1,4 +1,4 @@
-"""The GAN family of the reference study: ProGAN, StyleGAN 1, 2 and 3 (config T), with ADA.
+"""The GAN family of the reference study: ProGAN, StyleGAN 1, 2 and 3 (configs T and R), with ADA.
 
 Shared pieces live once — :mod:`.layers` (equalized layers, pixel norm, minibatch std,
 modulated convolution, noise, mapping network), :mod:`.filters` (FIR design and

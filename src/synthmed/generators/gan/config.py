@@ -6,8 +6,11 @@
 ``paper`` follows the reference study (Akbar et al. 2024): 256×256, five channels, NVlabs
 code with batch 32, mirror augmentation and 25,000 kimg (781,250 steps at batch 32);
 StyleGAN 2 with γ = 10 and StyleGAN 3 (config T) with γ = 8 (the study used 8–10), both
-with ADA. ProGAN and StyleGAN 1 use their papers' losses (WGAN-GP + drift; non-saturating
-+ R1 γ = 10) and a growth phase of 600k images per level.
+with ADA. Every StyleGAN 3 preset takes ``sg3_config="r"`` (model override) for config R,
+whose networks double ``sg3_channel_base`` and ``channel_max`` of the generator (the paper's
+R at ``paper``: 65,536 and 1,024; the discriminator is unchanged). ProGAN and StyleGAN 1
+use their papers' losses (WGAN-GP + drift; non-saturating + R1 γ = 10) and a growth phase
+of 600k images per level.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class GANModelConfig(Config):
     num_layers: int = Field(6, ge=3, description="StyleGAN 3: synthesis layers (incl. to_rgb)")
     margin: int = Field(4, ge=0, description="StyleGAN 3: extra pixels sampled around the image")
     sg3_channel_base: int = Field(512, ge=1, description="StyleGAN 3: feature maps ×cutoff ×2")
+    sg3_config: Literal["t", "r"] = Field("t", description="StyleGAN 3: t (translation equivariant) or r (rotation "
+                                          "equivariant: 1×1 convolutions, radial jinc filters, feature maps ×2)")
     label_mode: Literal["levels", "onehot"] = Field("levels", description="joint encoding of the mask")
     image_channels: int = Field(4, ge=1, description="image channels (from the store)")
     resolution: int = Field(32, ge=8, description="image side, a power of two (from the store)")

@@ -1,14 +1,19 @@
 """FIR filters and resampling in pure PyTorch (no compiled kernels).
 
-Filters are separable: a 1D float32 tensor ``f`` of taps applied along W then H. Sizes
+A filter is either *separable* — a 1D float32 tensor ``f`` of taps applied along W then H
+(the fast path) — or *non-separable* — a square 2D float32 tensor ``f [n, n]`` (rows: H,
+columns: W) applied as one depthwise 2D correlation with the flipped taps. Sizes
 follow the ``upfirdn`` convention: up-sampling by ``up`` inserts ``up - 1`` zeros after each
 sample (``n → n·up``), the result is padded by ``(pad_lo, pad_hi)`` per side, filtered
 ("valid" convolution) and every ``down``-th sample is kept::
 
     out = ceil((n·up + pad_lo + pad_hi - len(f) + 1) / down)
 
-Designs: :func:`binomial` (StyleGAN 2's ``[1, 3, 3, 1]``) and :func:`kaiser_lowpass`
-(windowed sinc with a Kaiser window, StyleGAN 3's alias-free filters).
+with ``len(f)`` the side of ``f`` for a 2D filter.
+
+Designs: :func:`binomial` (StyleGAN 2's ``[1, 3, 3, 1]``), :func:`kaiser_lowpass`
+(separable windowed sinc with a Kaiser window, StyleGAN 3 config T's alias-free filters) and
+:func:`jinc_lowpass` (radially symmetric windowed jinc, config R's down-sampling filters).
 """
 
 from __future__ import annotations
@@ -48,6 +53,35 @@ def kaiser_lowpass(numtaps: int, cutoff: float, width: float, fs: float) -> torc
     return torch.tensor(h / h.sum(), dtype=torch.float32)
 
 
+def radial_kaiser(numtaps: int, beta: float) -> np.ndarray:
+    """``[numtaps, numtaps]`` radial Kaiser window ``I0(β·√(1 - (r/ρ)²)) / I0(β)`` for ``r ≤ ρ``,
+    0 outside, with ``r`` the distance of a tap from the centre and ``ρ = numtaps / 2`` (in
+    taps): a Kaiser window turned about the centre, its support the disk inscribed in the
+    ``numtaps × numtaps`` square of the filter (corner taps are 0)."""
+    n = np.arange(numtaps) - (numtaps - 1) / 2
+    r = np.hypot(*np.meshgrid(n, n, indexing="ij")) / (numtaps / 2)
+    return np.where(r <= 1, np.i0(beta * np.sqrt(np.clip(1 - r * r, 0, None))) / np.i0(beta), 0.0)
+
+
+def jinc_lowpass(numtaps: int, cutoff: float, width: float, fs: float) -> torch.Tensor:
+    """Radially symmetric 2D low-pass ``[numtaps, numtaps]``: the ideal disk low-pass of radius
+    ``cutoff`` (its impulse response, the *jinc* ``J1(2π·cutoff·r) / (π·r)`` at the tap
+    positions ``r = |(i, j) - centre| / fs``) times :func:`radial_kaiser` with the β that
+    :func:`kaiser_lowpass` uses for the same ``numtaps`` and transition ``width``; unit DC gain.
+    ``cutoff``, ``width`` in the units of ``fs``. Invariant under 90° rotations and transposition
+    (and, up to the grid, any rotation). ``numtaps == 1`` → ``[[1.]]`` (identity)."""
+    if numtaps == 1:
+        return torch.ones(1, 1)
+    n = torch.arange(numtaps, dtype=torch.float64) - (numtaps - 1) / 2
+    r = torch.hypot(n[:, None], n[None, :]) / fs
+    safe = torch.where(r > 0, r, torch.ones_like(r))
+    # J1(x)/x → 1/2 at 0: the centre tap (odd numtaps) is the limit ``cutoff``
+    h = torch.where(r > 0, torch.special.bessel_j1(2 * math.pi * cutoff * safe) / (math.pi * safe),
+                    torch.full_like(r, cutoff))
+    h = h.numpy() * radial_kaiser(numtaps, kaiser_beta(numtaps, 2 * width / fs))
+    return torch.tensor(h / h.sum(), dtype=torch.float32)
+
+
 def _filter_axis(x: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
     """Valid depthwise correlation of ``[B, C, H, W]`` with the flipped 1D ``f`` along ``dim`` (2: H, 3: W)."""
     c = x.shape[1]
@@ -60,6 +94,9 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1, p
               gain: float = 1.0) -> torch.Tensor:
     """Up-sample (zero insertion), pad, FIR-filter, down-sample ``[B, C, H, W]`` (module docstring).
 
+    ``f``: 1D taps ``[n]`` (separable, along W then H) or 2D taps ``[n, n]`` (non-separable;
+    the correlation is strided by ``down`` rather than computed everywhere and subsampled).
+
     ``gain`` scales the output; up-sampling by ``up`` needs ``gain = up²`` to keep the
     mean (the zeros dilute it), which the resampling helpers pass.
     """
@@ -70,6 +107,11 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1, p
     x = F.pad(x, (max(lo, 0), max(hi, 0), max(lo, 0), max(hi, 0)))
     x = x[:, :, max(-lo, 0) : x.shape[2] - max(-hi, 0), max(-lo, 0) : x.shape[3] - max(-hi, 0)]
     f = f.to(x.device)
+    if f.ndim == 2:  # non-separable: one depthwise correlation, strided (only the kept samples)
+        c = x.shape[1]
+        kernel = f.flip(0, 1).to(x.dtype)[None, None].expand(c, 1, *f.shape).contiguous()
+        x = F.conv2d(x, kernel, stride=down, groups=c)
+        return x * gain if gain != 1.0 else x
     x = _filter_axis(_filter_axis(x, f, 3), f, 2)
     if gain != 1.0:
         x = x * gain
@@ -95,6 +137,7 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor, fd: torch.Tensor, *, up: i
     (× ``gain``, optional clamp) at the high sampling rate, low-pass ``fd`` and down-sample by
     ``down``. All padding is applied before ``fu`` (``upfirdn`` sizes: with
     ``pad_lo + pad_hi = (out - 1)·down + 1 - n·up + len(fu) + len(fd) - 2`` the output has ``out`` samples).
+    Either filter may be 1D (separable) or 2D ``[n, n]`` (e.g. config R's radial ``fd``).
     """
     x = upfirdn2d(x, fu, up=up, padding=padding, gain=up * up)
     x = F.leaky_relu(x, slope) * gain

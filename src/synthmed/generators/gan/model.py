@@ -137,6 +137,7 @@ class StyleGAN2(GANGenerator):
 
 
 class StyleGAN3(GANGenerator):
-    """StyleGAN 3, config T (Fourier input, alias-free filtered layers, ADA)."""
+    """StyleGAN 3 (Fourier input, alias-free filtered layers, ADA): config T, or R with
+    ``sg3_config="r"`` (1×1 convolutions, radial filters, twice the channels)."""
 
     name = "stylegan3"

@@ -1,5 +1,5 @@
-"""StyleGAN 3, config T (Karras et al. 2021): alias-free generator; StyleGAN 2's residual
-discriminator.
+"""StyleGAN 3, configs T and R (Karras et al. 2021): alias-free generator; StyleGAN 2's
+residual discriminator.
 
 Signals are treated as continuous and band-limited. The input is a grid of Fourier
 features (random frequencies inside the first cutoff, phases, rotated and translated by an
@@ -10,6 +10,16 @@ cutoff and down-sample to its sampling rate. Cutoffs grow geometrically from 2 t
 ``R/2``; the last two layers are critically sampled at ``R`` and the margin is cropped.
 No noise inputs. Styles: ``num_ws = num_layers + 1`` (input + each layer).
 
+Configurations (:data:`VARIANTS`, one layer code for both):
+
+* ``t`` — translation equivariant: ``3×3`` modulated convolutions, separable Kaiser filters;
+* ``r`` — rotation equivariant too: ``1×1`` convolutions in every layer (a ``k×k`` kernel
+  has a preferred orientation, a ``1×1`` one none), the down-sampling filter of every layer
+  that is not critically sampled is the radially symmetric windowed jinc of
+  :func:`~synthmed.generators.gan.filters.jinc_lowpass` (a separable filter passes more of
+  the diagonal than of the axes, so its output depends on the orientation), and twice the
+  feature maps (``channel_base`` and ``channel_max`` ×2) to make up for the smaller kernels.
+
 Coordinates: the output image spans one unit (``R`` pixels per unit); a layer with
 sampling rate ``s`` and size ``n`` samples the pixel centres ``(i + ½ - n/2) / s``.
 """
@@ -17,12 +27,13 @@ sampling rate ``s`` and size ``n`` samples the pixel centres ``(i + ½ - n/2) / 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from synthmed.generators.gan.config import GANModelConfig
-from synthmed.generators.gan.filters import filtered_lrelu, kaiser_lowpass
+from synthmed.generators.gan.filters import filtered_lrelu, jinc_lowpass, kaiser_lowpass
 from synthmed.generators.gan.layers import EqualLinear, MappingNetwork, StyleGenerator, modulated_conv2d
 from synthmed.generators.gan.networks_stylegan2 import ResidualDiscriminator
 
@@ -30,7 +41,8 @@ from synthmed.generators.gan.networks_stylegan2 import ResidualDiscriminator
 def layer_specs(resolution: int, num_layers: int, margin: int, channel_base: int, channel_max: int,
                 num_critical: int = 2, img_channels: int = 5) -> list[dict]:
     """Per-index (0 = input, ``num_layers`` = ``to_rgb``) cutoff, stop-band, sampling rate,
-    transition half-width, size and channels of the config-T schedule."""
+    transition half-width, size, channels and ``critical`` (cutoff at Nyquist: the last
+    ``num_critical + 1`` indices) of the StyleGAN 3 schedule."""
     first_cutoff, last_cutoff = 2.0, resolution / 2
     first_stop, last_stop = 2 ** 2.1, resolution / 2 * 2 ** 0.3
     specs = []
@@ -40,7 +52,8 @@ def layer_specs(resolution: int, num_layers: int, margin: int, channel_base: int
         stop = first_stop * (last_stop / first_stop) ** e
         rate = 2 ** math.ceil(math.log2(min(stop * 2, resolution)))
         specs.append(dict(cutoff=cutoff, stop=stop, rate=rate, half_width=max(stop, rate / 2) - cutoff,
-                          size=rate + 2 * margin, channels=max(1, min(round(channel_base / 2 / cutoff), channel_max))))
+                          size=rate + 2 * margin, channels=max(1, min(round(channel_base / 2 / cutoff), channel_max)),
+                          critical=i >= num_layers - num_critical))
     for s in specs[-2:]:
         s["size"] = resolution
     specs[-1]["channels"] = img_channels
@@ -50,8 +63,14 @@ def layer_specs(resolution: int, num_layers: int, margin: int, channel_base: int
 class FourierInput(nn.Module):
     """``w [B, w_dim] → [B, C, size, size]`` Fourier features.
 
-    ``shift`` ``[B, 2]`` (x, y) translates the content by that many output pixels (units of
-    ``1/resolution``) — the exact continuous translation used by the equivariance test.
+    Exact continuous transforms of the content, for the equivariance tests (x along W, y along
+    H, origin at the image centre):
+
+    * ``shift`` ``[B, 2]`` (x, y) translates it by that many output pixels (units of ``1/resolution``);
+    * ``rotate`` ``[B]`` rotates it by that angle (radians) about the centre, after the shift:
+      the new features at ``p`` are the old ones at ``rot(-angle)·p``, ``rot(a) = [[cos a, -sin a],
+      [sin a, cos a]]`` — with y pointing down a positive angle turns the picture clockwise, and
+      ``π/2`` is ``torch.rot90(x, -1, dims=(-2, -1))`` on the square grid.
     """
 
     def __init__(self, w_dim: int, channels: int, size: int, rate: float, bandwidth: float, resolution: int):
@@ -68,7 +87,8 @@ class FourierInput(nn.Module):
             self.affine.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
         self.weight = nn.Parameter(torch.randn(channels, channels))
 
-    def forward(self, w: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, w: torch.Tensor, shift: torch.Tensor | None = None,
+                rotate: torch.Tensor | None = None) -> torch.Tensor:
         b = w.shape[0]
         t = self.affine(w)
         t = t / t[:, :2].norm(dim=1, keepdim=True)  # (cos, sin, tx, ty)
@@ -79,6 +99,9 @@ class FourierInput(nn.Module):
         if shift is not None:
             offset = offset - shift.to(w.dtype) / self.resolution
         phases = self.phases[None] + (freqs @ offset[:, :, None])[..., 0]  # [B, C]
+        if rotate is not None:  # f·(rot(-a)·p) = (rot(a)·f)·p: rotate the frequencies (rows) by a
+            ca, sa = torch.cos(rotate).to(w.dtype), torch.sin(rotate).to(w.dtype)
+            freqs = freqs @ torch.stack([torch.stack([ca, sa], 1), torch.stack([-sa, ca], 1)], 1)
         pos = (torch.arange(self.size, device=w.device, dtype=w.dtype) + 0.5 - self.size / 2) / self.rate
         gy, gx = torch.meshgrid(pos, pos, indexing="ij")
         grid = torch.stack([gx, gy], -1).view(1, -1, 2)  # [1, HW, 2]
@@ -89,14 +112,39 @@ class FourierInput(nn.Module):
         return x.transpose(1, 2).reshape(b, -1, self.size, self.size)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What a StyleGAN 3 configuration changes (the layer code is shared).
+
+    Attributes:
+        kernel: modulated-convolution kernel of the synthesis layers (``to_rgb``: always 1).
+        radial: radially symmetric (jinc) down-sampling filters in the layers whose output
+            is not critically sampled; separable Kaiser filters elsewhere.
+        channel_mult: multiplier of ``channel_base`` and ``channel_max``.
+    """
+
+    kernel: int
+    radial: bool
+    channel_mult: int
+
+
+#: ``t``: translation equivariant; ``r``: rotation equivariant (see the module docstring).
+VARIANTS: dict[str, Variant] = {"t": Variant(kernel=3, radial=False, channel_mult=1),
+                                "r": Variant(kernel=1, radial=True, channel_mult=2)}
+
+
 class AliasFreeLayer(nn.Module):
     """Modulated conv + filtered leaky ReLU between two index specs of :func:`layer_specs`.
 
+    ``forward``: ``x [B, C_in, n_in, n_in]``, ``w [B, w_dim]`` → ``[B, C_out, n_out, n_out]``
+    (sizes ``spec["size"]``). ``kernel``: convolution side (3 for config T, 1 for R).
+    ``radial``: the down filter ``fd`` is the 2D radial :func:`jinc_lowpass` ``[6·down, 6·down]``
+    unless the output is critically sampled (then, as always for T, the 1D :func:`kaiser_lowpass`).
     ``to_rgb``: ``1×1`` kernel, no demodulation, linear, no resampling.
     """
 
     def __init__(self, w_dim: int, spec_in: dict, spec_out: dict, *, to_rgb: bool = False, kernel: int = 3,
-                 ema_beta: float = 0.999):
+                 radial: bool = False, ema_beta: float = 0.999):
         super().__init__()
         cin, cout = spec_in["channels"], spec_out["channels"]
         self.to_rgb, self.kernel = to_rgb, 1 if to_rgb else kernel
@@ -111,7 +159,8 @@ class AliasFreeLayer(nn.Module):
         up_taps = 6 * self.up if self.up > 1 and not to_rgb else 1
         down_taps = 6 * self.down if self.down > 1 and not to_rgb else 1
         self.register_buffer("fu", kaiser_lowpass(up_taps, spec_in["cutoff"], spec_in["half_width"] * 2, tmp_rate))
-        self.register_buffer("fd", kaiser_lowpass(down_taps, spec_out["cutoff"], spec_out["half_width"] * 2, tmp_rate))
+        design = jinc_lowpass if radial and down_taps > 1 and not spec_out["critical"] else kaiser_lowpass
+        self.register_buffer("fd", design(down_taps, spec_out["cutoff"], spec_out["half_width"] * 2, tmp_rate))
         total = (spec_out["size"] - 1) * self.down + 1 - (spec_in["size"] + self.kernel - 1) * self.up + up_taps + down_taps - 2
         lo = (total + self.up) // 2
         self.padding = (lo, total - lo)
@@ -129,22 +178,33 @@ class AliasFreeLayer(nn.Module):
 
 
 class Synthesis3(nn.Module):
-    """``ws [B, num_layers + 1, w_dim] → [B, img_channels, R, R]`` (alias-free, config T)."""
+    """``ws [B, num_layers + 1, w_dim] → [B, img_channels, R, R]`` (alias-free).
+
+    ``config``: ``"t"`` or ``"r"`` (:data:`VARIANTS`); for ``"r"`` the feature maps are
+    ``channel_mult``× those ``channel_base``/``channel_max`` give config T.
+    """
 
     def __init__(self, w_dim: int, img_channels: int, resolution: int, num_layers: int, margin: int,
-                 channel_base: int, channel_max: int, output_scale: float = 0.25):
+                 channel_base: int, channel_max: int, output_scale: float = 0.25, *, config: str = "t"):
         super().__init__()
-        specs = layer_specs(resolution, num_layers, margin, channel_base, channel_max, img_channels=img_channels)
-        self.specs = specs
+        if config not in VARIANTS:
+            raise ValueError(f"StyleGAN 3 config must be one of {', '.join(VARIANTS)}, not {config!r}")
+        v = VARIANTS[config]
+        specs = layer_specs(resolution, num_layers, margin, channel_base * v.channel_mult,
+                            channel_max * v.channel_mult, img_channels=img_channels)
+        self.specs, self.config = specs, config
         self.input = FourierInput(w_dim, specs[0]["channels"], specs[0]["size"], specs[0]["rate"], specs[0]["cutoff"],
                                   resolution)
-        self.layers = nn.ModuleList(AliasFreeLayer(w_dim, specs[i - 1], specs[i], to_rgb=i == num_layers)
+        self.layers = nn.ModuleList(AliasFreeLayer(w_dim, specs[i - 1], specs[i], to_rgb=i == num_layers,
+                                                   kernel=v.kernel, radial=v.radial)
                                     for i in range(1, num_layers + 1))
         self.num_ws, self.output_scale = num_layers + 1, output_scale
 
-    def forward(self, ws: torch.Tensor, *, shift: torch.Tensor | None = None, **_: object) -> torch.Tensor:
-        """``shift`` ``[B, 2]``: translate the input by that many output pixels (see :class:`FourierInput`)."""
-        x = self.input(ws[:, 0], shift)
+    def forward(self, ws: torch.Tensor, *, shift: torch.Tensor | None = None, rotate: torch.Tensor | None = None,
+                **_: object) -> torch.Tensor:
+        """``shift`` ``[B, 2]`` (output pixels), ``rotate`` ``[B]`` (radians): transform the
+        input features (see :class:`FourierInput`)."""
+        x = self.input(ws[:, 0], shift, rotate)
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i + 1])
         return x * self.output_scale
@@ -154,10 +214,10 @@ def build(config: GANModelConfig) -> tuple[nn.Module, nn.Module]:
     """``(generator, discriminator)`` of a :class:`~synthmed.generators.gan.config.GANModelConfig`."""
     mapping = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers)
     synthesis = Synthesis3(config.w_dim, config.img_channels, config.resolution, config.num_layers, config.margin,
-                           config.sg3_channel_base, config.channel_max)
+                           config.sg3_channel_base, config.channel_max, config=config.sg3_config)
     disc = ResidualDiscriminator(config.img_channels, config.max_level, config.channel_base, config.channel_max,
                                  config.mbstd_group)
     return StyleGenerator(mapping, synthesis), disc
 
 
-__all__ = ["AliasFreeLayer", "FourierInput", "Synthesis3", "build", "layer_specs"]
+__all__ = ["VARIANTS", "AliasFreeLayer", "FourierInput", "Synthesis3", "Variant", "build", "layer_specs"]
