@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Re-installs only when the package's metadata or the pins change: a second run returns in seconds.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,ray]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -71,16 +71,37 @@ def study_plan(
 def study_run(
     spec_path: Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="The study file.")],
     out: Annotated[Optional[Path], typer.Option(help="Study folder (default: the YAML's stem next to it).")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show each stage's progress bars.")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show each stage's progress bars "
+                                           "(local executor with one worker only).")] = True,
+    executor: Annotated[Optional[str], typer.Option(
+        "--executor", metavar="local|ray",
+        help="Where stages run, overriding the study file's executor.kind: local (this machine) or ray (each "
+             "stage a Ray task; the study folder must be on a filesystem every node shares).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1, help="Stages at a time, overriding executor.workers: local, N > 1 runs a pool of N "
+                                 "processes (each with cores/N torch threads, no progress bars); ray, at most N "
+                                 "tasks in flight.")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="Join the running Ray cluster at ADDR (e.g. auto, or ray://head:10001; implies "
+                          "--executor ray); without it the ray executor starts a local cluster.")] = None,
 ) -> None:
     """Run every pending stage in dependency order (finished ones are skipped; a killed study
-    resumes at the stage it was in), then write results.csv and the report (report.md, report.html)."""
+    resumes at the stage it was in), then write results.csv and the report (report.md, report.html).
+
+    Stages run one at a time in this process unless the study file's executor section, or the
+    options below, say otherwise; the results do not depend on how the stages ran."""
+    from synthmed.config import build_config
     from synthmed.progress import console
-    from synthmed.study import load_spec, run_study
+    from synthmed.study import ExecutorSpec, load_spec, run_study
 
     spec = load_spec(spec_path)
     folder = _out_dir(spec_path, out)
-    outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec))
+    overrides = {name: value for name, value in (("kind", executor), ("workers", workers), ("address", address))
+                 if value is not None}
+    if address is not None and executor is None:
+        overrides["kind"] = "ray"
+    runner = build_config(ExecutorSpec, "options", **{**spec.executor.model_dump(), **overrides})
+    outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec), executor=runner)
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: "
                  f"{escape(str(outcome.results))}; report: {escape(str(outcome.report))}")
 
@@ -112,5 +133,5 @@ def study_report(
     folder = _out_dir(study, None) if study.suffix in (".yaml", ".yml") else study
     if not (folder / STAGES_DIR).is_dir():
         raise SynthmedError(f"{folder}: not a study folder (no {STAGES_DIR}/ inside); run `synthmed study run` first")
-    md, page = write_report(folder)
+    md, page = write_report(folder, force=True)
     stdout.print(f"report: {escape(str(page))} and {escape(str(md))}")

@@ -12,6 +12,7 @@ from tiny_stores import make_store
 from synthmed.data.store import Store, StoreWriter
 from synthmed.errors import SynthmedError
 from synthmed.metrics.memorization import (
+    MemorizationAudit,
     audit,
     nearest_correlation,
     nearest_embedding,
@@ -96,6 +97,13 @@ def test_audit_finds_planted_copy(store2d, tmp_path):
     assert sum(summary["histogram"]["counts"]) == 6
     saved = json.loads(result.save(tmp_path / "audit.json").read_text())
     assert saved["samples"][0]["train"] == 4 and "correlation_flair" in saved["samples"][0]
+    loaded = MemorizationAudit.load(tmp_path / "audit.json")
+    for name in ("values", "indices", "channel_values", "channel_indices"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(result, name))
+    assert loaded.channels == tuple(result.channels) and loaded.summary() == summary
+    (tmp_path / "other.json").write_text('{"format": "something else"}')
+    with pytest.raises(SynthmedError, match="not a synthmed memorization audit"):
+        MemorizationAudit.load(tmp_path / "other.json")
     assert plot_histogram(result, tmp_path / "h.png").stat().st_size > 0
     assert plot_gallery(result, syn, store2d, tmp_path / "g.png", top_k=2).read_bytes()[:4] == b"\x89PNG"
     # test-split samples are not training data: a copy of one is not reported against the train split

@@ -56,3 +56,22 @@ def test_changing_the_data_changes_everything_and_segmenter_steps_only_trainings
     seg = _keys({**SPEC, "segmenters": [{"name": "unet", "steps": 3}]})
     for description in before:
         assert (before[description] != seg[description]) == description.startswith(("train:", "evaluate:"))
+
+
+def test_pretraining_curve_reuses_the_synthetic_runs_and_the_full_real_run() -> None:
+    base = make_plan(build_spec(SPEC))
+    plan = make_plan(build_spec({**SPEC, "pretraining": {"subject_fractions": [0.5, 1.0]}}))
+    assert set(base.stages) <= set(plan.stages)  # the grid's stages are untouched
+    new = [s for s in plan.stages.values() if s.key not in base.stages]
+    trains = [s for s in new if s.kind == "train"]
+    # per augmentation × seed: real on half the subjects, pretrained per generator at 0.5 and 1
+    assert len(trains) == 4 * (1 + 2 * 2) == len(new) - len(trains)
+    synthetic = {s.key for s in plan.by_kind("train") if s.config["train_set"] == "synthetic"}
+    for stage in trains:
+        if stage.config["train_set"] == "pretrained":
+            assert stage.inputs[1] in synthetic and plan.stages[stage.inputs[1]].labels["seed"] == stage.labels["seed"]
+        else:
+            assert stage.config["subject_fraction"] == 0.5
+    # without synthetic in train_sets the pre-training runs are added (and evaluated) all the same
+    only_real = make_plan(build_spec({**SPEC, "train_sets": ["real"], "pretraining": {"subject_fractions": [0.5]}}))
+    assert {s.config["train_set"] for s in only_real.by_kind("train")} == {"real", "synthetic", "pretrained"}

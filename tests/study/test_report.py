@@ -13,6 +13,8 @@ from tiny_stores import make_store
 from typer.testing import CliRunner
 
 from synthmed.cli import app
+from synthmed.data.store import Store
+from synthmed.metrics.memorization import audit
 from synthmed.study import SECTIONS, LocalExecutor, build_spec, make_plan, write_report, write_results
 from synthmed.study.stages import STAGE_FUNCTIONS
 
@@ -21,7 +23,7 @@ SPEC = {"name": "fake", "data": {"phantom": {"cases": 3, "shape": [32, 48, 48]},
         "generators": [{"name": g, "preset": "tiny", "steps": 5} for g in GENERATORS], "samples": 4,
         "segmenters": [{"name": "unet", "preset": "tiny", "steps": 3}],
         "train_sets": ["real", "synthetic", "synthetic+real"], "augmentation": [False], "seeds": [0, 1],
-        "real_fractions": [0.5], "fidelity": ["domain"], "device": "cpu"}
+        "real_fractions": [0.5], "pretraining": {"subject_fractions": [0.5]}, "fidelity": ["domain"], "device": "cpu"}
 
 
 def _functions() -> dict:
@@ -42,12 +44,24 @@ def _functions() -> dict:
         summary = {"max": 0.9, "mean": 0.5, "median": 0.5, "fraction_above": 0.0, "n_above": 0,
                    "histogram": {"edges": [-1.0, 0.0, 0.5, 1.0], "counts": [0, 2, 2]}}
         (tmp / "result.json").write_text(json.dumps(summary))
+        if stage.labels["generator"] == "ddpm":  # one real audit: its closest pairs are drawn
+            audit(Store.open(inputs["sample"] / "store"), Store.open(inputs["prepare"] / "store")).save(
+                tmp / "memorization.json")
+
+    def curves(stage, spec, inputs, tmp, progress):  # noqa: ANN001
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(tmp / "run" / "tensorboard")) as writer:
+            for step in (1, 2, 3):
+                writer.add_scalar("train/loss", 1.0 / step, step)
+            writer.add_scalar("val/dice", 0.5, 3)
 
     def evaluate(stage, spec, inputs, tmp, progress):  # noqa: ANN001
         labels = stage.labels
-        base = 0.8 if labels["train_set"] == "real" else GENERATORS[labels["generator"]]
+        base = 0.8 if labels["train_set"] in ("real", "pretrained") else GENERATORS[labels["generator"]]
         if labels["train_set"] == "synthetic+real":
             base = (base + 0.8) / 2
+        base -= 0.2 * (1 - labels["subject_fraction"]) - (0.05 if labels["train_set"] == "pretrained" else 0.0)
         dice = base + 0.01 * labels["seed"]
         mean = {r: {"dice": dice, "hd95": 10 * (1 - dice)} for r in ("WT", "TC", "ET")}
         sd = {r: {"dice": 0.05, "hd95": 1.0} for r in ("WT", "TC", "ET")}
@@ -57,7 +71,7 @@ def _functions() -> dict:
         pass
 
     return {**{kind: nothing for kind in STAGE_FUNCTIONS}, "prepare": prepare, "sample": sample,
-            "fidelity": fidelity, "memorization": memorization, "evaluate": evaluate}
+            "fidelity": fidelity, "memorization": memorization, "evaluate": evaluate, "fit": curves, "train": curves}
 
 
 class _Page(HTMLParser):
@@ -68,6 +82,7 @@ class _Page(HTMLParser):
         self.sections: list[str] = []
         self.rows: dict[str, int] = {}
         self.images: list[str] = []
+        self.alts: list[str] = []
         self.external: list[str] = []
         self._table: str | None = None
         self._body = False
@@ -84,6 +99,7 @@ class _Page(HTMLParser):
             self.rows[self._table] = self.rows.get(self._table, 0) + 1
         elif tag == "img":
             self.images.append(a["src"])
+            self.alts.append(a.get("alt", ""))
         if tag in ("link", "script") or (tag != "img" and ("href" in a or "src" in a)):
             self.external.append(tag)
 
@@ -112,13 +128,19 @@ def test_report_has_every_section_its_rows_and_only_embedded_images(study: Path)
     parser.feed(page.read_text())
     assert parser.sections == [sid for sid, _ in SECTIONS]
     assert parser.external == []
-    # 3 generators + 1 real prepare gallery, 1 sweep plot, 3 memorization histograms
-    assert len(parser.images) == 3 + 1 + 1 + 3
+    # 3 generators + 1 real prepare gallery, 1 sweep plot, 1 pre-training plot, 3 memorization histograms,
+    # 1 closest-pair gallery, generator and segmenter training curves
+    assert len(parser.images) == 3 + 1 + 1 + 1 + 3 + 1 + 2
     assert all(src.startswith("data:image/png;base64,") for src in parser.images)
+    assert "ddpm: closest pairs (synthetic | nearest training sample | difference)" in parser.alts
+    assert {"generator training curves", "unet training curves"} <= set(parser.alts)
     rows = parser.rows
     assert rows["generation-metrics"] == 3 and rows["rank-tables"] == 3 and rows["memorization"] == 3
-    # real; 3 × synthetic; 3 × synthetic+real at 0.5
-    assert rows["segmentation"] == 1 + 3 + 3 and rows["relative-dice"] == 3 + 3
+    # real; 3 × synthetic; 3 × synthetic+real at 0.5; the curve: real and 3 × pretrained on half the subjects
+    assert rows["segmentation"] == 1 + 3 + 3 + 1 + 3 and rows["relative-dice"] == 3 + 3 + 3
+    assert rows["pretraining"] == 3
+    pretraining = page.read_text().split('id="pretraining"')[1].split("</section>")[0]
+    assert pretraining.count("<td>0.05 ± 0</td>") == 3 * 3  # the gain, per generator and region, both seeds
     assert rows["rank-correlation"] == 4  # fd, kid_mean, precision, recall (ms_ssim is not ranked)
     text = page.read_text()
     assert "too small for conclusions" in text  # tiny presets are flagged
@@ -140,3 +162,27 @@ def test_report_with_two_generators_says_na_and_cli_rebuilds(study: Path, tmp_pa
     assert "n/a" in correlation
     missing = CliRunner().invoke(app, ["study", "report", str(tmp_path / "none")])
     assert missing.exit_code != 0
+
+
+def test_unchanged_study_reuses_the_report_and_a_change_rebuilds_it(study: Path, monkeypatch) -> None:
+    from synthmed.study import report
+
+    write_report(study)
+    built = (study / "report.html").read_text()
+
+    def fail(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("rebuilt an unchanged report")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(report, "build_sections", fail)
+        assert write_report(study)[1].read_text() == built
+        results = pd.read_csv(study / "results.csv")
+        results.iloc[:-1].to_csv(study / "results.csv", index=False)  # one row less: the report is stale
+        with pytest.raises(AssertionError, match="rebuilt"):
+            write_report(study)
+    write_report(study)
+    (study / ".report.json").write_text("not json")
+    with monkeypatch.context() as patch:
+        patch.setattr(report, "build_sections", fail)
+        with pytest.raises(AssertionError, match="rebuilt"):  # an unreadable cache means a rebuild
+            write_report(study)

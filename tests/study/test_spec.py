@@ -30,6 +30,22 @@ def test_demo_example_is_valid() -> None:
     assert [g.name for g in spec.generators] == ["ddpm", "progan"]
 
 
+@pytest.mark.parametrize("name", ["brats2021", "brats2020"])
+def test_paper_examples_plan_the_whole_grid(name: str) -> None:
+    from synthmed.study import make_plan
+
+    spec = load_spec(Path(__file__).parents[2] / "examples" / f"{name}.yaml")
+    assert {g.preset for g in spec.generators} == {s.preset for s in spec.segmenters} == {"paper"}
+    assert [g.name for g in spec.generators] == ["progan", "stylegan1", "stylegan2", "stylegan3", "ddpm"]
+    assert spec.data.path.endswith("Training_Data" if name == "brats2021" else "TrainingData")
+    plan = make_plan(spec)
+    runs = len(spec.segmenters) * len(spec.augmentation) * len(spec.seeds)
+    g, sweep, curve = len(spec.generators), len(spec.real_fractions), spec.pretraining.subject_fractions
+    per_run = 1 + g + g * sweep + sum(f < 1 for f in curve) + g * len(curve)
+    assert len(plan.by_kind("train")) == runs * per_run == len(plan.by_kind("evaluate"))
+    assert len(plan.by_kind("fit")) == g and spec.executor.kind == "ray"
+
+
 @pytest.mark.parametrize("values, words", [
     (_with(generators=[{"name": "vae"}]), ["generators.0.name", "ddpm", "progan", "stylegan2"]),
     (_with(segmenters=[{"name": "resnet"}]), ["segmenters.0.name", "unet", "swin"]),
@@ -37,6 +53,9 @@ def test_demo_example_is_valid() -> None:
     (_with(fidelity=["clip"]), ["fidelity.0", "domain", "radimagenet", "inception"]),
     (_with(executor={"kind": "slurm"}), ["executor.kind", "local"]),
     (_with(real_fractions=[1.5]), ["real_fractions", "[0, 1]"]),
+    (_with(pretraining={"subject_fractions": [0.0]}), ["pretraining.subject_fractions", "(0, 1]"]),
+    (_with(generators=[], train_sets=["real"], pretraining={"subject_fractions": [0.5]}),
+     ["pretraining needs at least one generator"]),
     (_with(data={"size": 16}), ["data", "data.path or data.phantom"]),
     (_with(generators=[{"name": "ddpm", "preset": "huge"}]), ["generators.0.preset", "tiny", "small", "paper"]),
     (_with(generators=[], train_sets=["synthetic"]), ["at least one generator"]),

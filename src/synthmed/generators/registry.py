@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from synthmed.errors import SynthmedError
-from synthmed.generators.base import Generator
+
+if TYPE_CHECKING:
+    from synthmed.generators.base import Generator
 
 #: name → "module:Class"; imported lazily so ``synthmed --help`` stays fast.
 _REGISTRY: dict[str, str] = {

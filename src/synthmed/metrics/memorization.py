@@ -291,6 +291,38 @@ class MemorizationAudit:
     def to_json(self) -> dict:
         return {"format": "synthmed-memorization", "format_version": 1, **self.summary(), "samples": self.table()}
 
+    @classmethod
+    def load(cls, path: str | Path) -> MemorizationAudit:
+        """Read an audit written by :meth:`save` (summary and per-sample table).
+
+        Raises:
+            SynthmedError: not a synthmed memorization file.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SynthmedError(f"{path}: cannot read the memorization audit ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != "synthmed-memorization":
+            raise SynthmedError(f"{path}: not a synthmed memorization audit (format synthmed-memorization)")
+        rows, channels = data.get("samples", []), tuple(data.get("max_per_channel", {}))
+
+        def column(key: str, dtype: type) -> np.ndarray:
+            return np.array([r[key] for r in rows], dtype=dtype)
+
+        def per_channel(prefix: str, dtype: type) -> np.ndarray:
+            values = [[r[f"{prefix}_{c}"] for c in channels] for r in rows]
+            return np.array(values, dtype=dtype).reshape(len(rows), len(channels))
+
+        embedding = None
+        if rows and "embedding_distance" in rows[0]:
+            embedding = (column("embedding_distance", np.float64), column("embedding_train", np.int64))
+        return cls(column("correlation", np.float64), column("train", np.int64),
+                   per_channel("correlation", np.float64), per_channel("train", np.int64), float(data["threshold"]),
+                   channels, data.get("synthetic"), data.get("train"), data.get("train_split"),
+                   extra={k: data[k] for k in ("synthetic_created", "train_created") if k in data},
+                   embedding=embedding)
+
     def save(self, path: str | Path) -> Path:
         """Write the summary and the per-sample table as JSON (atomically)."""
         from synthmed.atomic import atomic_file
@@ -409,7 +441,7 @@ def plot_gallery(result: MemorizationAudit, synthetic: Store, train: Store, path
         for ax, img, title, cmap, vmax in ((axes[r, 0], a, f"synthetic {i}", "gray", 1),
                                            (axes[r, 1], b, f"train {int(result.indices[i])}", "gray", 1),
                                            (axes[r, 2], np.abs(a - b), f"|diff|, r={result.values[i]:.3f}", "magma", 1)):
-            ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax)
+            ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax, origin="lower")  # anterior up, as synthmed inspect
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     fig.tight_layout()

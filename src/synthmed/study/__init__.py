@@ -4,6 +4,7 @@ See :mod:`.spec` for the study file, :mod:`.plan` for stages and their keys, :mo
 for running them resumably, :mod:`.results` for the tidy table, :mod:`.report` for the report.
 """
 
+from synthmed.study.executor_ray import RayExecutor
 from synthmed.study.executors import LocalExecutor, clean_stale, make_executor, run_stage
 from synthmed.study.plan import DONE_JSON, KINDS, STAGES_DIR, Plan, Stage, make_plan, stage_key
 from synthmed.study.report import SECTIONS, build_sections, write_report
@@ -14,6 +15,7 @@ from synthmed.study.spec import (
     ExecutorSpec,
     GeneratorSpec,
     PhantomSpec,
+    PretrainingSpec,
     SegmenterSpec,
     StudySpec,
     build_spec,
@@ -34,6 +36,8 @@ __all__ = [
     "GeneratorSpec",
     "LocalExecutor",
     "PhantomSpec",
+    "PretrainingSpec",
+    "RayExecutor",
     "Plan",
     "SegmenterSpec",
     "Stage",

@@ -6,7 +6,9 @@ depends on them. A stage's artifacts live in ``STUDY/stages/<kind>-<key[:12]>/``
 when that folder exists holding ``done.json`` (written last, the folder renamed into place).
 
 Kinds, in dependency order: ``prepare`` → ``fit`` → ``sample`` → ``fidelity`` /
-``memorization``; ``prepare`` (+ ``sample``) → ``train`` → ``evaluate``.
+``memorization``; ``prepare`` (+ ``sample``) → ``train`` → ``evaluate``. The pre-training
+curve adds ``train`` stages of train set ``pretrained`` whose input is a ``synthetic`` train
+stage (its weights initialise the fine-tuning on real subjects).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmed.study.spec import StudySpec
+from synthmed.study.spec import SegmenterSpec, StudySpec
 
 KINDS = ("prepare", "fit", "sample", "fidelity", "memorization", "train", "evaluate")
 STAGES_DIR = "stages"
@@ -109,27 +111,52 @@ def make_plan(spec: StudySpec) -> Plan:
                         {"dataset": dataset, "generator": label}))
 
     for seg_label, seg in zip(spec.segmenter_labels(), spec.segmenters):
-        for train_set in spec.train_sets:
-            if train_set == "real":
-                sources: list[tuple[str, Stage | None, float | None]] = [("", None, 1.0)]
-            elif train_set == "synthetic":
-                sources = [(g, s, 0.0) for g, s in samples]
-            else:
-                fractions: list[float | None] = list(spec.real_fractions) or [None]
-                sources = [(g, s, f) for g, s in samples for f in fractions]
-            for gen_label, sample, fraction in sources:
-                for aug in spec.augmentation:
-                    for seed in spec.seeds:
-                        train_overrides = dict(seg.train_overrides, aug=aug)
-                        if seg.steps is not None:
-                            train_overrides["steps"] = seg.steps
-                        mixed = train_set == "synthetic+real"
-                        config = {"model": seg.name, "preset": seg.preset, "model_overrides": seg.model_overrides,
-                                  "train_overrides": train_overrides, "train_set": train_set, "seed": seed,
-                                  "real_fraction": fraction if mixed else None}
-                        inputs = (prep.key,) if sample is None else (prep.key, sample.key)
-                        labels = {"dataset": dataset, "generator": gen_label, "segmenter": seg_label,
-                                  "train_set": train_set, "augmentation": aug, "seed": seed, "real_fraction": fraction}
-                        train = plan.add(_stage("train", config, inputs, labels))
-                        plan.add(_stage("evaluate", {"split": "test"}, (train.key, prep.key), labels))
+        for aug in spec.augmentation:
+            for seed in spec.seeds:
+                _add_segmentation(plan, prep, samples, seg_label, seg, aug, seed)
     return plan
+
+
+def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]], seg_label: str,
+                      seg: SegmenterSpec, aug: bool, seed: int) -> None:
+    """The ``train`` + ``evaluate`` stages of one segmenter, augmentation and seed: every train
+    set (and real fraction), then the pre-training curve (scratch vs synthetic pre-trained, per
+    subject fraction)."""
+    spec = plan.spec
+    dataset = spec.data.label
+    train_overrides = dict(seg.train_overrides, aug=aug)
+    if seg.steps is not None:
+        train_overrides["steps"] = seg.steps
+    common = {"model": seg.name, "preset": seg.preset, "model_overrides": seg.model_overrides, "seed": seed}
+    labels = {"dataset": dataset, "segmenter": seg_label, "augmentation": aug, "seed": seed}
+
+    def add(train_set: str, inputs: tuple[str, ...], generator: str, real_fraction: float | None,
+            subject_fraction: float = 1.0, overrides: dict[str, Any] = train_overrides) -> Stage:
+        config = dict(common, train_overrides=overrides, train_set=train_set,
+                      real_fraction=real_fraction if train_set == "synthetic+real" else None)
+        if subject_fraction != 1.0:  # absent at 1: the curve's last point is the plain real-only run
+            config["subject_fraction"] = subject_fraction
+        stage_labels = dict(labels, generator=generator, train_set=train_set, real_fraction=real_fraction,
+                            subject_fraction=subject_fraction)
+        train = plan.add(_stage("train", config, inputs, stage_labels))
+        plan.add(_stage("evaluate", {"split": "test"}, (train.key, prep.key), stage_labels))
+        return train
+
+    synthetic: dict[str, Stage] = {}
+    for train_set in spec.train_sets:
+        if train_set == "real":
+            add("real", (prep.key,), "", 1.0)
+        for gen_label, sample in samples:
+            if train_set == "synthetic":
+                synthetic[gen_label] = add("synthetic", (prep.key, sample.key), gen_label, 0.0)
+            elif train_set == "synthetic+real":
+                for fraction in list(spec.real_fractions) or [None]:
+                    add("synthetic+real", (prep.key, sample.key), gen_label, fraction)
+    curve = spec.pretraining
+    finetune = dict(train_overrides, **({"steps": curve.finetune_steps} if curve.finetune_steps else {}))
+    for fraction in curve.subject_fractions:
+        add("real", (prep.key,), "", 1.0, fraction)
+        for gen_label, sample in samples:
+            pre = synthetic.get(gen_label) or add("synthetic", (prep.key, sample.key), gen_label, 0.0)
+            synthetic[gen_label] = pre
+            add("pretrained", (prep.key, pre.key), gen_label, 1.0, fraction, finetune)

@@ -6,13 +6,19 @@ stores and ``results.csv`` — so it needs neither the YAML nor a rerun. Section
 settings (with a warning when tiny / few-step settings are in use), generation metrics, rank
 tables, Dice and HD95 per region (mean ± sd over seeds), relative Dice (synthetic / matched
 real-only), Spearman correlation of generation-metric ranks with Dice ranks, Dice vs real
-fraction, memorization histograms and sample galleries. Images are embedded as base64 PNG
-data URIs in both files: nothing external is referenced.
+fraction, the synthetic pre-training curve, memorization histograms and closest-pair
+galleries, sample galleries (masks overlaid) and training curves (from each run's
+TensorBoard scalars). Images are embedded as base64 PNG data URIs in both files: nothing
+external is referenced.
+
+Rebuilding is skipped when nothing it reads has changed: ``.report.json`` keeps a
+fingerprint of the finished stages, ``results.csv``, the options and this module's code.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -31,6 +37,7 @@ from synthmed.study.stages import RESULT_JSON
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+REPORT_CACHE = ".report.json"
 
 #: (id, title) of each section, in order.
 SECTIONS = (
@@ -41,8 +48,10 @@ SECTIONS = (
     ("relative-dice", "Relative Dice"),
     ("rank-correlation", "Rank correlation of generation metrics with Dice"),
     ("real-fraction", "Dice vs real fraction"),
+    ("pretraining", "Synthetic pre-training curve"),
     ("memorization", "Memorization"),
     ("galleries", "Sample galleries"),
+    ("training-curves", "Training curves"),
 )
 
 #: generation metrics ranked, by name after ``<features>/``: True = lower is better.
@@ -95,11 +104,21 @@ def finished_stages(out: str | Path) -> list[dict]:
 
 
 def read_results(out: str | Path) -> pd.DataFrame:
-    """``results.csv`` (empty with :data:`COLUMNS` when missing)."""
+    """``results.csv`` (empty with :data:`COLUMNS` when missing; a table written before the
+    ``subject_fraction`` column existed gets it: 1 on segmentation rows)."""
     path = Path(out) / RESULTS_CSV
     if not path.is_file():
         return pd.DataFrame(columns=list(COLUMNS))
-    return pd.read_csv(path)
+    frame = pd.read_csv(path)
+    if "subject_fraction" not in frame.columns:
+        segmentation = frame.metric.isin(["dice", "hd95", "dice_sd", "hd95_sd"])
+        frame["subject_fraction"] = np.where(segmentation, 1.0, np.nan)
+    return frame[[c for c in COLUMNS if c in frame.columns]]
+
+
+def _all_subjects(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows trained on every real training subject (the pre-training curve's others left out)."""
+    return frame[frame.subject_fraction.isna() | (frame.subject_fraction == 1.0)]
 
 
 def _fmt(value: Any) -> str:
@@ -133,11 +152,12 @@ def _labels(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame["generator"] = frame["generator"].fillna("—").replace("", "—")
     frame["real_fraction"] = frame["real_fraction"].map(_fmt)
+    frame["subject_fraction"] = frame["subject_fraction"].map(_fmt)
     frame["augmentation"] = frame["augmentation"].astype(str)
     return frame
 
 
-GROUP = ["generator", "segmenter", "train_set", "augmentation", "real_fraction"]
+GROUP = ["generator", "segmenter", "train_set", "augmentation", "real_fraction", "subject_fraction"]
 
 
 # ----------------------------------------------------------------------------- sections
@@ -227,12 +247,12 @@ def _relative(results: pd.DataFrame, section: Section) -> None:
     if real.empty or other.empty:
         section.text("Needs both real-only and synthetic runs.")
         return
-    keys = ["segmenter", "augmentation", "seed", "region"]
+    keys = ["segmenter", "augmentation", "seed", "subject_fraction", "region"]
     merged = other.merge(real[keys + ["value"]].rename(columns={"value": "real"}), on=keys)
     merged = _labels(merged.assign(value=merged.value / merged.real))
     table = merged.groupby([*GROUP, "region"], dropna=False)["value"].apply(_mean_sd).unstack("region")
-    section.text("Dice of each synthetic run divided by the real-only run of the same segmenter, augmentation and "
-                 "seed; mean ± sd over seeds.")
+    section.text("Dice of each synthetic run divided by the real-only run of the same segmenter, augmentation, "
+                 "seed and share of real subjects; mean ± sd over seeds.")
     section.table(table[[r for r in ("WT", "TC", "ET") if r in table.columns]].reset_index())
 
 
@@ -262,36 +282,81 @@ def _correlation(results: pd.DataFrame, ranks: pd.DataFrame, section: Section) -
     section.table(pd.DataFrame(rows))
 
 
-def _real_fraction(results: pd.DataFrame, section: Section) -> None:
-    dice = results[results.metric == "dice"]
-    sweep = dice[(dice.train_set == "synthetic+real") & dice.real_fraction.notna()]
-    if sweep.empty:
-        section.text("No real-fraction sweep in this study (real_fractions is empty).")
-        return
+def _pyplot():  # noqa: ANN202
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    regions = [r for r in ("WT", "TC", "ET") if r in set(sweep.region)]
-    fig, axes = plt.subplots(1, len(regions), figsize=(3.4 * len(regions), 3), squeeze=False)
-    for ax, region in zip(axes[0], regions):
-        for (gen, seg), sub in sweep[sweep.region == region].groupby(["generator", "segmenter"]):
-            ends = dice[(dice.region == region) & (dice.segmenter == seg) & (
-                ((dice.train_set == "synthetic") & (dice.generator == gen)) | (dice.train_set == "real"))]
-            points = pd.concat([sub, ends]).groupby("real_fraction")["value"].mean().sort_index()
-            ax.plot(points.index, points.values, marker="o", label=f"{gen} / {seg}")
+    return plt
+
+
+def _curves_png(curves: dict[str, dict[str, pd.Series]], xlabel: str, ylabel: str = "Dice") -> bytes:
+    """One panel per region (``curves[region][line] = y indexed by x``), lines with markers."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3), squeeze=False)
+    for ax, (region, lines) in zip(axes[0], curves.items()):
+        for label, points in lines.items():
+            ax.plot(points.index, points.values, marker="o", label=label)
         ax.set_title(region)
-        ax.set_xlabel("real fraction")
-        ax.set_ylabel("Dice")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.set_xlim(-0.05, 1.05)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
+    return _png(fig)
+
+
+def _regions(frame: pd.DataFrame) -> list[str]:
+    return [r for r in ("WT", "TC", "ET") if r in set(frame.region)]
+
+
+def _real_fraction(results: pd.DataFrame, section: Section) -> None:
+    dice = _all_subjects(results[results.metric == "dice"])
+    sweep = dice[(dice.train_set == "synthetic+real") & dice.real_fraction.notna()]
+    if sweep.empty:
+        section.text("No real-fraction sweep in this study (real_fractions is empty).")
+        return
+    curves: dict[str, dict[str, pd.Series]] = {}
+    for region in _regions(sweep):
+        lines = curves.setdefault(region, {})
+        for (gen, seg), sub in sweep[sweep.region == region].groupby(["generator", "segmenter"]):
+            ends = dice[(dice.region == region) & (dice.segmenter == seg) & (
+                ((dice.train_set == "synthetic") & (dice.generator == gen)) | (dice.train_set == "real"))]
+            lines[f"{gen} / {seg}"] = pd.concat([sub, ends]).groupby("real_fraction")["value"].mean().sort_index()
     section.text("Mean Dice over seeds against the share of real data (0 = synthetic only, 1 = real only).")
-    section.image(_png(fig), "Dice vs real fraction")
+    section.image(_curves_png(curves, "real fraction"), "Dice vs real fraction")
 
 
-def _memorization(stages: list[dict], results: pd.DataFrame, section: Section) -> None:
+def _pretraining(results: pd.DataFrame, section: Section) -> None:
+    dice = results[(results.metric == "dice") & results.train_set.isin(["real", "pretrained"])]
+    fractions = set(dice[dice.train_set == "pretrained"].subject_fraction.dropna())
+    if not fractions:
+        section.text("No pre-training curve in this study (pretraining.subject_fractions is empty).")
+        return
+    dice = dice[dice.subject_fraction.isin(fractions)]
+    curves: dict[str, dict[str, pd.Series]] = {}
+    for region in _regions(dice):
+        lines = curves.setdefault(region, {})
+        for (train_set, gen, seg), sub in dice[dice.region == region].groupby(
+                ["train_set", dice.generator.fillna(""), "segmenter"]):
+            name = f"scratch / {seg}" if train_set == "real" else f"pre-trained on {gen} / {seg}"
+            lines[name] = sub.groupby("subject_fraction")["value"].mean().sort_index()
+    keys = ["segmenter", "augmentation", "seed", "subject_fraction", "region"]
+    scratch = dice[dice.train_set == "real"][keys + ["value"]].rename(columns={"value": "scratch"})
+    gain = dice[dice.train_set == "pretrained"].merge(scratch, on=keys)
+    gain = _labels(gain.assign(value=gain.value - gain.scratch))
+    table = gain.groupby(["generator", "segmenter", "augmentation", "subject_fraction", "region"])["value"].apply(
+        _mean_sd).unstack("region")
+    section.text("Each segmenter pre-trained on a generator's synthetic samples, then fine-tuned on a share of the "
+                 "real training subjects, against the same segmenter trained from scratch on that share; mean Dice "
+                 "over seeds.")
+    section.image(_curves_png(curves, "share of real training subjects"), "Dice vs share of real subjects")
+    section.text("Dice gain of pre-training (pre-trained − scratch), mean ± sd over seeds.")
+    section.table(table[_regions(gain)].reset_index())
+
+
+def _memorization(stages: list[dict], results: pd.DataFrame, section: Section, closest: int) -> None:
     rows = results[results.metric.str.startswith("memorization/", na=False)]
     mem = [r for r in stages if r["kind"] == "memorization"]
     if rows.empty and not mem:
@@ -303,34 +368,57 @@ def _memorization(stages: list[dict], results: pd.DataFrame, section: Section) -
         table = rows.assign(name=rows.metric.str.split("/", n=1).str[1]).pivot_table(
             index="generator", columns="name", values="value", aggfunc="mean")
         section.table(table[keep or list(table.columns)].reset_index().map(_fmt))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    folders = {r["key"]: r["folder"] for r in stages}
     for record in sorted(mem, key=lambda r: str(r["labels"].get("generator"))):
         gen = record["labels"].get("generator", "")
-        pngs = sorted(record["folder"].glob("*.png"))
-        if pngs:
-            for png in pngs:
-                section.image(png.read_bytes(), f"{gen}: {png.stem}")
-            continue
         result_path = record["folder"] / RESULT_JSON
         hist = json.loads(result_path.read_text()).get("histogram") if result_path.is_file() else None
-        if not hist:
-            continue
-        edges, counts = np.asarray(hist["edges"]), np.asarray(hist["counts"])
-        fig, ax = plt.subplots(figsize=(4.5, 2.8))
-        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="0.4")
-        threshold = record["config"].get("threshold")
-        if threshold is not None:
-            ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:g}")
-            ax.legend(fontsize=7)
-        ax.set_title(f"{gen}: max correlation with a training sample", fontsize=9)
-        ax.set_xlabel("max Pearson correlation")
-        ax.set_ylabel("synthetic samples")
-        fig.tight_layout()
-        section.image(_png(fig), f"{gen}: memorization histogram")
+        if hist:
+            section.image(_histogram_png(hist, record["config"].get("threshold"), gen), f"{gen}: memorization histogram")
+        inputs = [folders.get(k) for k in record.get("inputs", [])]
+        if (record["folder"] / "memorization.json").is_file() and len(inputs) == 2 and all(inputs):
+            _closest_pairs(record["folder"] / "memorization.json", inputs, gen, section, closest)
+
+
+def _histogram_png(hist: dict, threshold: float | None, gen: str) -> bytes:
+    plt = _pyplot()
+    edges, counts = np.asarray(hist["edges"]), np.asarray(hist["counts"])
+    fig, ax = plt.subplots(figsize=(4.5, 2.8))
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="0.4")
+    if threshold is not None:
+        ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:g}")
+        ax.legend(fontsize=7)
+    ax.set_title(f"{gen}: max correlation with a training sample", fontsize=9)
+    ax.set_xlabel("max Pearson correlation")
+    ax.set_ylabel("synthetic samples")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _closest_pairs(audit_json: Path, inputs: list[Path], gen: str, section: Section, top_k: int) -> None:
+    """The ``top_k`` synthetic samples closest to a training sample, beside it (memorization stage
+    inputs: the prepare and the sample stage folders, in either order)."""
+    from synthmed.data.store import Store
+    from synthmed.metrics.memorization import MemorizationAudit, plot_gallery
+
+    try:
+        result = MemorizationAudit.load(audit_json)
+        stores = {f.name.split("-")[0]: Store.open(f / "store") for f in inputs}
+        png = _rendered(lambda path: plot_gallery(result, stores["sample"], stores["prepare"], path, top_k=top_k))
+    except Exception as exc:  # noqa: BLE001 — a broken store must not stop the report
+        section.text(f"{gen}: no closest-pair gallery ({exc}).")
+        return
+    section.image(png, f"{gen}: closest pairs (synthetic | nearest training sample | difference)")
+
+
+def _rendered(draw) -> bytes:  # noqa: ANN001
+    """The bytes of the PNG that ``draw(path)`` writes (into a temporary folder)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "figure.png"
+        draw(path)
+        return path.read_bytes()
 
 
 def _galleries(stages: list[dict], section: Section, n: int) -> None:
@@ -343,17 +431,88 @@ def _galleries(stages: list[dict], section: Section, n: int) -> None:
     if not sources:
         section.text("No finished prepare or sample stages.")
         return
-    import tempfile
-
+    section.text("Each channel of a few samples, the tumour mask overlaid on the last.")
     for name, record in sources:
-        store = record["folder"] / "store"
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                png = render_grid(Store.open(store), Path(tmp) / "grid.png", n=n).read_bytes()
+            png = _rendered(lambda path: render_grid(Store.open(record["folder"] / "store"), path, n=n))
         except Exception as exc:  # noqa: BLE001 — a broken store must not stop the report
             section.text(f"{name}: no gallery ({exc}).")
             continue
         section.image(png, f"{name} samples")
+
+
+def read_scalars(run_dir: Path) -> dict[str, pd.Series]:
+    """A run's TensorBoard scalars: ``{tag: values indexed by step}`` (empty without event files)."""
+    events = run_dir / "tensorboard"
+    if not events.is_dir():
+        return {}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 1, "tensors": 1, "histograms": 1})
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags().get("scalars", []):
+        points = {e.step: e.value for e in acc.Scalars(tag)}  # a resumed run's later value of a step wins
+        out[tag] = pd.Series(points, dtype=float).sort_index()
+    return out
+
+
+def _line(ax, points: pd.Series, label: str) -> None:  # noqa: ANN001
+    """A curve over steps; short ones (a few logged steps) get markers so a single point shows."""
+    ax.plot(points.index, points.values, label=label, marker="o" if len(points) <= 25 else None, markersize=3)
+
+
+def _segmenter_line(labels: dict) -> str:
+    """A train stage's line in the training-curve plot: train set, generator and what differs."""
+    name = " ".join(str(x) for x in (labels.get("train_set"), labels.get("generator")) if x)
+    if labels.get("subject_fraction", 1.0) != 1.0:
+        name += f" subjects={labels['subject_fraction']:g}"
+    if labels.get("train_set") == "synthetic+real" and labels.get("real_fraction") is not None:
+        name += f" real={labels['real_fraction']:g}"
+    return name + ("" if labels.get("augmentation", True) else " no-aug")
+
+
+def _training_curves(stages: list[dict], section: Section) -> None:
+    generators = {}
+    for record in sorted((r for r in stages if r["kind"] == "fit"), key=lambda r: str(r["labels"].get("generator"))):
+        losses = {tag.split("/", 1)[1]: points for tag, points in read_scalars(record["folder"] / "run").items()
+                  if tag.startswith("train/") and tag != "train/samples_per_s"}
+        if losses:
+            generators[str(record["labels"].get("generator", ""))] = losses
+    segmenters: dict[str, dict[str, dict[str, list[pd.Series]]]] = {}
+    for record in (r for r in stages if r["kind"] == "train"):
+        scalars = read_scalars(record["folder"] / "run")
+        curves = segmenters.setdefault(str(record["labels"].get("segmenter", "")), {"train/loss": {}, "val/dice": {}})
+        for tag, by_line in curves.items():
+            if tag in scalars:
+                by_line.setdefault(_segmenter_line(record["labels"]), []).append(scalars[tag])
+    segmenters = {seg: curves for seg, curves in segmenters.items() if any(curves.values())}
+    if not generators and not segmenters:
+        section.text("No training curves: no finished fit or train stage logged TensorBoard scalars.")
+        return
+    plt = _pyplot()
+    if generators:
+        fig, axes = plt.subplots(1, len(generators), figsize=(3.4 * len(generators), 2.8), squeeze=False)
+        for ax, (gen, losses) in zip(axes[0], generators.items()):
+            for name, points in losses.items():
+                _line(ax, points, name)
+            ax.set_title(gen, fontsize=9)
+            ax.set_xlabel("step")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        section.text("Generator training losses per step.")
+        section.image(_png(fig), "generator training curves")
+    for seg, curves in sorted(segmenters.items()):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3), squeeze=False)
+        for ax, (tag, by_line) in zip(axes[0], curves.items()):
+            for name, series in sorted(by_line.items()):
+                _line(ax, pd.concat(series, axis=1).mean(axis=1), name)
+            ax.set_title(f"{seg}: {tag}", fontsize=9)
+            ax.set_xlabel("step")
+        axes[0][0].legend(fontsize=6)
+        fig.tight_layout()
+        section.text(f"{seg}: training loss and validation Dice per step, mean over seeds.")
+        section.image(_png(fig), f"{seg} training curves")
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -423,7 +582,8 @@ def render_html(title: str, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def build_sections(out: str | Path, *, gallery_samples: int = 4) -> tuple[str, list[Section]]:
+def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: int = 4
+                   ) -> tuple[str, list[Section]]:
     """The report's title and sections (see :data:`SECTIONS`) from the study folder ``out``."""
     out = Path(out)
     stages = finished_stages(out)
@@ -438,18 +598,47 @@ def build_sections(out: str | Path, *, gallery_samples: int = 4) -> tuple[str, l
     _relative(results, sections["relative-dice"])
     _correlation(results, ranks, sections["rank-correlation"])
     _real_fraction(results, sections["real-fraction"])
-    _memorization(stages, results, sections["memorization"])
+    _pretraining(results, sections["pretraining"])
+    _memorization(stages, results, sections["memorization"], closest_pairs)
     _galleries(stages, sections["galleries"], gallery_samples)
+    _training_curves(stages, sections["training-curves"])
     return title, list(sections.values())
 
 
-def write_report(out: str | Path, *, gallery_samples: int = 4) -> tuple[Path, Path]:
-    """(Re)build ``out/report.md`` and ``out/report.html`` (atomically); return their paths."""
+def report_fingerprint(out: str | Path, **options: Any) -> str:
+    """SHA-256 of what the report is built from: the finished stages' names, ``results.csv``,
+    the ``options`` and the code of this module."""
     out = Path(out)
-    title, sections = build_sections(out, gallery_samples=gallery_samples)
-    md, page = out / REPORT_MD, out / REPORT_HTML
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    root = out / STAGES_DIR
+    names = sorted(f.name for f in root.iterdir() if (f / DONE_JSON).is_file()) if root.is_dir() else []
+    digest.update(json.dumps({"stages": names, "options": options}, sort_keys=True).encode())
+    csv = out / RESULTS_CSV
+    digest.update(csv.read_bytes() if csv.is_file() else b"")
+    return digest.hexdigest()
+
+
+def write_report(out: str | Path, *, gallery_samples: int = 4, closest_pairs: int = 4,
+                 force: bool = False) -> tuple[Path, Path]:
+    """(Re)build ``out/report.md`` and ``out/report.html`` (atomically); return their paths.
+
+    Unless ``force``, nothing is rebuilt when both files exist and :func:`report_fingerprint`
+    equals the one recorded in ``out/.report.json`` at the last build.
+    """
+    out = Path(out)
+    md, page, cache = out / REPORT_MD, out / REPORT_HTML, out / REPORT_CACHE
+    fingerprint = report_fingerprint(out, gallery_samples=gallery_samples, closest_pairs=closest_pairs)
+    if not force and md.is_file() and page.is_file() and cache.is_file():
+        try:
+            if json.loads(cache.read_text()).get("fingerprint") == fingerprint:
+                return md, page
+        except ValueError:
+            pass  # an unreadable cache only means a rebuild
+    title, sections = build_sections(out, gallery_samples=gallery_samples, closest_pairs=closest_pairs)
     with atomic_file(md) as tmp:
         tmp.write_text(render_markdown(title, sections))
     with atomic_file(page) as tmp:
         tmp.write_text(render_html(title, sections))
+    with atomic_file(cache) as tmp:
+        tmp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
     return md, page

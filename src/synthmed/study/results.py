@@ -1,11 +1,14 @@
 """The study's one tidy table, gathered from finished stages' ``result.json``.
 
 Columns (:data:`COLUMNS`): study, dataset, generator, segmenter, train_set, augmentation, seed,
-real_fraction, metric, region, value — one row per number. Rows:
+real_fraction, subject_fraction, metric, region, value — one row per number. Rows:
 
 - ``evaluate``: metric ``dice`` / ``hd95`` (mean over test cases) and ``dice_sd`` / ``hd95_sd``,
-  region WT, TC or ET; real_fraction 1 for ``real``, 0 for ``synthetic``, the sweep's
-  fraction (or empty: all of both stores) for ``synthetic+real``;
+  region WT, TC or ET; real_fraction 1 for ``real`` and ``pretrained``, 0 for ``synthetic``,
+  the sweep's fraction (or empty: all of both stores) for ``synthetic+real``;
+  subject_fraction the share of real training subjects used (1 but on the pre-training
+  curve, whose train sets are ``real``, from scratch, and ``pretrained``: pre-trained on the
+  generator's samples, then fine-tuned on the real subjects);
 - ``fidelity``: metric ``<features>/<name>`` (e.g. ``domain/fd``, ``domain/kid.mean``),
   region empty;
 - ``memorization``: metric ``memorization/<name>`` (max, mean, median, fraction_above, …).
@@ -28,7 +31,7 @@ from synthmed.study.plan import Plan
 from synthmed.study.stages import RESULT_JSON
 
 COLUMNS = ("study", "dataset", "generator", "segmenter", "train_set", "augmentation", "seed", "real_fraction",
-           "metric", "region", "value")
+           "subject_fraction", "metric", "region", "value")
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 
@@ -72,14 +75,21 @@ def gather(plan: Plan, out: str | Path) -> pd.DataFrame:
 
 
 def write_results(plan: Plan, out: str | Path) -> Path:
-    """Write ``results.csv`` (and ``results.parquet`` when pyarrow is installed) into ``out``; return the CSV."""
+    """Write ``results.csv`` (and ``results.parquet`` when pyarrow is installed) into ``out``; return the CSV.
+
+    Files that already hold this table are left as they are (a rerun of a finished study
+    rewrites nothing, so ``report.html`` is not rebuilt either).
+    """
     out = Path(out)
     frame = gather(plan, out)
-    csv = out / RESULTS_CSV
-    with atomic_file(csv) as tmp:
-        frame.to_csv(tmp, index=False)
-    if importlib.util.find_spec("pyarrow") is None:
+    csv, parquet = out / RESULTS_CSV, out / RESULTS_PARQUET
+    text = frame.to_csv(index=False)
+    with_parquet = importlib.util.find_spec("pyarrow") is not None
+    if csv.is_file() and csv.read_text() == text and (parquet.is_file() or not with_parquet):
         return csv
-    with atomic_file(out / RESULTS_PARQUET) as tmp:
-        frame.to_parquet(tmp, index=False)
+    if with_parquet:  # parquet first: a CSV holding this table means both are written
+        with atomic_file(parquet) as tmp:
+            frame.to_parquet(tmp, index=False)
+    with atomic_file(csv) as tmp:
+        tmp.write_text(text)
     return csv

@@ -89,10 +89,60 @@ class SegmenterSpec(Config):
 
 
 class ExecutorSpec(Config):
-    """How stages run: ``local`` (this process, in dependency order)."""
+    """How stages run: ``local`` (this machine: one at a time, or ``workers`` processes) or
+    ``ray`` (each stage a Ray task on a cluster whose nodes share the study folder).
 
-    kind: Literal["local"] = "local"
-    workers: int = Field(1, ge=1, description="stages at a time (the local executor runs one)")
+    ``resources`` maps a stage kind (``prepare``, ``fit``, ``sample``, ``fidelity``,
+    ``memorization``, ``train``, ``evaluate``) to the ``cpus`` / ``gpus`` its Ray task declares,
+    e.g. ``{fit: {cpus: 4, gpus: 1}}``; kinds not named keep the defaults.
+    """
+
+    kind: Literal["local", "ray"] = Field("local", description="local (this machine) or ray (a Ray cluster)")
+    workers: int | None = Field(None, ge=1, description="stages at a time: local, 1 (default) in this process, "
+                                "N > 1 a pool of N processes; ray, at most N in flight (default: as the "
+                                "cluster's resources allow)")
+    address: str | None = Field(None, description="ray: address of a running cluster to join (e.g. auto, "
+                                "ray://head:10001); none starts a local one")
+    retries: int = Field(2, ge=0, description="ray: times a failed stage is retried")
+    resources: dict[str, dict[Literal["cpus", "gpus"], float]] = Field(
+        default_factory=dict, description="ray: per stage kind, the cpus and gpus its task declares")
+
+    @field_validator("resources")
+    @classmethod
+    def _kinds(cls, resources: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        from synthmed.study.plan import KINDS
+
+        for kind, values in resources.items():
+            if kind not in KINDS:
+                raise ValueError(f"unknown stage kind {kind!r}: keys must be among {', '.join(KINDS)}")
+            for name, value in values.items():
+                if value < 0:
+                    raise ValueError(f"{kind}.{name} must be at least 0, got {value}")
+        return resources
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> ExecutorSpec:
+        if self.address is not None and self.kind != "ray":
+            raise ValueError("address is only used by kind: ray")
+        return self
+
+
+class PretrainingSpec(Config):
+    """The synthetic pre-training curve: each segmenter pre-trained on a generator's samples
+    (the ``synthetic`` train stage of the same segmenter, augmentation and seed), then
+    fine-tuned on a share of the real training subjects, against the same segmenter trained
+    from scratch on that share."""
+
+    subject_fractions: list[float] = Field(default_factory=list,
+                                           description="shares of real training subjects in (0, 1] (empty: no curve)")
+    finetune_steps: int | None = Field(None, ge=1, description="fine-tuning steps (default: the segmenter's)")
+
+    @field_validator("subject_fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 < v <= 1.0 for v in values):
+            raise ValueError("every subject fraction must be in (0, 1]")
+        return sorted(set(values))
 
 
 class StudySpec(Config):
@@ -108,6 +158,8 @@ class StudySpec(Config):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     real_fractions: list[float] = Field(default_factory=list,
                                         description="proportion sweep for synthetic+real (empty: all of both)")
+    pretraining: PretrainingSpec = Field(default_factory=PretrainingSpec,
+                                         description="synthetic pre-training curve (subject_fractions, finetune_steps)")
     fidelity: list[FeatureSpace] = Field(default_factory=lambda: ["domain"])
     fidelity_weights: dict[str, str] = Field(default_factory=dict, description="feature space → weights path")
     encoder_steps: int = Field(500, ge=1, description="training steps of the domain encoder")
@@ -126,6 +178,8 @@ class StudySpec(Config):
     def _consistent(self) -> StudySpec:
         if any(t != "real" for t in self.train_sets) and not self.generators:
             raise ValueError("train_sets synthetic and synthetic+real need at least one generator")
+        if self.pretraining.subject_fractions and not (self.generators and self.segmenters):
+            raise ValueError("pretraining needs at least one generator and one segmenter")
         for kind in self.fidelity:
             if kind != "domain" and kind not in self.fidelity_weights:
                 raise ValueError(f"fidelity {kind} needs fidelity_weights.{kind}: a weights path")

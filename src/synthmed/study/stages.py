@@ -87,9 +87,11 @@ def run_train(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path,
 
     c = stage.config
     real = inputs["prepare"] / "store"
-    stores = {"real": [real], "synthetic": [inputs.get("sample", real) / "store"],
+    stores = {"real": [real], "pretrained": [real], "synthetic": [inputs.get("sample", real) / "store"],
               "synthetic+real": [real, inputs.get("sample", real) / "store"]}[c["train_set"]]
+    pretrain = inputs["train"] / "run" if c["train_set"] == "pretrained" else None
     train_segmenter(tmp / "run", stores, model=c["model"], preset=c["preset"], real_fraction=c["real_fraction"],
+                    subject_fraction=c.get("subject_fraction", 1.0), pretrain=pretrain,
                     model_overrides=c["model_overrides"], train_overrides=c["train_overrides"], seed=c["seed"],
                     fabric=FabricOptions(device=spec.device), progress=progress)
 

@@ -1,0 +1,98 @@
+"""The demo study: wall time, per-stage breakdown, and a rerun of the finished study.
+
+Runs the packaged demo study (``synthmed demo``'s ``examples/demo.yaml``) into a fresh
+folder with :func:`synthmed.study.run_study`, then runs it again in the same process (every
+stage is finished: the rerun plans, checks, rewrites the results table and finds the report
+up to date). Reported: the first run's wall time, each stage's seconds (from its
+``done.json``) and their sum per kind, the time of the results table and the report, the
+rerun's wall time and its ratio to the first run. Also timed, for information: a rerun
+through the command line (``synthmed demo OUT`` in a new process: Python start-up and
+imports included).
+
+Targets: the demo within 15 minutes on this 2-core CPU; a rerun <= 5 % of the first run.
+Writes benchmarks/results/demo.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from _common import write_result
+
+DEMO_TARGET_S = 15 * 60
+RERUN_TARGET = 0.05
+
+
+def stage_seconds(out: Path) -> list[dict]:
+    """``{"stage", "kind", "seconds"}`` of every finished stage, in the order they finished."""
+    rows = []
+    for done in (out / "stages").glob("*/done.json"):
+        record = json.loads(done.read_text())
+        rows.append({"stage": done.parent.name, "kind": record["kind"], "seconds": round(record["seconds"], 3),
+                     "finished": record["finished"]})
+    return sorted(rows, key=lambda r: (r["finished"], r["stage"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reruns", type=int, default=3, help="in-process reruns timed (the median is reported)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the study folder here (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "demo.json")
+    args = parser.parse_args()
+
+    from synthmed.study import DEMO_SPEC, load_spec, run_study
+
+    tmp = Path(tempfile.mkdtemp(prefix="synthmed-demo-bench-"))
+    study = args.keep or tmp / "demo"
+    if study.exists():
+        shutil.rmtree(study)
+    try:
+        spec = load_spec(DEMO_SPEC)
+        start = time.perf_counter()
+        first = run_study(spec, study, progress=False)
+        first_s = time.perf_counter() - start
+        stages = stage_seconds(study)
+        reruns = []
+        for _ in range(args.reruns):
+            start = time.perf_counter()
+            again = run_study(spec, study, progress=False)
+            reruns.append(time.perf_counter() - start)
+            assert again.executed == [], "a rerun of a finished study executed stages"
+        rerun_s = sorted(reruns)[len(reruns) // 2]
+        start = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).with_name("synthmed")), "demo", str(study)], check=True,
+                       capture_output=True)
+        cli_rerun_s = time.perf_counter() - start
+    finally:
+        if args.keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    per_kind: dict[str, float] = defaultdict(float)
+    for row in stages:
+        per_kind[row["kind"]] += row["seconds"]
+    in_stages = sum(per_kind.values())
+    ratio = rerun_s / first_s
+    write_result(args.out, {
+        "benchmark": "demo", "stages": len(first.plan), "executed": len(first.executed),
+        "first_run_s": round(first_s, 2),
+        "stage_seconds_by_kind": {k: round(v, 2) for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1])},
+        "outside_stages_s": round(first_s - in_stages, 2),
+        "stages_detail": stages,
+        "rerun_s": round(rerun_s, 3), "reruns_s": [round(r, 3) for r in reruns],
+        "rerun_ratio": round(ratio, 4),
+        "cli_rerun_s": round(cli_rerun_s, 2),
+        "targets": {"demo_s": DEMO_TARGET_S, "rerun_ratio": RERUN_TARGET},
+        "meets_target": {"demo": first_s <= DEMO_TARGET_S, "rerun": ratio <= RERUN_TARGET},
+    })
+
+
+if __name__ == "__main__":
+    main()
