@@ -334,7 +334,7 @@ def _pretraining(results: pd.DataFrame, section: Section) -> None:
     if not fractions:
         section.text("No pre-training curve in this study (pretraining.subject_fractions is empty).")
         return
-    dice = dice[dice.subject_fraction.isin(fractions)]
+    dice = dice[dice.subject_fraction.isin(fractions | {1.0})]  # scratch at 1: the plain real-only run
     curves: dict[str, dict[str, pd.Series]] = {}
     for region in _regions(dice):
         lines = curves.setdefault(region, {})
