@@ -23,7 +23,8 @@ def _out_dir(spec_path: Path, out: Path | None) -> Path:
 
 
 def _describe(stage) -> str:  # noqa: ANN001
-    """A stage's labels, short: ``ddpm unet synthetic+real aug seed=0 real=0.5``."""
+    """A stage's labels, short: ``ddpm unet synthetic+real aug seed=0 real=0.5`` (``subjects=0.25``
+    on the pre-training curve)."""
     labels = stage.labels
     parts = [str(labels[k]) for k in ("generator", "features", "segmenter", "train_set") if labels.get(k)]
     if "augmentation" in labels:
@@ -32,6 +33,8 @@ def _describe(stage) -> str:  # noqa: ANN001
         parts.append(f"seed={labels['seed']}")
     if labels.get("train_set") == "synthetic+real" and labels.get("real_fraction") is not None:
         parts.append(f"real={labels['real_fraction']}")
+    if labels.get("subject_fraction", 1.0) != 1.0:
+        parts.append(f"subjects={labels['subject_fraction']}")
     return " ".join(parts)
 
 
