@@ -112,13 +112,30 @@ def test_jinc_lowpass_is_radial_matches_the_bessel_formula_and_passes_all_orient
     torch.testing.assert_close(jinc_lowpass(1, 4, 4, 32), torch.ones(1, 1))
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(padding=(2, 3)), dict(down=2, padding=(5, 5)),
+                                dict(up=2, padding=(6, 5), gain=4.0), dict(up=2, down=2, padding=(-3, 7)),
+                                dict(up=4, down=2, padding=(7, -2))])
+def test_matmul_resampling_equals_the_convolution_reference(kw):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 20, 17, dtype=torch.float64)
+    for f in (binomial(4), kaiser_lowpass(12, 4, 4, 32)):
+        ref = upfirdn2d(x, f, impl="conv", **kw)
+        out = upfirdn2d(x, f, impl="matmul", **kw)
+        assert out.shape == ref.shape and out.dtype == torch.float64
+        torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+    assert upfirdn2d(x.float(), f, **kw).dtype == torch.float32  # auto: the matmul path on the CPU
+    torch.testing.assert_close(upfirdn2d(x.float(), f, **kw), ref.float(), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="impl"):
+        upfirdn2d(x, f, impl="fft")
+
+
 def test_non_separable_path_equals_the_separable_one_for_an_outer_product():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 20, 20)
     k = kaiser_lowpass(12, 4, 4, 32)
     k2 = torch.outer(k, k)
     for kw in (dict(down=2, padding=(5, 5)), dict(up=2, padding=(6, 5), gain=4.0), dict(padding=(2, 3))):
-        torch.testing.assert_close(upfirdn2d(x, k2, **kw), upfirdn2d(x, k, **kw), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(upfirdn2d(x, k2, **kw), upfirdn2d(x, k, impl="conv", **kw), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(filtered_lrelu(x, k, k2, up=2, down=2, padding=(11, 11)),
                                filtered_lrelu(x, k, k, up=2, down=2, padding=(11, 11)), atol=1e-6, rtol=1e-5)
 
