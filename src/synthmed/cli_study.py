@@ -120,7 +120,7 @@ def _stage_printer(console, spec):  # noqa: ANN001, ANN202
         if event in ("start", "skip"):
             seen["n"] += 1
         if event == "start":
-            console.print(f"[bold]stage {seen['n']}/{total}[/] {stage.name} {escape(_describe(stage))}")
+            console.print(f"[bold]stage {seen['n']}/{total}[/] {stage.name} {escape(_describe(stage))}", soft_wrap=True)
 
     return on_stage
 
