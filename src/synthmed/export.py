@@ -266,31 +266,11 @@ def write_nnunet(store: Store, folder: str | Path, *, overwrite: bool = False, s
 
 def write_png(store: Store, path: str | Path, *, samples: int = 16, seed: int = 0) -> int:
     """The ``data inspect`` grid of up to ``samples`` samples, rows named by new ids (ungated). Returns the rows."""
-    from synthmed.data.inspect import LABEL_COLOURS, _axial, pick_samples, plt  # inspect selects the Agg backend
+    from synthmed.data.inspect import render_grid
 
-    indices = pick_samples(store, min(samples, len(store)), seed)
-    images, labels = store.read(indices)
-    channels = list(store.channels)
-    cols = len(channels) + 1
     prefix = "syn" if store.synthetic else "case"
-    fig, axes = plt.subplots(len(indices), cols, figsize=(1.8 * cols, 1.8 * len(indices)), squeeze=False)
-    for row, (index, image, label) in enumerate(zip(indices, images, labels)):
-        image, label = _axial(image, label)
-        for col in range(cols):
-            ax = axes[row, col]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.imshow(image[min(col, len(channels) - 1)], cmap="gray", vmin=0, vmax=1, origin="lower")
-            if col == len(channels):
-                ax.imshow(label, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin="lower", interpolation="nearest")
-            if row == 0:
-                ax.set_title(channels[col] if col < len(channels) else "mask", fontsize=9)
-        axes[row, 0].set_ylabel(f"{prefix}_{int(index):05d}", fontsize=6)
-    fig.tight_layout()
-    with atomic_file(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return len(indices)
+    render_grid(store, path, n=samples, seed=seed, row_label=lambda index: f"{prefix}_{index:05d}")
+    return min(samples, len(store))
 
 
 def export_store(

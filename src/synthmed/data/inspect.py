@@ -9,6 +9,7 @@ anterior side up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -80,8 +81,13 @@ def _axial(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return image[:, d], label[d]
 
 
-def render_grid(store: Store, out: str | Path, *, n: int = 8, seed: int = 0) -> Path:
-    """Write a PNG grid of ``n`` samples (see module docstring); returns its path."""
+def render_grid(store: Store, out: str | Path, *, n: int = 8, seed: int = 0,
+                row_label: Callable[[int], str] | None = None) -> Path:
+    """Write a PNG grid of ``n`` samples (see module docstring); returns its path.
+
+    ``row_label(index)`` names the row of store sample ``index`` (default: its case id and,
+    for slices, ``z<slice>``).
+    """
     indices = pick_samples(store, n, seed)
     images, labels = store.read(indices)
     channels = list(store.channels)
@@ -100,8 +106,11 @@ def render_grid(store: Store, out: str | Path, *, n: int = 8, seed: int = 0) -> 
                 ax.imshow(label, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin="lower", interpolation="nearest")
             if row == 0:
                 ax.set_title(channels[col] if col < len(channels) else "mask", fontsize=9)
-        sample = table.iloc[int(index)]
-        where = f"{sample['case_id']}" + (f" z{sample['slice']}" if int(sample["slice"]) >= 0 else "")
+        if row_label is None:
+            sample = table.iloc[int(index)]
+            where = f"{sample['case_id']}" + (f" z{sample['slice']}" if int(sample["slice"]) >= 0 else "")
+        else:
+            where = row_label(int(index))
         axes[row, 0].set_ylabel(where, fontsize=6)
     fig.tight_layout()
     out = Path(out)
