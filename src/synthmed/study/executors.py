@@ -159,8 +159,9 @@ def run_concurrently(plan: Plan, out: str | Path, launcher: Launcher[H], *, limi
     _prepare_folder(out)
     state = ReadyStages.of(plan, out)
     if callback:
-        for key in sorted(state.done, key=list(plan.stages).index):
-            callback(plan.stages[key], "skip")
+        for key, stage in plan.stages.items():  # plan order
+            if key in state.done:
+                callback(stage, "skip")
     running: dict[H, Stage] = {}
     executed: list[Stage] = []
     error: BaseException | None = None

@@ -368,16 +368,17 @@ def _memorization(stages: list[dict], results: pd.DataFrame, section: Section, c
         table = rows.assign(name=rows.metric.str.split("/", n=1).str[1]).pivot_table(
             index="generator", columns="name", values="value", aggfunc="mean")
         section.table(table[keep or list(table.columns)].reset_index().map(_fmt))
-    folders = {r["key"]: r["folder"] for r in stages}
+    finished = {r["key"]: r for r in stages}
     for record in sorted(mem, key=lambda r: str(r["labels"].get("generator"))):
         gen = record["labels"].get("generator", "")
         result_path = record["folder"] / RESULT_JSON
         hist = json.loads(result_path.read_text()).get("histogram") if result_path.is_file() else None
         if hist:
             section.image(_histogram_png(hist, record["config"].get("threshold"), gen), f"{gen}: memorization histogram")
-        inputs = [folders.get(k) for k in record.get("inputs", [])]
-        if (record["folder"] / "memorization.json").is_file() and len(inputs) == 2 and all(inputs):
-            _closest_pairs(record["folder"] / "memorization.json", inputs, gen, section, closest)
+        inputs = {finished[k]["kind"]: finished[k]["folder"] for k in record.get("inputs", []) if k in finished}
+        if (record["folder"] / "memorization.json").is_file() and {"prepare", "sample"} <= inputs.keys():
+            _closest_pairs(record["folder"] / "memorization.json", inputs["sample"] / "store",
+                           inputs["prepare"] / "store", gen, section, closest)
 
 
 def _histogram_png(hist: dict, threshold: float | None, gen: str) -> bytes:
@@ -395,16 +396,16 @@ def _histogram_png(hist: dict, threshold: float | None, gen: str) -> bytes:
     return _png(fig)
 
 
-def _closest_pairs(audit_json: Path, inputs: list[Path], gen: str, section: Section, top_k: int) -> None:
-    """The ``top_k`` synthetic samples closest to a training sample, beside it (memorization stage
-    inputs: the prepare and the sample stage folders, in either order)."""
+def _closest_pairs(audit_json: Path, synthetic: Path, train: Path, gen: str, section: Section, top_k: int) -> None:
+    """The ``top_k`` synthetic samples closest to a training sample, beside it (the audit of the
+    ``synthetic`` store against the ``train`` store)."""
     from synthmed.data.store import Store
     from synthmed.metrics.memorization import MemorizationAudit, plot_gallery
 
     try:
         result = MemorizationAudit.load(audit_json)
-        stores = {f.name.split("-")[0]: Store.open(f / "store") for f in inputs}
-        png = _rendered(lambda path: plot_gallery(result, stores["sample"], stores["prepare"], path, top_k=top_k))
+        stores = Store.open(synthetic), Store.open(train)
+        png = _rendered(lambda path: plot_gallery(result, *stores, path, top_k=top_k))
     except Exception as exc:  # noqa: BLE001 — a broken store must not stop the report
         section.text(f"{gen}: no closest-pair gallery ({exc}).")
         return
