@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from synthmed.atomic import atomic_directory
 from synthmed.config import build_config
-from synthmed.data.encoding import JointEncoding
+from synthmed.data.encoding import LEGACY_LABEL_MODE, JointEncoding
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
 from synthmed.generators.base import GENERATOR_JSON, WEIGHTS, FitOptions, Generator
@@ -241,7 +241,12 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
 
     @property
     def encoding(self) -> JointEncoding:
+        """The joint encoding the network was trained on (its config's ``label_mode``)."""
         return JointEncoding(self.config.image_channels, self.config.label_mode)  # type: ignore[attr-defined]
+
+    def describe(self) -> dict[str, Any]:
+        """:meth:`Generator.describe` plus the ``label_mode`` of the joint encoding."""
+        return {**super().describe(), "label_mode": self.encoding.label_mode}
 
     def fit(self, store: Store, run_dir: str | Path, options: FitOptions) -> int:
         """Train on ``store``'s ``train`` split into ``run_dir`` (see :class:`Generator`).
@@ -304,12 +309,17 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
     def load(cls, path: str | Path, *, device: str = "auto", checkpoint: str = "last") -> Self:
         """Load EMA weights from a run directory (``checkpoint`` ``last`` or ``best``) or a saved folder.
 
+        The joint encoding is the saved config's ``label_mode``: ``"levels"`` (the legacy
+        order) for runs trained before ``"nested"`` became the default, which recorded it,
+        and for a config that names no ``label_mode`` at all.
+
         Raises:
             SynthmedError: not a run or saved generator, a different generator kind, or no checkpoint yet.
         """
         path = Path(path)
         meta, weights, key = find_weights(path, cls.name, checkpoint)
-        config = build_config(cls.model_config, f"{path}: bad model config", **meta["model"])
+        saved = {"label_mode": LEGACY_LABEL_MODE, **meta["model"]}
+        config = build_config(cls.model_config, f"{path}: bad model config", **saved)
         gen = cls(config)  # type: ignore[arg-type]
         net = cls.build_network(config)  # type: ignore[arg-type]
         if key == "ema":

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from synthmed.config import Config, LoopConfig
+from synthmed.data.encoding import LABEL_MODE_HELP, LabelMode
 
 
 class DiffusionModelConfig(Config):
@@ -30,7 +31,7 @@ class DiffusionModelConfig(Config):
     train_timesteps: int = Field(1000, ge=2, description="training timesteps T")
     beta_start: float = Field(1e-4, gt=0, lt=1, description="linear schedule: first beta")
     beta_end: float = Field(2e-2, gt=0, lt=1, description="linear schedule: last beta")
-    label_mode: Literal["levels", "onehot"] = Field("levels", description="joint encoding of the mask")
+    label_mode: LabelMode = Field("nested", description=LABEL_MODE_HELP)
     spatial_dims: int = Field(2, ge=2, le=3, description="2 or 3 (from the store)")
     image_channels: int = Field(4, ge=1, description="image channels (from the store)")
     image_shape: tuple[int, ...] = Field((32, 32), description="spatial shape (from the store)")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from monai.networks.nets import DiffusionModelUNet
 
+from synthmed.data.encoding import JointEncoding
 from synthmed.generators.config import DiffusionModelConfig
 
 
 def n_encoded_channels(config: DiffusionModelConfig) -> int:
-    """Channels of the joint encoding: image channels + 1 (levels) or + 4 (one-hot)."""
-    return config.image_channels + (1 if config.label_mode == "levels" else 4)
+    """Channels of the joint encoding: image channels + 1 (nested, levels) or + 4 (one-hot)."""
+    return JointEncoding(config.image_channels, config.label_mode).n_channels
 
 
 def build_unet(config: DiffusionModelConfig) -> DiffusionModelUNet:

@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from synthmed.config import Config, LoopConfig
+from synthmed.data.encoding import LABEL_MODE_HELP, JointEncoding, LabelMode
 
 Family = Literal["progan", "stylegan1", "stylegan2", "stylegan3"]
 FAMILIES: tuple[str, ...] = ("progan", "stylegan1", "stylegan2", "stylegan3")
@@ -41,7 +42,7 @@ class GANModelConfig(Config):
     sg3_channel_base: int = Field(512, ge=1, description="StyleGAN 3: feature maps ×cutoff ×2")
     sg3_config: Literal["t", "r"] = Field("t", description="StyleGAN 3: t (translation equivariant) or r (rotation "
                                           "equivariant: 1×1 convolutions, radial jinc filters, feature maps ×2)")
-    label_mode: Literal["levels", "onehot"] = Field("levels", description="joint encoding of the mask")
+    label_mode: LabelMode = Field("nested", description=LABEL_MODE_HELP)
     image_channels: int = Field(4, ge=1, description="image channels (from the store)")
     resolution: int = Field(32, ge=8, description="image side, a power of two (from the store)")
 
@@ -59,7 +60,7 @@ class GANModelConfig(Config):
     @property
     def img_channels(self) -> int:
         """Channels of the joint encoding the networks generate."""
-        return self.image_channels + (1 if self.label_mode == "levels" else 4)
+        return JointEncoding(self.image_channels, self.label_mode).n_channels
 
 
 class GANTrainConfig(LoopConfig):
