@@ -10,8 +10,9 @@ from synthmed.data.store import Store, StoreWriter
 
 
 def make_store(path: Path, *, dims: int = 2, n: int = 8, side: int = 16, n_test: int = 2, seed: int = 0,
-               chunk_samples: int | None = 4) -> Store:
-    """``n`` samples (the last ``n_test`` in split test) of smooth random images and a blob mask."""
+               chunk_samples: int | None = 4, synthetic: bool = False) -> Store:
+    """``n`` samples (the last ``n_test`` in split test) of smooth random images and a blob mask;
+    ``synthetic`` marks the store as a generator's."""
     rng = np.random.default_rng(seed)
     spatial = (side,) * dims
     grid = np.stack(np.meshgrid(*(np.linspace(-1, 1, side),) * dims, indexing="ij"))
@@ -29,6 +30,6 @@ def make_store(path: Path, *, dims: int = 2, n: int = 8, side: int = 16, n_test:
              "split": "test" if i >= n - n_test else "train", "source": "test"} for i in range(n)]
     with StoreWriter(path, dims=dims, channels=("t1", "t1ce", "t2", "flair"), sample_shape=(4, *spatial),
                      spacing=(1.0, 1.0, 1.0), normalisation={"kind": "test"}, provenance={"made_by": "tests"},
-                     synthetic=False, chunk_samples=chunk_samples) as writer:
+                     synthetic=synthetic, chunk_samples=chunk_samples) as writer:
         writer.append(images, labels, rows)
     return writer.store

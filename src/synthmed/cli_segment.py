@@ -92,10 +92,10 @@ def segment_eval(
 @segment_app.command("relative")
 def segment_relative(
     synthetic: Annotated[Path, typer.Argument(help="Evaluation JSON of the run trained on synthetic (or mixed) data.")],
-    real: Annotated[Path, typer.Argument(help="Evaluation JSON of the matched real-only run (same network, aug, seed, test store).")],
+    real: Annotated[Path, typer.Argument(help="Evaluation JSON of the matched real-only run: the same in everything but the training data (test store, network, preset, steps, aug, seed, share of subjects).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Relative Dice = Dice(synthetic) / Dice(real) per region, for matched runs."""
+    """Relative Dice = Dice(synthetic) / Dice(real) per region, for matched runs (anything else is refused)."""
     from synthmed.segmentation.api import relative_dice
 
     ratios = relative_dice(synthetic, real)

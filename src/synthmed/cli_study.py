@@ -24,9 +24,10 @@ def _out_dir(spec_path: Path, out: Path | None) -> Path:
 
 def _describe(stage) -> str:  # noqa: ANN001
     """A stage's labels, short: ``ddpm unet synthetic+real aug seed=0 real=0.5`` (``subjects=0.25``
-    on the pre-training curve)."""
+    on the pre-training curve); a ``prepare`` stage, the root of its dataset's stages, says which."""
     labels = stage.labels
-    parts = [str(labels[k]) for k in ("generator", "features", "segmenter", "train_set") if labels.get(k)]
+    keys = ("dataset",) if stage.kind == "prepare" else ("generator", "features", "segmenter", "train_set")
+    parts = [str(labels[k]) for k in keys if labels.get(k)]
     if "augmentation" in labels:
         parts.append("aug" if labels["augmentation"] else "no-aug")
     if "seed" in labels:

@@ -103,3 +103,32 @@ def test_metrics_overlap_files(tmp_path, monkeypatch, capsys):
                             str(tmp_path / "ref.nii.gz"))
     assert "not found" in error(monkeypatch, capsys, "metrics", "overlap", str(tmp_path / "missing.nii.gz"),
                                 str(tmp_path / "ref.nii.gz"))
+
+
+def test_relative_refuses_a_reference_that_differs_in_more_than_the_training_data(real2d, syn2d, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """A real-only reference on another share of subjects, preset or step count is no reference: one red
+    line naming what differs, exit 2, no number; the matched one gives the ratio of the means."""
+
+    def trained(name: str, store, *extra: str) -> str:
+        run = tmp_path / name
+        code, _, err = cli(monkeypatch, capsys, "segment", "train", str(run), "--train", str(store.path), "--no-aug",
+                           *TRAIN, *extra)
+        assert code == 0, err
+        code, out, err = cli(monkeypatch, capsys, "segment", "eval", str(run), "--test", str(real2d.path), "--json",
+                             "--device", "cpu")
+        assert code == 0, err
+        return str(run / "eval" / "real2d.json")
+
+    syn = trained("syn", syn2d)
+    real = trained("real", real2d)
+    code, out, err = cli(monkeypatch, capsys, "segment", "relative", syn, real, "--json")
+    assert code == 0, err
+    ratios, (a, b) = json.loads(out), (json.loads(open(p).read()) for p in (syn, real))
+    assert ratios["WT"] == pytest.approx(a["mean"]["WT"]["dice"] / b["mean"]["WT"]["dice"])
+    for name, extra, word in [("half", ("--subject-fraction", "0.5"), "subject"),
+                              ("small", ("--preset", "small"), "preset"),
+                              ("longer", ("--steps", "3"), "steps"),
+                              ("pretrained", ("--pretrain", str(syn2d.path)), "real data only")]:
+        message = error(monkeypatch, capsys, "segment", "relative", syn, trained(name, real2d, *extra))
+        assert word in message and "relative Dice" in message, message

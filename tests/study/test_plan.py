@@ -75,3 +75,24 @@ def test_pretraining_curve_reuses_the_synthetic_runs_and_the_full_real_run() -> 
     # without synthetic in train_sets the pre-training runs are added (and evaluated) all the same
     only_real = make_plan(build_spec({**SPEC, "train_sets": ["real"], "pretraining": {"subject_fractions": [0.5]}}))
     assert {s.config["train_set"] for s in only_real.by_kind("train")} == {"real", "synthetic", "pretrained"}
+
+
+def test_two_datasets_plan_both_grids_sharing_no_stage() -> None:
+    a = {**SPEC["data"], "name": "A"}
+    b = {**SPEC["data"], "name": "B", "phantom": {**SPEC["data"]["phantom"], "seed": 1}}
+    rest = {k: v for k, v in SPEC.items() if k != "data"}
+    two = make_plan(build_spec({**rest, "datasets": [a, b]}))
+    one = {name: make_plan(build_spec({**SPEC, "data": d})) for name, d in (("A", a), ("B", b))}
+    # each dataset's grid is the one-dataset study's, stage for stage; no stage is in both
+    assert set(two.stages) == set(one["A"].stages) | set(one["B"].stages)
+    assert not set(one["A"].stages) & set(one["B"].stages) and len(two) == 2 * len(one["A"])
+    seen: set[str] = set()
+    for key, stage in two.stages.items():
+        dataset = "A" if key in one["A"].stages else "B"
+        assert stage.labels["dataset"] == dataset
+        assert all(two.stages[i].labels["dataset"] == dataset for i in stage.inputs)
+        assert set(stage.inputs) <= seen
+        seen.add(key)
+    assert [s.labels["dataset"] for s in two.by_kind("prepare")] == ["A", "B"]
+    # a `data:` study and a one-entry `datasets:` list plan the same stages (a study can switch form)
+    assert set(make_plan(build_spec({**rest, "datasets": [a]})).stages) == set(one["A"].stages)

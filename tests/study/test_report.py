@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_html import report_tables
 from tiny_stores import make_store
 from typer.testing import CliRunner
 
@@ -24,6 +25,19 @@ SPEC = {"name": "fake", "data": {"phantom": {"cases": 3, "shape": [32, 48, 48]},
         "segmenters": [{"name": "unet", "preset": "tiny", "steps": 3}],
         "train_sets": ["real", "synthetic", "synthetic+real"], "augmentation": [False], "seeds": [0, 1],
         "real_fractions": [0.5], "pretraining": {"subject_fractions": [0.5]}, "fidelity": ["domain"], "device": "cpu"}
+
+
+def _settings(stage, inputs) -> dict:  # noqa: ANN001
+    """What an evaluation records of its run (see ``evaluate_run``), from the train stage's config."""
+    train = json.loads((inputs["train"] / "stage.json").read_text())["config"]
+    steps, aug = train["train_overrides"].get("steps"), train["train_overrides"]["aug"]
+    pretrained = train["train_set"] == "pretrained"
+    return {"test_store": str(inputs["prepare"] / "store"), "checkpoint": {"name": "best", "step": steps},
+            "network": train["model"], "aug": aug, "seed": train["seed"], "model": {"network": train["model"]},
+            "training": {"steps": steps, "aug": aug, "preset": train["preset"],
+                         "pretrain": {"kind": "run"} if pretrained else None},
+            "train_set": {"kind": "real" if pretrained else train["train_set"],
+                          "subject_fraction": train.get("subject_fraction", 1.0)}}
 
 
 def _functions() -> dict:
@@ -65,7 +79,7 @@ def _functions() -> dict:
         dice = base + 0.01 * labels["seed"]
         mean = {r: {"dice": dice, "hd95": 10 * (1 - dice)} for r in ("WT", "TC", "ET")}
         sd = {r: {"dice": 0.05, "hd95": 1.0} for r in ("WT", "TC", "ET")}
-        (tmp / "result.json").write_text(json.dumps({"mean": mean, "sd": sd}))
+        (tmp / "result.json").write_text(json.dumps({"mean": mean, "sd": sd, **_settings(stage, inputs)}))
 
     def nothing(stage, spec, inputs, tmp, progress):  # noqa: ANN001
         pass
@@ -132,8 +146,8 @@ def test_report_has_every_section_its_rows_and_only_embedded_images(study: Path)
     # 1 closest-pair gallery, generator and segmenter training curves
     assert len(parser.images) == 3 + 1 + 1 + 1 + 3 + 1 + 2
     assert all(src.startswith("data:image/png;base64,") for src in parser.images)
-    assert "ddpm: closest pairs (synthetic | nearest training sample | difference)" in parser.alts
-    assert {"generator training curves", "unet training curves"} <= set(parser.alts)
+    assert "phantom: ddpm: closest pairs (synthetic | nearest training sample | difference)" in parser.alts
+    assert {"phantom: generator training curves", "phantom: unet training curves"} <= set(parser.alts)
     rows = parser.rows
     assert rows["generation-metrics"] == 3 and rows["rank-tables"] == 3 and rows["memorization"] == 3
     # real; 3 × synthetic; 3 × synthetic+real at 0.5; the curve: real and 3 × pretrained on half the subjects
@@ -186,3 +200,38 @@ def test_unchanged_study_reuses_the_report_and_a_change_rebuilds_it(study: Path,
         patch.setattr(report, "build_sections", fail)
         with pytest.raises(AssertionError, match="rebuilt"):  # an unreadable cache means a rebuild
             write_report(study)
+
+
+TWO = {**{k: v for k, v in SPEC.items() if k != "data"}, "name": "two", "real_fractions": [0.5],
+       "datasets": [{**SPEC["data"], "name": "BraTS2020"},
+                    {**SPEC["data"], "name": "BraTS2021", "phantom": {**SPEC["data"]["phantom"], "seed": 1}}]}
+
+
+def test_two_datasets_group_every_table_rank_and_figure_by_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "two"
+    plan = make_plan(build_spec(TWO))
+    LocalExecutor(progress=False, functions=_functions()).run(plan, out)
+    results = pd.read_csv(write_results(plan, out))
+    years = {"BraTS2020", "BraTS2021"}
+    assert set(results.dataset) == years
+    counts = results.groupby("dataset").size()
+    assert counts["BraTS2020"] == counts["BraTS2021"] == len(results) // 2
+    _, page = write_report(out)
+    tables, _ = report_tables(page.read_text())
+    # per dataset as many rows as the one-dataset study has (rank tables: one row per year × generator)
+    single = {"generation-metrics": 3, "rank-tables": 3, "segmentation": 11, "relative-dice": 9,
+              "rank-correlation": 4, "pretraining": 3, "memorization": 3}
+    for section, rows in single.items():
+        (table,) = tables[section]
+        assert sorted(row["dataset"] for row in table) == sorted([*years] * rows), section
+    assert {row["dataset"] for row in tables["settings"][0]} == years
+    ranks = tables["rank-tables"][0]
+    assert {(r["dataset"], r["generator"]) for r in ranks} == {(y, g) for y in years for g in GENERATORS}
+    assert all(r["domain/fd"] == str(1 + sorted(GENERATORS.values(), reverse=True).index(GENERATORS[r["generator"]]))
+               for r in ranks)  # ranked within each year
+    parser = _Page()
+    parser.feed(page.read_text())
+    for year in years:  # each figure once per dataset, named by it
+        mine = [alt for alt in parser.alts if year in alt]
+        assert len(mine) == 3 + 1 + 1 + 1 + 3 + 1 + 2, mine
+        assert f"{year}: Dice vs real fraction" in mine and f"{year}: generator training curves" in mine

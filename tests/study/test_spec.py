@@ -30,20 +30,25 @@ def test_demo_example_is_valid() -> None:
     assert [g.name for g in spec.generators] == ["ddpm", "progan"]
 
 
-@pytest.mark.parametrize("name", ["brats2021", "brats2020"])
-def test_paper_examples_plan_the_whole_grid(name: str) -> None:
+def test_paper_example_plans_the_whole_grid_for_both_years() -> None:
     from synthmed.study import make_plan
 
-    spec = load_spec(Path(__file__).parents[2] / "examples" / f"{name}.yaml")
+    spec = load_spec(Path(__file__).parents[2] / "examples" / "brats.yaml")
     assert {g.preset for g in spec.generators} == {s.preset for s in spec.segmenters} == {"paper"}
     assert [g.name for g in spec.generators] == ["progan", "stylegan1", "stylegan2", "stylegan3", "ddpm"]
-    assert spec.data.path.endswith("Training_Data" if name == "brats2021" else "TrainingData")
+    assert [(d.label, Path(str(d.path)).name) for d in spec.data_sections()] == [
+        ("BraTS2020", "MICCAI_BraTS2020_TrainingData"), ("BraTS2021", "BraTS2021_Training_Data")]
     plan = make_plan(spec)
     runs = len(spec.segmenters) * len(spec.augmentation) * len(spec.seeds)
     g, sweep, curve = len(spec.generators), len(spec.real_fractions), spec.pretraining.subject_fractions
     per_run = 1 + g + g * sweep + sum(f < 1 for f in curve) + g * len(curve)
-    assert len(plan.by_kind("train")) == runs * per_run == len(plan.by_kind("evaluate"))
-    assert len(plan.by_kind("fit")) == g and spec.executor.kind == "ray"
+    for year in ("BraTS2020", "BraTS2021"):  # each year its own whole grid
+        stages = [s for s in plan.stages.values() if s.labels["dataset"] == year]
+        trains = [s for s in stages if s.kind == "train"]
+        assert len(trains) == runs * per_run == len([s for s in stages if s.kind == "evaluate"])
+        assert len([s for s in stages if s.kind == "fit"]) == g
+        assert len([s for s in stages if s.kind == "prepare"]) == 1
+    assert len(plan.by_kind("train")) == 2 * runs * per_run and spec.executor.kind == "ray"
 
 
 @pytest.mark.parametrize("values, words", [
@@ -56,7 +61,7 @@ def test_paper_examples_plan_the_whole_grid(name: str) -> None:
     (_with(pretraining={"subject_fractions": [0.0]}), ["pretraining.subject_fractions", "(0, 1]"]),
     (_with(generators=[], train_sets=["real"], pretraining={"subject_fractions": [0.5]}),
      ["pretraining needs at least one generator"]),
-    (_with(data={"size": 16}), ["data", "data.path or data.phantom"]),
+    (_with(data={"size": 16}), ["data", "exactly one of path", "phantom"]),
     (_with(generators=[{"name": "ddpm", "preset": "huge"}]), ["generators.0.preset", "tiny", "small", "paper"]),
     (_with(generators=[], train_sets=["synthetic"]), ["at least one generator"]),
     (_with(colour="red"), ["colour", "Extra inputs"]),
@@ -76,3 +81,38 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("data: [unclosed\n")
     with pytest.raises(SynthmedError, match="not valid YAML"):
         load_spec(tmp_path / "bad.yaml")
+
+
+TWO = {k: v for k, v in BASE.items() if k != "data"} | {"datasets": [
+    {"name": "A", "phantom": {"cases": 3, "shape": [32, 48, 48]}, "size": 16},
+    {"name": "B", "phantom": {"cases": 3, "shape": [32, 48, 48], "seed": 1}, "size": 16}]}
+
+
+def test_datasets_list_is_accepted_and_each_relative_path_resolved(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("datasets:\n  - {name: BraTS2020, path: data/a}\n"
+                                     "  - {name: BraTS2021, path: /elsewhere/b}\ntrain_sets: [real]\n")
+    spec = load_spec(tmp_path / "s.yaml")
+    assert spec.data is None
+    assert [(d.label, d.path) for d in spec.data_sections()] == [
+        ("BraTS2020", str((tmp_path / "data/a").resolve())), ("BraTS2021", "/elsewhere/b")]
+    assert [d.label for d in build_spec(TWO).data_sections()] == ["A", "B"]
+    assert build_spec(BASE).data_sections() == [build_spec(BASE).data]
+
+
+@pytest.mark.parametrize("values, words", [
+    (TWO | {"data": BASE["data"]}, ["data", "datasets", "exactly one"]),
+    ({k: v for k, v in BASE.items() if k != "data"}, ["data", "datasets", "exactly one"]),
+    (TWO | {"datasets": []}, ["datasets", "at least 1"]),
+    (TWO | {"datasets": [TWO["datasets"][0], {k: v for k, v in TWO["datasets"][1].items() if k != "name"}]},
+     ["datasets.1.name", "a name"]),
+    (TWO | {"datasets": [TWO["datasets"][0], TWO["datasets"][1] | {"name": "A"}]}, ["datasets.1.name", "'A'"]),
+    (TWO | {"datasets": [TWO["datasets"][0], TWO["datasets"][0] | {"name": "C"}]}, ["datasets.1", "datasets.0"]),
+    (TWO | {"datasets": [TWO["datasets"][0], {"name": "C", "size": 16}]}, ["datasets.1", "exactly one of path", "phantom"]),
+])
+def test_datasets_errors_name_the_field(values: dict, words: list[str]) -> None:
+    with pytest.raises(SynthmedError) as info:
+        build_spec(values, "study.yaml")
+    message = str(info.value)
+    assert message.startswith("study.yaml: ")
+    for word in words:
+        assert word in message, message

@@ -3,7 +3,7 @@
 Run directory of a segmenter (the :mod:`synthmed.training.run` layout)::
 
     RUN/
-      run.json      kind "segmenter"; model (network config); training (steps, lr, aug, …, pretrain);
+      run.json      kind "segmenter"; model (network config); training (steps, lr, aug, …, pretrain, preset);
                     data (the training-set description: kind real | synthetic | synthetic+real | mix,
                     stores, counts, real_fraction, budget, subject_fraction); seed; versions
       state.json    last and best checkpoint
@@ -165,7 +165,7 @@ def train_segmenter(
     fab = make_fabric(fabric)
     pre_info = None if pretrain is None else {"source": str(pretrain), "kind": "store" if pre_store else "run",
                                                "steps": (pretrain_steps or tc.steps) if pre_store else None}
-    training = dict(tc.model_dump(mode="json"), pretrain=pre_info)
+    training = dict(tc.model_dump(mode="json"), pretrain=pre_info, preset=preset)
     run = open_training_run(out, fab, kind=KIND, model=config.model_dump(mode="json"), training=training,
                             seed=seed, data=data.description, resume=resume, overwrite=overwrite)
     seed = int(run.info["seed"])
@@ -294,7 +294,7 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
     Returns (and with ``write`` saves as ``RUN/eval/<store name>.json`` plus a per-case ``.csv``)::
 
         {"run", "test_store", "checkpoint": {"name", "step"}, "network", "aug", "seed",
-         "train_set": {...run.json data...}, "dims", "n",
+         "train_set": {...run.json data...}, "model": {...}, "training": {...run.json training...}, "dims", "n",
          "mean": {"WT": {"dice", "hd95"}, "TC": …, "ET": …}, "sd": {…},
          "cases": [{"case_id", "WT": {"dice", "hd95"}, …}, …]}
 
@@ -330,7 +330,8 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
     scores = acc.compute()
     result = {"run": str(run_dir.resolve()), "test_store": str(store.path.resolve()), "checkpoint": ckpt,
               "network": model["network"], "aug": bool(info["training"].get("aug")), "seed": int(info["seed"]),
-              "train_set": info.get("data", {}), "dims": store.dims, "regions": list(REGION_NAMES), **scores}
+              "train_set": info.get("data", {}), "model": model, "training": info["training"], "dims": store.dims,
+              "regions": list(REGION_NAMES), **scores}
     if write:
         folder = run_dir / "eval"
         folder.mkdir(exist_ok=True)
@@ -356,37 +357,20 @@ def relative_dice(eval_synthetic: Mapping[str, Any] | str | Path, eval_real: Map
                   ) -> dict[str, float]:
     """Relative Dice = mean Dice(synthetic-trained) / mean Dice(real-trained), per region.
 
-    The two evaluations (dicts from :func:`evaluate_run`, or their JSON files) must be matched
-    like the reference study's: the same network, augmentation, seed and test store, the
-    second trained on real data only.
+    The evaluations (dicts from :func:`evaluate_run`, or their JSON files) must be matched:
+    the reference trained on real data only and equal to the compared run in everything but
+    the training data — test store, checkpoint, network and preset, steps, augmentation, seed,
+    share of real subjects, training settings (:mod:`synthmed.study.analysis`, which the study
+    report uses too).
 
     Returns:
         ``{"WT": …, "TC": …, "ET": …, "mean": mean of the three}`` (``nan`` where the real
         run's Dice is 0).
 
     Raises:
-        SynthmedError: the runs do not match, or the reference run was not trained on real data only.
+        SynthmedError: the runs do not match (naming what differs), or the reference was not
+            trained on real data only.
     """
-    syn, real = _as_eval(eval_synthetic), _as_eval(eval_real)
-    for key in ("network", "aug", "seed", "test_store"):
-        if syn.get(key) != real.get(key):
-            raise SynthmedError(f"relative Dice needs matched runs: {key} is {syn.get(key)!r} for {syn.get('run')} "
-                                f"but {real.get(key)!r} for {real.get('run')}")
-    if real.get("train_set", {}).get("kind") != "real":
-        raise SynthmedError(f"{real.get('run')}: the reference run must be trained on real data only "
-                            f"(its training set is {real.get('train_set', {}).get('kind')!r})")
-    out = {}
-    for region in REGION_NAMES:
-        d_real = real["mean"][region]["dice"]
-        out[region] = syn["mean"][region]["dice"] / d_real if d_real > 0 else float("nan")
-    out["mean"] = float(np.mean([out[r] for r in REGION_NAMES]))
-    return out
+    from synthmed.study.analysis import relative_dice as matched_relative_dice
 
-
-def _as_eval(value: Mapping[str, Any] | str | Path) -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        return dict(value)
-    path = Path(value)
-    if not path.is_file():
-        raise SynthmedError(f"{path}: no such evaluation JSON")
-    return json.loads(path.read_text())
+    return matched_relative_dice(eval_synthetic, eval_real)

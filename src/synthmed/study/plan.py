@@ -9,6 +9,10 @@ Kinds, in dependency order: ``prepare`` → ``fit`` → ``sample`` → ``fidelit
 ``memorization``; ``prepare`` (+ ``sample``) → ``train`` → ``evaluate``. The pre-training
 curve adds ``train`` stages of train set ``pretrained`` whose input is a ``synthetic`` train
 stage (its weights initialise the fine-tuning on real subjects).
+
+Each dataset of the spec gets this whole grid (:func:`_add_dataset`), rooted at its own
+``prepare`` stage and labelled with its name: datasets share no stage, and a dataset's stages
+have the keys they would have in a study of that dataset alone.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmed.study.spec import SegmenterSpec, StudySpec
+from synthmed.study.spec import DataSpec, SegmenterSpec, StudySpec
 
 KINDS = ("prepare", "fit", "sample", "fidelity", "memorization", "train", "evaluate")
 STAGES_DIR = "stages"
@@ -84,9 +88,16 @@ class Plan:
 
 
 def make_plan(spec: StudySpec) -> Plan:
-    """Expand ``spec`` into its stages (pure: touches no file)."""
+    """Expand ``spec`` into its stages (pure: touches no file): each dataset's grid in turn."""
     plan = Plan(spec, {})
-    data = spec.data
+    for data in spec.data_sections():
+        _add_dataset(plan, data)
+    return plan
+
+
+def _add_dataset(plan: Plan, data: DataSpec) -> None:
+    """One dataset's stages: its ``prepare``, then everything that depends on it."""
+    spec = plan.spec
     dataset = data.label
     prep_config = data.model_dump(mode="json", exclude={"name"})
     prep = plan.add(_stage("prepare", prep_config, (), {"dataset": dataset}))
@@ -114,7 +125,6 @@ def make_plan(spec: StudySpec) -> Plan:
         for aug in spec.augmentation:
             for seed in spec.seeds:
                 _add_segmentation(plan, prep, samples, seg_label, seg, aug, seed)
-    return plan
 
 
 def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]], seg_label: str,
@@ -123,7 +133,7 @@ def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]],
     set (and real fraction), then the pre-training curve (scratch vs synthetic pre-trained, per
     subject fraction)."""
     spec = plan.spec
-    dataset = spec.data.label
+    dataset = prep.labels["dataset"]
     train_overrides = dict(seg.train_overrides, aug=aug)
     if seg.steps is not None:
         train_overrides["steps"] = seg.steps

@@ -11,6 +11,11 @@ galleries, sample galleries (masks overlaid) and training curves (from each run'
 TensorBoard scalars). Images are embedded as base64 PNG data URIs in both files: nothing
 external is referenced.
 
+Everything is grouped by dataset: each table's first column is ``dataset`` (a study of two
+datasets has one rank-table row per dataset × generator), generators are ranked and
+correlated within each dataset, and each figure is drawn per dataset, its caption starting
+``<dataset>: ``. Ranks, relative Dice and rank correlations come from :mod:`.analysis`.
+
 Rebuilding is skipped when nothing it reads has changed: ``.report.json`` keeps a
 fingerprint of the finished stages, ``results.csv``, the options and this module's code.
 """
@@ -31,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from synthmed.atomic import atomic_file
+from synthmed.study.analysis import dice_ranks, rank_correlation, rank_generators, relative_dice_table
 from synthmed.study.plan import DONE_JSON, STAGE_JSON, STAGES_DIR
 from synthmed.study.results import COLUMNS, RESULTS_CSV
 from synthmed.study.stages import RESULT_JSON
@@ -54,9 +60,6 @@ SECTIONS = (
     ("training-curves", "Training curves"),
 )
 
-#: generation metrics ranked, by name after ``<features>/``: True = lower is better.
-RANKED = {"fd": True, "relative_fd": True, "kid_mean": True, "hd95": True, "is_mean": False, "precision": False,
-          "recall": False, "density": False, "coverage": False, "dice": False}
 #: generation metrics shown in the table, in this order (others, like sample counts, are left out).
 SHOWN = ("fd", "relative_fd", "kid_mean", "kid_std", "is_mean", "precision", "recall", "density", "coverage",
          "ms_ssim")
@@ -150,6 +153,7 @@ def _mean_sd(values: pd.Series) -> str:
 def _labels(frame: pd.DataFrame) -> pd.DataFrame:
     """Evaluate rows with printable group labels (empty generator / real fraction as '—')."""
     frame = frame.copy()
+    frame["dataset"] = frame["dataset"].fillna("—")
     frame["generator"] = frame["generator"].fillna("—").replace("", "—")
     frame["real_fraction"] = frame["real_fraction"].map(_fmt)
     frame["subject_fraction"] = frame["subject_fraction"].map(_fmt)
@@ -157,7 +161,7 @@ def _labels(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-GROUP = ["generator", "segmenter", "train_set", "augmentation", "real_fraction", "subject_fraction"]
+GROUP = ["dataset", "generator", "segmenter", "train_set", "augmentation", "real_fraction", "subject_fraction"]
 
 
 # ----------------------------------------------------------------------------- sections
@@ -168,9 +172,10 @@ def _settings(stages: list[dict], section: Section) -> None:
     small = False
     for record in stages:
         c, labels = record["config"], record["labels"]
+        dataset = str(labels.get("dataset", ""))
         if record["kind"] == "fidelity" and c.get("encoder_steps") is not None:
-            rows.append({"stage": "fidelity", "name": labels.get("features", ""), "model": "domain encoder",
-                         "preset": "—", "steps": _fmt(c["encoder_steps"])})
+            rows.append({"dataset": dataset, "stage": "fidelity", "name": labels.get("features", ""),
+                         "model": "domain encoder", "preset": "—", "steps": _fmt(c["encoder_steps"])})
         if record["kind"] not in ("fit", "train", "sample"):
             continue
         steps = c.get("steps") if record["kind"] == "sample" else (c.get("train_overrides") or {}).get("steps")
@@ -181,49 +186,42 @@ def _settings(stages: list[dict], section: Section) -> None:
         model = c.get("model", "")
         if record["kind"] == "sample":
             model = f"{c.get('n')} samples, {c.get('sampler') or 'default sampler'}"
-        rows.append({"stage": record["kind"], "name": name or "", "model": model, "preset": preset,
-                     "steps": _fmt(steps)})
+        rows.append({"dataset": dataset, "stage": record["kind"], "name": name or "", "model": model,
+                     "preset": preset, "steps": _fmt(steps)})
     seeds = sorted({r["labels"]["seed"] for r in stages if r["kind"] == "train" and "seed" in r["labels"]})
     section.text(f"{len(stages)} finished stages; segmenter seeds: {', '.join(map(str, seeds)) or '—'}.")
     if small:
         section.warning("This study uses tiny presets or few training steps: its numbers check that the pipeline "
                         "runs and are too small for conclusions.")
-    table = pd.DataFrame(rows, columns=["stage", "name", "model", "preset", "steps"]).drop_duplicates()
-    section.table(table.sort_values(["stage", "name"], kind="stable").reset_index(drop=True))
+    table = pd.DataFrame(rows, columns=["dataset", "stage", "name", "model", "preset", "steps"]).drop_duplicates()
+    section.table(table.sort_values(["dataset", "stage", "name"], kind="stable").reset_index(drop=True))
 
 
 def _generation(results: pd.DataFrame, section: Section) -> pd.DataFrame:
-    """The generation-metric table (one row per generator × feature space); returned for ranking."""
+    """The generation-metric table (one row per dataset × generator × feature space); returned for ranking."""
     rows = results[results.metric.str.contains("/", na=False) & ~results.metric.str.startswith("memorization/")]
     if rows.empty:
         section.text("No finished fidelity stages.")
         return pd.DataFrame()
     rows = rows.assign(features=rows.metric.str.split("/").str[0], name=rows.metric.str.split("/", n=1).str[1])
-    table = rows.pivot_table(index=["generator", "features"], columns="name", values="value", aggfunc="mean")
+    table = rows.pivot_table(index=["dataset", "generator", "features"], columns="name", values="value",
+                             aggfunc="mean")
     table = table[[c for c in SHOWN if c in table.columns] or list(table.columns)]
     section.table(table.reset_index().map(_fmt))
     return table
 
 
 def _ranks(table: pd.DataFrame, section: Section) -> pd.DataFrame:
-    """Generators ranked per metric (1 = best) per feature space; returned for the correlation."""
-    if table.empty:
+    """Generators ranked per metric (1 = best) within each dataset and feature space (one row per
+    dataset × generator); returned for the correlation."""
+    ranks = rank_generators(table) if not table.empty else pd.DataFrame()
+    if ranks.empty:
         section.text("No generation metrics to rank.")
         return pd.DataFrame()
-    ranks = {}
-    for features, sub in table.groupby(level="features"):
-        sub = sub.droplevel("features")
-        for name in sub.columns:
-            lower = RANKED.get(name)
-            if lower is None or sub[name].isna().all():
-                continue
-            ranks[f"{features}/{name}"] = sub[name].rank(ascending=lower, method="min")
-    frame = pd.DataFrame(ranks)
-    frame.index.name = "generator"
-    section.text("1 = best; lower is better for FD, KID and HD95, higher for IS, precision, recall, density, "
-                 "coverage and Dice.")
-    section.table(frame.reset_index().map(lambda v: _fmt(int(v)) if isinstance(v, float) and v == v else _fmt(v)))
-    return frame
+    section.text("1 = best, within each dataset; lower is better for FD, KID and HD95, higher for IS, precision, "
+                 "recall, density, coverage and Dice; ties share the best rank.")
+    section.table(ranks.reset_index().map(lambda v: _fmt(int(v)) if isinstance(v, float) and v == v else _fmt(v)))
+    return ranks
 
 
 def _segmentation(results: pd.DataFrame, section: Section) -> None:
@@ -240,46 +238,71 @@ def _segmentation(results: pd.DataFrame, section: Section) -> None:
     section.table(summary[order + [c for c in summary.columns if c not in order]].reset_index())
 
 
-def _relative(results: pd.DataFrame, section: Section) -> None:
-    dice = results[results.metric == "dice"]
-    real = dice[dice.train_set == "real"]
-    other = dice[dice.train_set != "real"]
-    if real.empty or other.empty:
+def _evaluations(stages: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The finished ``evaluate`` stages' evaluations and labels. One written before evaluations
+    recorded their run's settings gets them from the train stage's ``run/run.json`` (and the
+    preset from its config)."""
+    by_key = {r["key"]: r for r in stages}
+    evaluations, labels = [], []
+    for record in stages:
+        path = record["folder"] / RESULT_JSON
+        if record["kind"] != "evaluate" or not path.is_file():
+            continue
+        evaluation = json.loads(path.read_text())
+        train = next((by_key[k] for k in record.get("inputs", []) if by_key.get(k, {}).get("kind") == "train"), None)
+        run_json = train["folder"] / "run" / "run.json" if train else None
+        if "training" not in evaluation and run_json is not None and run_json.is_file():
+            info = json.loads(run_json.read_text())
+            training = dict(info.get("training") or {})
+            training.setdefault("preset", train["config"].get("preset"))
+            evaluation = dict(evaluation, model=info.get("model"), training=training)
+        evaluations.append(evaluation)
+        labels.append(record["labels"])
+    return evaluations, labels
+
+
+def _relative(stages: list[dict], section: Section) -> None:
+    matched, unmatched = relative_dice_table(*_evaluations(stages))
+    if matched.empty and unmatched.empty:
         section.text("Needs both real-only and synthetic runs.")
         return
-    keys = ["segmenter", "augmentation", "seed", "subject_fraction", "region"]
-    merged = other.merge(real[keys + ["value"]].rename(columns={"value": "real"}), on=keys)
-    merged = _labels(merged.assign(value=merged.value / merged.real))
-    table = merged.groupby([*GROUP, "region"], dropna=False)["value"].apply(_mean_sd).unstack("region")
-    section.text("Dice of each synthetic run divided by the real-only run of the same segmenter, augmentation, "
-                 "seed and share of real subjects; mean ± sd over seeds.")
-    section.table(table[[r for r in ("WT", "TC", "ET") if r in table.columns]].reset_index())
+    section.text("Dice of each run trained on synthetic data (or pre-trained on it) divided by the Dice of the "
+                 "real-only run that matches it in everything but the training data: dataset and test patients, "
+                 "segmenter, preset and settings, steps, augmentation, seed and share of real subjects; "
+                 "mean ± sd over seeds.")
+    if not matched.empty:
+        table = _labels(matched).groupby([*GROUP, "region"], dropna=False)["value"].apply(_mean_sd).unstack("region")
+        section.table(table[[r for r in ("WT", "TC", "ET") if r in table.columns]].reset_index())
+    if not unmatched.empty:
+        groups = []
+        for reason, sub in unmatched.groupby("reason", sort=False):
+            runs = {}
+            for labels in sub.to_dict("records"):
+                name = f"{labels.get('dataset')}: {labels.get('segmenter')} {_segmenter_line(labels)}"
+                runs.setdefault(name, []).append(str(labels.get("seed")))
+            names = ", ".join(f"{name} (seeds {' '.join(seeds)})" for name, seeds in runs.items())
+            groups.append(f"{names}: {reason}")
+        section.text(f"No relative Dice for {len(unmatched)} run(s) without a matched real-only run — "
+                     + "; ".join(groups) + ".")
 
 
 def _correlation(results: pd.DataFrame, ranks: pd.DataFrame, section: Section) -> None:
-    from scipy.stats import spearmanr
-
     dice = results[(results.metric == "dice") & (results.train_set == "synthetic")]
     if dice.empty:
         dice = results[(results.metric == "dice") & (results.train_set != "real")]
-    per_gen = dice.groupby("generator")["value"].mean()
-    dice_rank = per_gen.rank(ascending=False, method="min")
-    common = [g for g in dice_rank.index if g in ranks.index] if not ranks.empty else []
-    section.text("Spearman ρ between each generation metric's ranks and the generators' Dice ranks (mean Dice over "
-                 "regions, segmenters and seeds, trained on synthetic data).")
-    rows = []
-    for metric in ranks.columns:
-        if len(common) < 3:
-            rows.append({"metric": metric, "rho": "n/a", "p": "n/a", "generators": len(common)})
-            continue
-        rho, p = spearmanr(ranks.loc[common, metric], dice_rank.loc[common])
-        rows.append({"metric": metric, "rho": _fmt(float(rho)), "p": _fmt(float(p)), "generators": len(common)})
-    if not rows:
+    section.text("Spearman ρ between each generation metric's ranks and the generators' Dice ranks within each "
+                 "dataset (mean Dice over regions, segmenters and seeds, trained on synthetic data).")
+    if ranks.empty:
         section.text("n/a: no ranked generation metrics or no Dice of synthetic runs.")
         return
-    if len(common) < 3:
-        section.text(f"n/a: needs at least 3 generators with both (has {len(common)}).")
-    section.table(pd.DataFrame(rows))
+    table = rank_correlation(ranks, dice_ranks(dice.groupby(["dataset", "generator"])["value"].mean()))
+    few = table[table.rho.isna()]
+    if not few.empty:
+        counts = few.groupby("dataset", sort=False)["generators"].max()
+        section.text("n/a: needs at least 3 generators with both (" + ", ".join(
+            f"{dataset} has {n}" for dataset, n in counts.items()) + ").")
+    section.table(table.assign(rho=table.rho.map(lambda v: "n/a" if math.isnan(v) else _fmt(v)),
+                               p=table.p.map(lambda v: "n/a" if math.isnan(v) else _fmt(v))))
 
 
 def _pyplot():  # noqa: ANN202
@@ -311,21 +334,29 @@ def _regions(frame: pd.DataFrame) -> list[str]:
     return [r for r in ("WT", "TC", "ET") if r in set(frame.region)]
 
 
+def _by_dataset(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``frame``'s rows per dataset, datasets in order of appearance."""
+    return [(str(d), sub) for d, sub in frame.groupby(frame["dataset"].fillna("—"), sort=False)]
+
+
 def _real_fraction(results: pd.DataFrame, section: Section) -> None:
-    dice = _all_subjects(results[results.metric == "dice"])
-    sweep = dice[(dice.train_set == "synthetic+real") & dice.real_fraction.notna()]
-    if sweep.empty:
+    sweeps = _all_subjects(results[results.metric == "dice"])
+    if sweeps[(sweeps.train_set == "synthetic+real") & sweeps.real_fraction.notna()].empty:
         section.text("No real-fraction sweep in this study (real_fractions is empty).")
         return
-    curves: dict[str, dict[str, pd.Series]] = {}
-    for region in _regions(sweep):
-        lines = curves.setdefault(region, {})
-        for (gen, seg), sub in sweep[sweep.region == region].groupby(["generator", "segmenter"]):
-            ends = dice[(dice.region == region) & (dice.segmenter == seg) & (
-                ((dice.train_set == "synthetic") & (dice.generator == gen)) | (dice.train_set == "real"))]
-            lines[f"{gen} / {seg}"] = pd.concat([sub, ends]).groupby("real_fraction")["value"].mean().sort_index()
     section.text("Mean Dice over seeds against the share of real data (0 = synthetic only, 1 = real only).")
-    section.image(_curves_png(curves, "real fraction"), "Dice vs real fraction")
+    for dataset, dice in _by_dataset(sweeps):
+        sweep = dice[(dice.train_set == "synthetic+real") & dice.real_fraction.notna()]
+        if sweep.empty:
+            continue
+        curves: dict[str, dict[str, pd.Series]] = {}
+        for region in _regions(sweep):
+            lines = curves.setdefault(region, {})
+            for (gen, seg), sub in sweep[sweep.region == region].groupby(["generator", "segmenter"]):
+                ends = dice[(dice.region == region) & (dice.segmenter == seg) & (
+                    ((dice.train_set == "synthetic") & (dice.generator == gen)) | (dice.train_set == "real"))]
+                lines[f"{gen} / {seg}"] = pd.concat([sub, ends]).groupby("real_fraction")["value"].mean().sort_index()
+        section.image(_curves_png(curves, "real fraction"), f"{dataset}: Dice vs real fraction")
 
 
 def _pretraining(results: pd.DataFrame, section: Section) -> None:
@@ -335,23 +366,25 @@ def _pretraining(results: pd.DataFrame, section: Section) -> None:
         section.text("No pre-training curve in this study (pretraining.subject_fractions is empty).")
         return
     dice = dice[dice.subject_fraction.isin(fractions | {1.0})]  # scratch at 1: the plain real-only run
-    curves: dict[str, dict[str, pd.Series]] = {}
-    for region in _regions(dice):
-        lines = curves.setdefault(region, {})
-        for (train_set, gen, seg), sub in dice[dice.region == region].groupby(
-                ["train_set", dice.generator.fillna(""), "segmenter"]):
-            name = f"scratch / {seg}" if train_set == "real" else f"pre-trained on {gen} / {seg}"
-            lines[name] = sub.groupby("subject_fraction")["value"].mean().sort_index()
-    keys = ["segmenter", "augmentation", "seed", "subject_fraction", "region"]
-    scratch = dice[dice.train_set == "real"][keys + ["value"]].rename(columns={"value": "scratch"})
-    gain = dice[dice.train_set == "pretrained"].merge(scratch, on=keys)
-    gain = _labels(gain.assign(value=gain.value - gain.scratch))
-    table = gain.groupby(["generator", "segmenter", "augmentation", "subject_fraction", "region"])["value"].apply(
-        _mean_sd).unstack("region")
     section.text("Each segmenter pre-trained on a generator's synthetic samples, then fine-tuned on a share of the "
                  "real training subjects, against the same segmenter trained from scratch on that share; mean Dice "
                  "over seeds.")
-    section.image(_curves_png(curves, "share of real training subjects"), "Dice vs share of real subjects")
+    for dataset, rows in _by_dataset(dice):
+        curves: dict[str, dict[str, pd.Series]] = {}
+        for region in _regions(rows):
+            lines = curves.setdefault(region, {})
+            for (train_set, gen, seg), sub in rows[rows.region == region].groupby(
+                    ["train_set", rows.generator.fillna(""), "segmenter"]):
+                name = f"scratch / {seg}" if train_set == "real" else f"pre-trained on {gen} / {seg}"
+                lines[name] = sub.groupby("subject_fraction")["value"].mean().sort_index()
+        section.image(_curves_png(curves, "share of real training subjects"),
+                      f"{dataset}: Dice vs share of real subjects")
+    keys = ["dataset", "segmenter", "augmentation", "seed", "subject_fraction", "region"]
+    scratch = dice[dice.train_set == "real"][keys + ["value"]].rename(columns={"value": "scratch"})
+    gain = dice[dice.train_set == "pretrained"].merge(scratch, on=keys)
+    gain = _labels(gain.assign(value=gain.value - gain.scratch))
+    table = gain.groupby(["dataset", "generator", "segmenter", "augmentation", "subject_fraction", "region"])[
+        "value"].apply(_mean_sd).unstack("region")
     section.text("Dice gain of pre-training (pre-trained − scratch), mean ± sd over seeds.")
     section.table(table[_regions(gain)].reset_index())
 
@@ -366,11 +399,11 @@ def _memorization(stages: list[dict], results: pd.DataFrame, section: Section, c
         keep = [m for m in ("max", "mean", "median", "fraction_above", "n_above", "threshold")
                 if f"memorization/{m}" in set(rows.metric)]
         table = rows.assign(name=rows.metric.str.split("/", n=1).str[1]).pivot_table(
-            index="generator", columns="name", values="value", aggfunc="mean")
+            index=["dataset", "generator"], columns="name", values="value", aggfunc="mean")
         section.table(table[keep or list(table.columns)].reset_index().map(_fmt))
     finished = {r["key"]: r for r in stages}
-    for record in sorted(mem, key=lambda r: str(r["labels"].get("generator"))):
-        gen = record["labels"].get("generator", "")
+    for record in sorted(mem, key=lambda r: (str(r["labels"].get("dataset")), str(r["labels"].get("generator")))):
+        gen = f"{record['labels'].get('dataset', '')}: {record['labels'].get('generator', '')}"
         result_path = record["folder"] / RESULT_JSON
         hist = json.loads(result_path.read_text()).get("histogram") if result_path.is_file() else None
         if hist:
@@ -426,9 +459,12 @@ def _galleries(stages: list[dict], section: Section, n: int) -> None:
     from synthmed.data.inspect import render_grid
     from synthmed.data.store import Store
 
-    sources = [(f"real ({r['labels'].get('dataset', '')})", r) for r in stages if r["kind"] == "prepare"]
-    sources += sorted(((str(r["labels"].get("generator", "")), r) for r in stages if r["kind"] == "sample"),
-                      key=lambda x: x[0])
+    sources = []
+    for prepare in (r for r in stages if r["kind"] == "prepare"):
+        dataset = prepare["labels"].get("dataset", "")
+        sources.append((f"{dataset}: real", prepare))
+        sources += sorted(((f"{dataset}: {r['labels'].get('generator', '')}", r) for r in stages
+                           if r["kind"] == "sample" and r["labels"].get("dataset", "") == dataset), key=lambda x: x[0])
     if not sources:
         section.text("No finished prepare or sample stages.")
         return
@@ -474,25 +510,29 @@ def _segmenter_line(labels: dict) -> str:
 
 
 def _training_curves(stages: list[dict], section: Section) -> None:
-    generators = {}
+    by_dataset: dict[str, dict[str, dict[str, pd.Series]]] = {}  # dataset → generator → loss → curve
     for record in sorted((r for r in stages if r["kind"] == "fit"), key=lambda r: str(r["labels"].get("generator"))):
         losses = {tag.split("/", 1)[1]: points for tag, points in read_scalars(record["folder"] / "run").items()
                   if tag.startswith("train/") and tag != "train/samples_per_s"}
         if losses:
-            generators[str(record["labels"].get("generator", ""))] = losses
-    segmenters: dict[str, dict[str, dict[str, list[pd.Series]]]] = {}
+            dataset = str(record["labels"].get("dataset", ""))
+            by_dataset.setdefault(dataset, {})[str(record["labels"].get("generator", ""))] = losses
+    segmenters: dict[str, dict[str, dict[str, list[pd.Series]]]] = {}  # "dataset: segmenter" → tag → line → runs
     for record in (r for r in stages if r["kind"] == "train"):
         scalars = read_scalars(record["folder"] / "run")
-        curves = segmenters.setdefault(str(record["labels"].get("segmenter", "")), {"train/loss": {}, "val/dice": {}})
+        name = f"{record['labels'].get('dataset', '')}: {record['labels'].get('segmenter', '')}"
+        curves = segmenters.setdefault(name, {"train/loss": {}, "val/dice": {}})
         for tag, by_line in curves.items():
             if tag in scalars:
                 by_line.setdefault(_segmenter_line(record["labels"]), []).append(scalars[tag])
     segmenters = {seg: curves for seg, curves in segmenters.items() if any(curves.values())}
-    if not generators and not segmenters:
+    if not by_dataset and not segmenters:
         section.text("No training curves: no finished fit or train stage logged TensorBoard scalars.")
         return
     plt = _pyplot()
-    if generators:
+    if by_dataset:
+        section.text("Generator training losses per step.")
+    for dataset, generators in sorted(by_dataset.items()):
         fig, axes = plt.subplots(1, len(generators), figsize=(3.4 * len(generators), 2.8), squeeze=False)
         for ax, (gen, losses) in zip(axes[0], generators.items()):
             for name, points in losses.items():
@@ -501,8 +541,7 @@ def _training_curves(stages: list[dict], section: Section) -> None:
             ax.set_xlabel("step")
             ax.legend(fontsize=7)
         fig.tight_layout()
-        section.text("Generator training losses per step.")
-        section.image(_png(fig), "generator training curves")
+        section.image(_png(fig), f"{dataset}: generator training curves")
     for seg, curves in sorted(segmenters.items()):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3), squeeze=False)
         for ax, (tag, by_line) in zip(axes[0], curves.items()):
@@ -596,7 +635,7 @@ def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: 
     table = _generation(results, sections["generation-metrics"])
     ranks = _ranks(table, sections["rank-tables"])
     _segmentation(results, sections["segmentation"])
-    _relative(results, sections["relative-dice"])
+    _relative(stages, sections["relative-dice"])
     _correlation(results, ranks, sections["rank-correlation"])
     _real_fraction(results, sections["real-fraction"])
     _pretraining(results, sections["pretraining"])

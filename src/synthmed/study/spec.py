@@ -1,5 +1,7 @@
 """The study file: one YAML naming the whole grid (datasets × generators × segmenters × train
-sets × augmentation × seeds × real fractions), validated into :class:`StudySpec`.
+sets × augmentation × seeds × real fractions), validated into :class:`StudySpec`. The data come
+as one ``data`` section or a ``datasets`` list of them (each named); the grid is repeated per
+dataset.
 
 Every invalid value becomes one :class:`~synthmed.errors.SynthmedError` naming the field
 (``generators.0.name``) and the allowed values.
@@ -45,7 +47,7 @@ class DataSpec(Config):
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
         if (self.path is None) == (self.phantom is None):
-            raise ValueError("give exactly one of data.path or data.phantom")
+            raise ValueError("give exactly one of path (a dataset folder) or phantom")
         return self
 
     @property
@@ -146,10 +148,14 @@ class PretrainingSpec(Config):
 
 
 class StudySpec(Config):
-    """A whole study; see ``examples/demo.yaml``."""
+    """A whole study; see ``examples/demo.yaml`` (one dataset, ``data``) and ``examples/brats.yaml``
+    (several, ``datasets``: a list of data sections, each with a distinct ``name``). Every dataset
+    gets the whole grid; :meth:`data_sections` lists them either way."""
 
     name: str = Field("study", min_length=1, description="study name in the results")
-    data: DataSpec
+    data: DataSpec | None = Field(None, description="the dataset (or give datasets)")
+    datasets: list[DataSpec] | None = Field(None, min_length=1,
+                                            description="several datasets, each with a name (or give data)")
     generators: list[GeneratorSpec] = Field(default_factory=list)
     samples: int = Field(64, ge=1, description="synthetic samples drawn per generator")
     segmenters: list[SegmenterSpec] = Field(default_factory=list)
@@ -174,8 +180,23 @@ class StudySpec(Config):
             raise ValueError("every real fraction must be in [0, 1]")
         return values
 
+    @field_validator("datasets")
+    @classmethod
+    def _distinct(cls, datasets: list[DataSpec] | None) -> list[DataSpec] | None:
+        for i, data in enumerate(datasets or []):
+            if data.name is None:
+                raise ValueError(f"datasets.{i}.name is missing: each dataset of the list needs a name")
+            for j, other in enumerate(datasets[:i]):  # type: ignore[index]
+                if other.name == data.name:
+                    raise ValueError(f"datasets.{i}.name {data.name!r} is also datasets.{j}'s: names must differ")
+                if other.model_dump(exclude={"name"}) == data.model_dump(exclude={"name"}):
+                    raise ValueError(f"datasets.{i} is the same data as datasets.{j} (only the name differs)")
+        return datasets
+
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
+        if (self.data is None) == (self.datasets is None):
+            raise ValueError("give exactly one of data (one dataset) or datasets (a list of named datasets)")
         if any(t != "real" for t in self.train_sets) and not self.generators:
             raise ValueError("train_sets synthetic and synthetic+real need at least one generator")
         if self.pretraining.subject_fractions and not (self.generators and self.segmenters):
@@ -184,6 +205,10 @@ class StudySpec(Config):
             if kind != "domain" and kind not in self.fidelity_weights:
                 raise ValueError(f"fidelity {kind} needs fidelity_weights.{kind}: a weights path")
         return self
+
+    def data_sections(self) -> list[DataSpec]:
+        """The study's datasets: ``[data]`` or ``datasets``."""
+        return [self.data] if self.data is not None else list(self.datasets or [])
 
     def generator_labels(self) -> list[str]:
         return _unique([g.label or g.name for g in self.generators])
@@ -202,7 +227,7 @@ def _unique(labels: list[str]) -> list[str]:
 
 
 def build_spec(values: dict[str, Any], source: str = "study", base: Path | None = None) -> StudySpec:
-    """Validate a study dict; a relative ``data.path`` is taken relative to ``base``.
+    """Validate a study dict; a relative ``path`` of a data section is taken relative to ``base``.
 
     Raises:
         SynthmedError: naming each invalid field and the allowed values.
@@ -210,10 +235,17 @@ def build_spec(values: dict[str, Any], source: str = "study", base: Path | None 
     if not isinstance(values, dict):
         raise SynthmedError(f"{source}: expected a mapping of study fields, got {type(values).__name__}")
     spec = build_config(StudySpec, source, **values)
-    if spec.data.path is not None and base is not None and not Path(spec.data.path).is_absolute():
-        data = spec.data.model_copy(update={"path": str((base / spec.data.path).resolve())})
-        spec = spec.model_copy(update={"data": data})
-    return spec
+    if base is None:
+        return spec
+
+    def resolved(data: DataSpec) -> DataSpec:
+        if data.path is None or Path(data.path).is_absolute():
+            return data
+        return data.model_copy(update={"path": str((base / data.path).resolve())})
+
+    if spec.data is not None:
+        return spec.model_copy(update={"data": resolved(spec.data)})
+    return spec.model_copy(update={"datasets": [resolved(d) for d in spec.data_sections()]})
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.study.plan import Stage
-from synthmed.study.spec import StudySpec
+from synthmed.study.spec import DataSpec, StudySpec
 
 RESULT_JSON = "result.json"
 
@@ -29,7 +29,7 @@ def run_prepare(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pat
     from synthmed.config import PrepareConfig, build_config
     from synthmed.data.prepare import prepare
 
-    data = spec.data
+    data = DataSpec(**stage.config)  # the stage's own dataset (its config is the data section)
     src = Path(str(data.path)) if data.path is not None else tmp / "phantom"
     if data.phantom is not None:
         from synthmed.data.phantom import write_phantom
