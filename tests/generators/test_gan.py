@@ -119,9 +119,10 @@ def test_checkpoint_contents_and_save_load(runs, tmp_path):
         generator_class("stylegan3").load(runs / "stylegan2")
 
 
-@pytest.mark.parametrize("family", ["stylegan2", "progan"])
+@pytest.mark.parametrize("family", ["stylegan2", "progan", "stylegan3"])
 def test_kill_and_resume_equals_uninterrupted(store2d, tmp_path, monkeypatch, family):
-    """Lazy R1/GP, path length, ADA and progressive growth all resume exactly (CPU)."""
+    """Lazy R1/GP and path length (separate steps), ADA, progressive growth, the EMA's
+    half-life ramp-up and StyleGAN 3's magnitude EMAs all resume exactly (CPU)."""
     fit(store2d, tmp_path / "full", family)
     original = GANTask.training_step
 

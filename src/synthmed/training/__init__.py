@@ -13,7 +13,7 @@ from synthmed.training.checkpoint import (
     save_weights,
 )
 from synthmed.training.data import StepBatchSampler, batch_stream
-from synthmed.training.ema import EMA
+from synthmed.training.ema import EMA, half_life_decay
 from synthmed.training.fabric import FabricOptions, make_fabric, resolve_device, resolve_precision
 from synthmed.training.loop import LoopOptions, StepContext, TrainingTask, tile, train
 from synthmed.training.run import Run, open_run, read_run, versions
@@ -30,6 +30,7 @@ __all__ = [
     "TrainingTask",
     "batch_stream",
     "derive_seed",
+    "half_life_decay",
     "latest_checkpoint",
     "load_checkpoint",
     "load_weights",

@@ -10,7 +10,9 @@ with ADA. Every StyleGAN 3 preset takes ``sg3_config="r"`` (model override) for 
 whose networks double ``sg3_channel_base`` and ``channel_max`` of the generator (the paper's
 R at ``paper``: 65,536 and 1,024; the discriminator is unchanged). ProGAN and StyleGAN 1
 use their papers' losses (WGAN-GP + drift; non-saturating + R1 γ = 10) and a growth phase
-of 600k images per level.
+of 600k images per level. The sampling generator is an EMA with NVlabs' half-life of
+10 kimg at batch 32, scaled with the batch (``ema_kimg = batch · 10 / 32``), and a ramp-up
+of 0.05.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class GANModelConfig(Config):
     channel_base: int = Field(256, ge=1, description="feature maps at 4 px ×4; halved per doubling")
     channel_max: int = Field(32, ge=1, description="cap on feature maps per layer")
     mbstd_group: int = Field(4, ge=1, description="minibatch-std group size")
-    num_layers: int = Field(6, ge=3, description="StyleGAN 3: synthesis layers (incl. to_rgb)")
+    num_layers: int = Field(6, ge=3, description="StyleGAN 3: synthesis layers L0 … L(N-1) before to_rgb "
+                            "(the paper's N = 14; the network has N + 1 layers and N + 2 styles)")
     margin: int = Field(4, ge=0, description="StyleGAN 3: extra pixels sampled around the image")
     sg3_channel_base: int = Field(512, ge=1, description="StyleGAN 3: feature maps ×cutoff ×2")
     sg3_config: Literal["t", "r"] = Field("t", description="StyleGAN 3: t (translation equivariant) or r (rotation "
@@ -85,7 +88,10 @@ class GANTrainConfig(LoopConfig):
     ada_interval: int = Field(4, ge=1, description="ADA p update every N steps")
     ada_kimg: float = Field(100.0, gt=0, description="ADA speed: kimg for p to go from 0 to 1")
     mirror: bool = Field(True, description="random x-flips of every image D sees")
-    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the sampling generator")
+    ema_kimg: float = Field(10.0, gt=0, description="half-life of the sampling generator's EMA in thousands of "
+                            "images (NVlabs: 10 at batch 32)")
+    ema_rampup: float | None = Field(0.05, gt=0, description="EMA ramp-up: the half-life is at most this share of "
+                                     "the images seen so far (None: no ramp-up)")
     image_every: int = Field(0, ge=0, description="TensorBoard sample grid every N steps (0: at the end)")
 
 
@@ -95,6 +101,12 @@ class GANPreset(Config):
     model: GANModelConfig
     train: GANTrainConfig
     description: str
+
+
+def ema_kimg_for(batch: int) -> float:
+    """NVlabs' EMA half-life for a batch: 10 kimg at batch 32, proportional to the batch
+    (the same number of steps per half-life)."""
+    return batch * 10 / 32
 
 
 def _presets(family: str) -> dict[str, GANPreset]:
@@ -112,15 +124,16 @@ def _presets(family: str) -> dict[str, GANPreset]:
         model=GANModelConfig(family=family, z_dim=32, w_dim=32, mapping_layers=2, channel_base=128, channel_max=16,
                              num_layers=5, margin=2, sg3_channel_base=128, resolution=32),
         train=GANTrainConfig(steps=4, batch=4, lr=2e-3, r1_gamma=1.0, ada_kimg=0.5, growth_steps=2 if progressive else 0,
-                             ema_decay=0.9, checkpoint_every=10, log_every=2, **{k: v for k, v in common.items()}),
+                             ema_kimg=ema_kimg_for(4), checkpoint_every=10, log_every=2,
+                             **{k: v for k, v in common.items()}),
     )
     small = GANPreset(
         description=f"{family}, one GPU at 64-128 px: 256-d latents, <= 256 feature maps, batch 16",
         model=GANModelConfig(family=family, z_dim=256, w_dim=256, mapping_layers=4 if style else 1, channel_base=8192,
                              channel_max=256, num_layers=10, margin=10, sg3_channel_base=16384, resolution=128),
         train=GANTrainConfig(steps=100_000, batch=16, lr=lr, r1_gamma=gamma / 4 if modern else 10.0,
-                             growth_steps=20_000 if progressive else 0, ema_decay=0.999, checkpoint_every=2000,
-                             log_every=50, image_every=5000, **common),
+                             growth_steps=20_000 if progressive else 0, ema_kimg=ema_kimg_for(16),
+                             checkpoint_every=2000, log_every=50, image_every=5000, **common),
     )
     paper = GANPreset(
         description=f"{family}, the reference study: 256², batch 32, mirror, 25,000 kimg"
@@ -129,7 +142,8 @@ def _presets(family: str) -> dict[str, GANPreset]:
                              channel_base=16384, channel_max=512, num_layers=14, margin=10, sg3_channel_base=32768,
                              resolution=256),
         train=GANTrainConfig(steps=781_250, batch=32, lr=lr, r1_gamma=gamma, growth_steps=18_750 if progressive else 0,
-                             ema_decay=0.9999, checkpoint_every=5000, log_every=100, image_every=10_000, **common),
+                             ema_kimg=ema_kimg_for(32), checkpoint_every=5000, log_every=100, image_every=10_000,
+                             **common),
     )
     return {"tiny": tiny, "small": small, "paper": paper}
 

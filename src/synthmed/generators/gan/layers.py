@@ -174,10 +174,12 @@ class NoiseInjection(nn.Module):
 class MappingNetwork(nn.Module):
     """``z → w``: pixel-normalised latent through ``num_layers`` equalized FC layers (lr × 0.01).
 
-    Tracks the average ``w`` (``w_avg``, updated with ``avg_beta`` in training mode) for
-    truncation: ``w ← w_avg + psi·(w - w_avg)``.
+    Tracks the average ``w`` (``w_avg ← lerp(mean(w), w_avg, avg_beta)``) for truncation:
+    ``w ← w_avg + psi·(w - w_avg)``. The average moves only in a forward with
+    ``update_emas=True`` (the trainer asks for it once per iteration), never in other
+    forwards (style-mixing latents, regularisers, sampling).
 
-    ``forward(z [B, z_dim], psi=1) → w [B, w_dim]``.
+    ``forward(z [B, z_dim], psi=1, update_emas=False) → w [B, w_dim]``.
     """
 
     def __init__(self, z_dim: int, w_dim: int, num_layers: int = 8, *, lr_mul: float = 0.01, avg_beta: float = 0.995):
@@ -188,9 +190,9 @@ class MappingNetwork(nn.Module):
         self.register_buffer("w_avg", torch.zeros(w_dim))
         self.avg_beta = avg_beta
 
-    def forward(self, z: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, psi: float = 1.0, *, update_emas: bool = False) -> torch.Tensor:
         w = self.layers(self.norm(z))
-        if self.training:
+        if update_emas:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.avg_beta))
         if psi != 1.0:
@@ -211,13 +213,16 @@ def mix_styles(w1: torch.Tensor, w2: torch.Tensor | None, num_ws: int, cutoff: t
 class StyleGenerator(nn.Module):
     """Mapping network + a family's synthesis network (StyleGAN 1, 2 and 3 share this).
 
-    ``synthesis`` has an attribute ``num_ws`` and ``forward(ws [B, num_ws, w_dim], **kwargs)``.
+    ``synthesis`` has an attribute ``num_ws`` and ``forward(ws [B, num_ws, w_dim], *,
+    update_emas, **kwargs)`` (those without running statistics ignore ``update_emas``).
 
-    ``forward(z, z2=None, mix_cutoff=None, psi=1, return_ws=False, **kwargs)``: ``z`` and the
-    optional second latent ``z2`` (style mixing: layers ``>= mix_cutoff[i]`` of sample ``i``
-    take ``w2``) are mapped, truncated towards ``w_avg`` by ``psi`` and passed to the
-    synthesis with ``kwargs`` (noise generator, growth level, …). With ``return_ws`` the
-    styles are returned too (for the path-length regulariser).
+    ``forward(z, z2=None, mix_cutoff=None, psi=1, return_ws=False, update_emas=False, **kwargs)``:
+    ``z`` and the optional second latent ``z2`` (style mixing: layers ``>= mix_cutoff[i]`` of
+    sample ``i`` take ``w2``) are mapped, truncated towards ``w_avg`` by ``psi`` and passed to
+    the synthesis with ``kwargs`` (noise generator, growth level, …). With ``return_ws`` the
+    styles are returned too (for the path-length regulariser). ``update_emas`` moves the
+    running averages (``w_avg`` from ``z``'s styles, not ``z2``'s, and the synthesis's own,
+    e.g. StyleGAN 3's magnitude EMAs): the trainer passes it in one forward per iteration.
     """
 
     def __init__(self, mapping: MappingNetwork, synthesis: nn.Module):
@@ -226,8 +231,9 @@ class StyleGenerator(nn.Module):
         self.z_dim = mapping.layers[0].weight.shape[1]
 
     def forward(self, z: torch.Tensor, *, z2: torch.Tensor | None = None, mix_cutoff: torch.Tensor | None = None,
-                psi: float = 1.0, return_ws: bool = False, **kwargs: object):  # noqa: ANN201
+                psi: float = 1.0, return_ws: bool = False, update_emas: bool = False,
+                **kwargs: object):  # noqa: ANN201
         w2 = None if z2 is None else self.mapping(z2, psi)
-        ws = mix_styles(self.mapping(z, psi), w2, self.synthesis.num_ws, mix_cutoff)
-        img = self.synthesis(ws, **kwargs)
+        ws = mix_styles(self.mapping(z, psi, update_emas=update_emas), w2, self.synthesis.num_ws, mix_cutoff)
+        img = self.synthesis(ws, update_emas=update_emas, **kwargs)
         return (img, ws) if return_ws else img

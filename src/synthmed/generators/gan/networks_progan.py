@@ -71,16 +71,17 @@ class ProGANGenerator(nn.Module):
         self.avg_beta = 0.995
 
     def forward(self, z: torch.Tensor, *, level: int | None = None, alpha: float = 1.0, psi: float = 1.0,
-                **_: object) -> torch.Tensor:
+                update_emas: bool = False, **_: object) -> torch.Tensor:
         """``level`` (default: the last) and fade-in ``alpha``.
 
         ``psi`` < 1 truncates: the first ``4×4`` features (a function of ``z``'s direction
         only, since ``z`` is pixel-normalised) move towards their running mean, as StyleGAN
-        moves ``w`` towards ``w_avg``.
+        moves ``w`` towards ``w_avg``. The mean moves only with ``update_emas`` (once per
+        training iteration).
         """
         level = self.max_level if level is None else level
         h = self.norm(lrelu(self.dense(self.norm(z))))
-        if self.training:
+        if update_emas:
             with torch.no_grad():
                 self.h_avg.copy_(h.detach().mean(0).lerp(self.h_avg, self.avg_beta))
         if psi != 1.0:

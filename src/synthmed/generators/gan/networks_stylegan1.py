@@ -66,7 +66,7 @@ class Synthesis1(nn.Module):
         self.to_rgb = nn.ModuleList(EqualConv2d(c, img_channels, 1) for c in ch)
 
     def forward(self, ws: torch.Tensor, *, level: int | None = None, alpha: float = 1.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
         level = self.max_level if level is None else level
         x = self.const.expand(ws.shape[0], -1, -1, -1)
         prev = x

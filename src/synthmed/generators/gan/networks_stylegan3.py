@@ -8,7 +8,17 @@ convolution followed by a *filtered* leaky ReLU: up-sample ×2 with a windowed-s
 (Kaiser) low-pass, apply the non-linearity at the higher rate, low-pass to the layer's
 cutoff and down-sample to its sampling rate. Cutoffs grow geometrically from 2 to
 ``R/2``; the last two layers are critically sampled at ``R`` and the margin is cropped.
-No noise inputs. Styles: ``num_ws = num_layers + 1`` (input + each layer).
+No noise inputs.
+
+Layers (the paper's appendix F, NVlabs' names): ``N = num_layers`` layers ``L0 … L(N-1)``
+and ``to_rgb`` (``LN``) between the ``N + 1`` indices of :func:`layer_specs`; ``L0`` maps
+index 0 (the Fourier features) to index 0 again, ``Li`` index ``i - 1`` to ``i``. Styles:
+``num_ws = N + 2`` (the input's affine and one per layer). The paper's ``N = 14``.
+
+Each layer normalises its input by the running RMS of its activations: the *input gain*
+``1/sqrt(magnitude_ema)``, ``magnitude_ema`` a moving average of ``mean(x²)`` (updated with
+``update_emas``), multiplies the convolution *after* the demodulation (before it, the
+demodulation would cancel it), ``to_rgb`` included.
 
 Configurations (:data:`VARIANTS`, one layer code for both):
 
@@ -40,9 +50,10 @@ from synthmed.generators.gan.networks_stylegan2 import ResidualDiscriminator
 
 def layer_specs(resolution: int, num_layers: int, margin: int, channel_base: int, channel_max: int,
                 num_critical: int = 2, img_channels: int = 5) -> list[dict]:
-    """Per-index (0 = input, ``num_layers`` = ``to_rgb``) cutoff, stop-band, sampling rate,
-    transition half-width, size, channels and ``critical`` (cutoff at Nyquist: the last
-    ``num_critical + 1`` indices) of the StyleGAN 3 schedule."""
+    """Per-index (0 = the Fourier input and ``L0``'s output, ``i`` = ``Li``'s output,
+    ``num_layers`` = ``to_rgb``'s) cutoff, stop-band, sampling rate, transition half-width,
+    size, channels and ``critical`` (cutoff at Nyquist: the last ``num_critical + 1``
+    indices) of the StyleGAN 3 schedule (the paper's appendix F)."""
     first_cutoff, last_cutoff = 2.0, resolution / 2
     first_stop, last_stop = 2 ** 2.1, resolution / 2 * 2 ** 0.3
     specs = []
@@ -136,11 +147,15 @@ VARIANTS: dict[str, Variant] = {"t": Variant(kernel=3, radial=False, channel_mul
 class AliasFreeLayer(nn.Module):
     """Modulated conv + filtered leaky ReLU between two index specs of :func:`layer_specs`.
 
-    ``forward``: ``x [B, C_in, n_in, n_in]``, ``w [B, w_dim]`` → ``[B, C_out, n_out, n_out]``
-    (sizes ``spec["size"]``). ``kernel``: convolution side (3 for config T, 1 for R).
+    ``forward(x, w, update_emas=False)``: ``x [B, C_in, n_in, n_in]``, ``w [B, w_dim]`` →
+    ``[B, C_out, n_out, n_out]`` (sizes ``spec["size"]``). ``update_emas`` first moves
+    ``magnitude_ema ← lerp(mean(x²), magnitude_ema, ema_beta)``; the convolution is then
+    scaled by ``1/sqrt(magnitude_ema)`` after the demodulation (the input gain).
+    ``kernel``: convolution side (3 for config T, 1 for R).
     ``radial``: the down filter ``fd`` is the 2D radial :func:`jinc_lowpass` ``[6·down, 6·down]``
     unless the output is critically sampled (then, as always for T, the 1D :func:`kaiser_lowpass`).
-    ``to_rgb``: ``1×1`` kernel, no demodulation, linear, no resampling.
+    ``to_rgb``: ``1×1`` kernel, no demodulation (styles × ``1/sqrt(C_in)`` instead), the
+    input gain, linear, no resampling.
     """
 
     def __init__(self, w_dim: int, spec_in: dict, spec_out: dict, *, to_rgb: bool = False, kernel: int = 3,
@@ -165,12 +180,15 @@ class AliasFreeLayer(nn.Module):
         lo = (total + self.up) // 2
         self.padding = (lo, total - lo)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        if self.training and not self.to_rgb:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, update_emas: bool = False) -> torch.Tensor:
+        if update_emas:
             with torch.no_grad():
                 self.magnitude_ema.copy_(x.detach().float().square().mean().lerp(self.magnitude_ema, self.ema_beta))
-        styles = self.affine(w) * (self.weight_gain if self.to_rgb else torch.rsqrt(self.magnitude_ema))
+        styles = self.affine(w)
+        if self.to_rgb:
+            styles = styles * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=not self.to_rgb, padding=self.kernel - 1)
+        x = x * torch.rsqrt(self.magnitude_ema).to(x.dtype)  # the input gain (the conv is linear in x)
         x = x + self.bias[None, :, None, None]
         if self.to_rgb:
             return filtered_lrelu(x, self.fu, self.fd, up=1, down=1, padding=self.padding, gain=1.0, slope=1.0)
@@ -178,7 +196,8 @@ class AliasFreeLayer(nn.Module):
 
 
 class Synthesis3(nn.Module):
-    """``ws [B, num_layers + 1, w_dim] → [B, img_channels, R, R]`` (alias-free).
+    """``ws [B, num_layers + 2, w_dim] → [B, img_channels, R, R]`` (alias-free): the Fourier
+    input, ``L0 … L(num_layers - 1)`` and ``to_rgb`` (module docstring).
 
     ``config``: ``"t"`` or ``"r"`` (:data:`VARIANTS`); for ``"r"`` the feature maps are
     ``channel_mult``× those ``channel_base``/``channel_max`` give config T.
@@ -195,18 +214,19 @@ class Synthesis3(nn.Module):
         self.specs, self.config = specs, config
         self.input = FourierInput(w_dim, specs[0]["channels"], specs[0]["size"], specs[0]["rate"], specs[0]["cutoff"],
                                   resolution)
-        self.layers = nn.ModuleList(AliasFreeLayer(w_dim, specs[i - 1], specs[i], to_rgb=i == num_layers,
+        self.layers = nn.ModuleList(AliasFreeLayer(w_dim, specs[max(i - 1, 0)], specs[i], to_rgb=i == num_layers,
                                                    kernel=v.kernel, radial=v.radial)
-                                    for i in range(1, num_layers + 1))
-        self.num_ws, self.output_scale = num_layers + 1, output_scale
+                                    for i in range(num_layers + 1))
+        self.num_ws, self.output_scale = num_layers + 2, output_scale
 
     def forward(self, ws: torch.Tensor, *, shift: torch.Tensor | None = None, rotate: torch.Tensor | None = None,
-                **_: object) -> torch.Tensor:
+                update_emas: bool = False, **_: object) -> torch.Tensor:
         """``shift`` ``[B, 2]`` (output pixels), ``rotate`` ``[B]`` (radians): transform the
-        input features (see :class:`FourierInput`)."""
+        input features (see :class:`FourierInput`). ``update_emas``: move every layer's
+        magnitude EMA (training, once per iteration)."""
         x = self.input(ws[:, 0], shift, rotate)
         for i, layer in enumerate(self.layers):
-            x = layer(x, ws[:, i + 1])
+            x = layer(x, ws[:, i + 1], update_emas)
         return x * self.output_scale
 
 
