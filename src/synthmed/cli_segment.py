@@ -72,19 +72,20 @@ def segment_eval(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     batch: Annotated[int, typer.Option(help="Slices or volumes predicted at once.")] = 16,
 ) -> None:
-    """Dice and HD95 (mm) per test case on WT, TC and ET; writes RUN/eval/<store>.json and .csv."""
+    """Dice, HD95 and HD95-max (mm) per test case on WT, TC and ET; writes RUN/eval/<store>.json and .csv."""
     from synthmed.segmentation.api import evaluate_run
 
     result = evaluate_run(run, test, checkpoint=checkpoint, device=device, batch=batch)
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    table = Table("region", "Dice mean ± sd", "HD95 (mm) mean ± sd",
+    table = Table("region", "Dice mean ± sd", "HD95 (mm) mean ± sd", "HD95-max (mm) mean ± sd",
                   title=f"{result['n']} test cases, {result['network']}, checkpoint {result['checkpoint']['name']} "
                         f"(step {result['checkpoint']['step']})", title_justify="left")
     for region in result["regions"]:
         m, s = result["mean"][region], result["sd"][region]
-        table.add_row(region, f"{m['dice']:.4f} ± {s['dice']:.4f}", f"{m['hd95']:.2f} ± {s['hd95']:.2f}")
+        table.add_row(region, f"{m['dice']:.4f} ± {s['dice']:.4f}", f"{m['hd95']:.2f} ± {s['hd95']:.2f}",
+                      f"{m['hd95_max']:.2f} ± {s['hd95_max']:.2f}")
     stdout.print(table)
     stdout.print(f"per case: {escape(str(Path(run) / 'eval' / Path(test).name))}.csv")
 

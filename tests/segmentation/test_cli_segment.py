@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 from conftest import make_synthetic
+import torch
 from medpy.metric import binary as medpy
+from monai.metrics import compute_hausdorff_distance
 
 from synthmed.cli import main
 from synthmed.data.nifti import save_nifti
@@ -40,9 +42,10 @@ def test_train_eval_relative_and_errors(real2d, syn2d, tmp_path, monkeypatch, ca
     code, out, _ = cli(monkeypatch, capsys, "segment", "eval", run, "--test", str(real2d.path), "--json", "--device", "cpu")
     result = json.loads(out)
     assert code == 0 and set(result["mean"]) == {"WT", "TC", "ET"} and len(result["cases"]) == 2
-    assert set(result["cases"][0]["ET"]) == {"dice", "hd95"} and result["aug"] is False
+    assert set(result["cases"][0]["ET"]) == {"dice", "hd95", "hd95_max"} and result["aug"] is False
+    assert set(result["mean"]["ET"]) == set(result["sd"]["ET"]) == {"dice", "hd95", "hd95_max"}
     code, out, _ = cli(monkeypatch, capsys, "segment", "eval", syn, "--test", str(real2d.path), "--device", "cpu")
-    assert code == 0 and "WT" in out and "HD95" in out
+    assert code == 0 and "WT" in out and "HD95" in out and "HD95-max" in out
     code, out, _ = cli(monkeypatch, capsys, "segment", "relative", f"{syn}/eval/real2d.json", f"{run}/eval/real2d.json",
                        "--json")
     assert code == 0 and set(json.loads(out)) == {"WT", "TC", "ET", "mean"}
@@ -94,10 +97,22 @@ def test_metrics_overlap_files(tmp_path, monkeypatch, capsys):
     assert code == 0 and set(scores) == {"WT", "TC", "ET"}
     assert scores["WT"]["dice"] == pytest.approx(medpy.dc(pred > 0, ref > 0))
     assert scores["WT"]["hd95"] == pytest.approx(medpy.hd95(pred > 0, ref > 0, voxelspacing=(2.5, 1, 1)))
-    assert scores["ET"] == {"dice": 0.0, "hd95": pytest.approx(np.sqrt(30**2 + 20**2 + 20**2))}
+    diagonal = pytest.approx(np.sqrt(30**2 + 20**2 + 20**2))
+    assert scores["ET"] == {"dice": 0.0, "hd95": diagonal, "hd95_max": diagonal}
+    # the directed-max definition: MONAI's compute_hausdorff_distance(percentile=95)
+    monai = compute_hausdorff_distance(torch.from_numpy((pred > 0)[None, None]).float(),
+                                       torch.from_numpy((ref > 0)[None, None]).float(),
+                                       include_background=True, percentile=95, spacing=[2.5, 1.0, 1.0])
+    assert scores["WT"]["hd95_max"] == pytest.approx(float(monai), rel=1e-4)
+    assert scores["WT"]["hd95_max"] > scores["WT"]["hd95"]
     code, out, _ = cli(monkeypatch, capsys, "metrics", "overlap", str(tmp_path / "pred.nii.gz"),
                        str(tmp_path / "ref.nii.gz"))
-    assert code == 0 and "WT" in out
+    assert code == 0 and "WT" in out and "HD95-max" in out
+    save_nifti(tmp_path / "p01.nii.gz", (pred > 0).astype(np.uint8), affine)  # 0/1 masks: one "foreground" entry
+    save_nifti(tmp_path / "r01.nii.gz", (ref > 0).astype(np.uint8), affine)
+    code, out, _ = cli(monkeypatch, capsys, "metrics", "overlap", str(tmp_path / "p01.nii.gz"),
+                       str(tmp_path / "r01.nii.gz"), "--json")
+    assert code == 0 and json.loads(out)["scores"] == {"foreground": scores["WT"]}
     save_nifti(tmp_path / "small.nii.gz", ref[:6], affine)
     assert "shape" in error(monkeypatch, capsys, "metrics", "overlap", str(tmp_path / "small.nii.gz"),
                             str(tmp_path / "ref.nii.gz"))

@@ -56,7 +56,7 @@ def test_unet_2d_trains_validates_evaluates(real2d, tmp_path):
         if p.any() and r.any():
             assert row["WT"]["hd95"] == pytest.approx(medpy.hd95(p, r, voxelspacing=(1, 1, 1)), abs=1e-6)
     csv = (tmp_path / "run" / "eval" / "real2d.csv").read_text().splitlines()
-    assert csv[0].startswith("case_id,WT_dice,WT_hd95") and len(csv) == 3
+    assert csv[0].startswith("case_id,WT_dice,WT_hd95,WT_hd95_max,TC_dice") and len(csv) == 3
     assert json.loads((tmp_path / "run" / "eval" / "real2d.json").read_text())["n"] == 2
 
 

@@ -1,20 +1,32 @@
-"""Overlap metrics of segmentations: Dice and the 95th-percentile Hausdorff distance (HD95).
+"""Overlap metrics of segmentations: Dice and two 95th-percentile Hausdorff distances (HD95).
 
-Conventions (the BraTS / medpy ones, so numbers compare with published BraTS results):
+Conventions (the medpy / MONAI ones, so numbers compare with published results):
 
 * Inputs are boolean masks (anything non-zero is foreground) of the same shape, 2D or 3D,
   indexed like the data (``[D, H, W]`` or ``[H, W]``); ``spacing`` is the voxel size in mm in
   the same axis order.
 * **Dice** = 2·|P ∩ R| / (|P| + |R|), equal to medpy's ``dc`` when either mask is non-empty.
-* **HD95** = the 95th percentile (``numpy.percentile``, linear interpolation) of the *pooled*
-  surface distances in both directions: the distances from every surface voxel of P to the
-  nearest surface voxel of R, together with those from R's surface to P's. A surface voxel is
-  a foreground voxel removed by one binary erosion with the face-connected (connectivity 1)
-  structuring element, the outside of the array counting as background. Equal to medpy's
-  ``hd95`` (``voxelspacing=spacing``, ``connectivity=1``).
-* **Empty masks**: both empty → Dice 1, HD95 0 (a correct "no tumour"); exactly one empty →
-  Dice 0, HD95 = the diagonal of the image extent in mm, ``sqrt(Σ (shape_i · spacing_i)²)``
-  (373.13 for 240×240×155 at 1 mm), the largest distance possible inside the image.
+* **Surface distances**: a surface voxel is a foreground voxel removed by one binary erosion
+  with the face-connected (connectivity 1) structuring element, the outside of the array
+  counting as background. The directed distances P→R are the Euclidean distances in mm
+  (``spacing``) from every surface voxel of P to the nearest surface voxel of R; R→P likewise.
+  Percentiles are ``numpy.percentile``'s (linear interpolation between order statistics, as
+  ``torch.quantile``).
+* **HD95** (:func:`hd95`, key ``hd95``) = the 95th percentile of the *pooled* directed
+  distances (P→R together with R→P): medpy's ``hd95`` (``voxelspacing=spacing``,
+  ``connectivity=1``).
+* **HD95-max** (:func:`hd95_max`, key ``hd95_max``) = the larger of the two *directed* 95th
+  percentiles, max(P95(P→R), P95(R→P)): MONAI's ``compute_hausdorff_distance(percentile=95)``
+  (same surfaces, distances and interpolation; MONAI works in float32). The BraTS 2023+
+  lesion-wise evaluation also takes the max of the directed 95th percentiles, but from the
+  DeepMind ``surface-distance`` package, whose percentiles weight surface elements by area and
+  are not interpolated, so its numbers are close to, not equal to, these. Since a percentile
+  of a pooled set lies between the sets' percentiles, ``hd95 <= hd95_max``; they differ most
+  when one direction has outliers (a far false-positive blob is diluted in the pooled set).
+* **Empty masks** (both HD95s alike): both empty → Dice 1, HD95 0 (a correct "no tumour");
+  exactly one empty → Dice 0, HD95 = the diagonal of the image extent in mm,
+  ``sqrt(Σ (shape_i · spacing_i)²)`` (373.13 for 240×240×155 at 1 mm), the largest distance
+  possible inside the image. (There MONAI gives nan and medpy raises.)
 
 Speed: both masks are cropped to the bounding box of their union plus one voxel of
 background (which leaves every surface and every distance unchanged), and one Euclidean
@@ -36,9 +48,12 @@ from scipy import ndimage
 from synthmed.data.case import REGIONS
 
 __all__ = [
+    "OVERLAP_METRICS",
     "OverlapAccumulator",
     "dice",
     "hausdorff95",
+    "hd95",
+    "hd95_max",
     "image_diagonal",
     "overlap_by_region",
     "region_masks",
@@ -132,8 +147,23 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequen
     return to_ref, to_pred
 
 
-def hausdorff95(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None = None) -> float:
-    """95th percentile of the pooled symmetric surface distances, in mm (see the module docstring).
+def _hd95_both(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None) -> tuple[float, float]:
+    """``(pooled, directed-max)`` HD95 from one pair of distance transforms (conventions in the module)."""
+    pred, ref = _check_pair(pred, ref)
+    sp = _spacing(spacing, pred.ndim)
+    has_pred, has_ref = bool(pred.any()), bool(ref.any())
+    if not has_pred and not has_ref:
+        return 0.0, 0.0
+    if has_pred != has_ref:
+        diagonal = image_diagonal(pred.shape, sp)
+        return diagonal, diagonal
+    to_ref, to_pred = surface_distances(pred, ref, sp)
+    pooled = float(np.percentile(np.concatenate([to_ref, to_pred]), 95))
+    return pooled, float(max(np.percentile(to_ref, 95), np.percentile(to_pred, 95)))
+
+
+def hd95(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None = None) -> float:
+    """HD95, pooled definition (medpy's ``hd95``): the 95th percentile of both directions' surface distances together, in mm.
 
     Args:
         pred: predicted mask, 2D or 3D (non-zero = foreground).
@@ -142,17 +172,22 @@ def hausdorff95(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[flo
 
     Returns:
         HD95 in mm; 0.0 when both masks are empty, the image diagonal
-        (:func:`image_diagonal`) when exactly one is.
+        (:func:`image_diagonal`) when exactly one is (see the module docstring).
     """
-    pred, ref = _check_pair(pred, ref)
-    sp = _spacing(spacing, pred.ndim)
-    has_pred, has_ref = bool(pred.any()), bool(ref.any())
-    if not has_pred and not has_ref:
-        return 0.0
-    if has_pred != has_ref:
-        return image_diagonal(pred.shape, sp)
-    to_ref, to_pred = surface_distances(pred, ref, sp)
-    return float(np.percentile(np.concatenate([to_ref, to_pred]), 95))
+    return _hd95_both(pred, ref, spacing)[0]
+
+
+#: The pooled (medpy) HD95 under its earlier name.
+hausdorff95 = hd95
+
+
+def hd95_max(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None = None) -> float:
+    """HD95, directed-max definition (MONAI's): max of the two directed 95th percentiles, in mm.
+
+    ``max(P95(pred→ref), P95(ref→pred))`` with the surfaces, distances and empty-mask values
+    of :func:`hd95` (see the module docstring); always ``>= hd95(pred, ref, spacing)``.
+    """
+    return _hd95_both(pred, ref, spacing)[1]
 
 
 def region_masks(label: np.ndarray, regions: Mapping[str, Sequence[int]] = REGIONS) -> dict[str, np.ndarray]:
@@ -163,25 +198,34 @@ def region_masks(label: np.ndarray, regions: Mapping[str, Sequence[int]] = REGIO
 
 def overlap_by_region(pred_label: np.ndarray, ref_label: np.ndarray, spacing: float | Sequence[float] | None = None,
                       regions: Mapping[str, Sequence[int]] = REGIONS) -> dict[str, dict[str, float]]:
-    """Dice and HD95 of each region of two canonical label arrays.
+    """Dice and both HD95s of each region of two canonical label arrays.
 
     Returns:
-        ``{"WT": {"dice": …, "hd95": …}, "TC": {…}, "ET": {…}}``.
+        ``{"WT": {"dice": …, "hd95": …, "hd95_max": …}, "TC": {…}, "ET": {…}}`` (``hd95``: pooled,
+        medpy; ``hd95_max``: directed max, MONAI).
     """
     pred_label, ref_label = np.asarray(pred_label), np.asarray(ref_label)
     if pred_label.shape != ref_label.shape:
         raise ValueError(f"pred and ref label shapes differ: {pred_label.shape} vs {ref_label.shape}")
     pred, ref = region_masks(pred_label, regions), region_masks(ref_label, regions)
-    return {name: {"dice": dice(pred[name], ref[name]), "hd95": hausdorff95(pred[name], ref[name], spacing)}
-            for name in regions}
+    scores = {}
+    for name in regions:
+        pooled, directed_max = _hd95_both(pred[name], ref[name], spacing)
+        scores[name] = {"dice": dice(pred[name], ref[name]), "hd95": pooled, "hd95_max": directed_max}
+    return scores
+
+
+#: The per-case metrics of :func:`overlap_by_region`, in report order.
+OVERLAP_METRICS: tuple[str, ...] = ("dice", "hd95", "hd95_max")
 
 
 class OverlapAccumulator:
-    """Per-case Dice and HD95 by region, accumulated case by case (torchmetrics-style).
+    """Per-case Dice and both HD95s by region, accumulated case by case (torchmetrics-style).
 
     ``update(pred_label, ref_label, spacing, case_id)`` scores one case with
     :func:`overlap_by_region`; ``compute()`` returns the per-case rows and the mean and sample
-    standard deviation (``ddof=1``; 0 for one case) of each region's Dice and HD95 over cases.
+    standard deviation (``ddof=1``; 0 for one case) of each region's metrics
+    (:data:`OVERLAP_METRICS`) over cases.
 
     Args:
         regions: region name → canonical labels (default the BraTS regions).
@@ -196,13 +240,13 @@ class OverlapAccumulator:
 
     def update(self, pred_label: np.ndarray, ref_label: np.ndarray, spacing: float | Sequence[float] | None = None,
                case_id: str | None = None) -> dict[str, dict[str, float]]:
-        """Score one case; returns its ``{region: {"dice", "hd95"}}``."""
+        """Score one case; returns its ``{region: {"dice", "hd95", "hd95_max"}}``."""
         scores = overlap_by_region(pred_label, ref_label, spacing, self.regions)
         self.cases.append({"case_id": str(case_id if case_id is not None else len(self.cases)), **scores})
         return scores
 
     def compute(self) -> dict:
-        """``{"cases": [{"case_id", region: {"dice", "hd95"}}…], "mean": {region: {…}}, "sd": {region: {…}}, "n": N}``.
+        """``{"cases": [{"case_id", region: {"dice", "hd95", "hd95_max"}}…], "mean": {region: {…}}, "sd": {region: {…}}, "n": N}``.
 
         Raises:
             ValueError: no case was added.
@@ -212,7 +256,7 @@ class OverlapAccumulator:
         mean, sd = {}, {}
         for name in self.regions:
             mean[name], sd[name] = {}, {}
-            for metric in ("dice", "hd95"):
+            for metric in OVERLAP_METRICS:
                 values = np.array([c[name][metric] for c in self.cases], np.float64)
                 mean[name][metric] = float(values.mean())
                 sd[name][metric] = float(values.std(ddof=1)) if len(values) > 1 else 0.0

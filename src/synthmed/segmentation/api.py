@@ -29,7 +29,7 @@ from synthmed.config import build_config
 from synthmed.data.store import Store
 from synthmed.errors import DataError, OutputExistsError, SynthmedError
 from synthmed.generators.common import open_training_run
-from synthmed.metrics.overlap import OverlapAccumulator
+from synthmed.metrics.overlap import OVERLAP_METRICS, OverlapAccumulator
 from synthmed.segmentation.config import PRESETS, SegmentModelConfig, SegmentTrainConfig
 from synthmed.segmentation.data import build_training_set, check_compatible
 from synthmed.segmentation.networks import build_network
@@ -281,7 +281,7 @@ def case_volumes(store: Store, split: str = "test") -> Iterator[tuple[str, np.nd
 
 def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str = "auto", device: str = "auto",
                  batch: int = 16, write: bool = True) -> dict[str, Any]:
-    """Score a segmenter on the real test patients of ``test_store``: per case Dice and HD95 on WT, TC, ET.
+    """Score a segmenter on the real test patients of ``test_store``: per case Dice, HD95, HD95-max on WT, TC, ET.
 
     Each test case is predicted whole: a 3D model on its volume (a case id with several
     volumes in the store is scored once per volume, as ``<case>#<k>``); a 2D model slice by slice,
@@ -289,14 +289,16 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
     (:func:`case_volumes`: the stack of the case's *stored* slices; the reference volume is
     the stack of their labels; HD95's "one mask empty" value is the diagonal of that stacked
     volume's extent, ``(n_slices·spacing_z, H·spacing_y, W·spacing_x)``). Metrics follow
-    :mod:`synthmed.metrics.overlap` (HD95 in mm from the samples' spacing).
+    :mod:`synthmed.metrics.overlap` (in mm from the samples' spacing; ``hd95`` pools both
+    directions' surface distances as medpy does, ``hd95_max`` is the larger directed 95th
+    percentile as in MONAI).
 
     Returns (and with ``write`` saves as ``RUN/eval/<store name>.json`` plus a per-case ``.csv``)::
 
         {"run", "test_store", "checkpoint": {"name", "step"}, "network", "aug", "seed",
          "train_set": {...run.json data...}, "model": {...}, "training": {...run.json training...}, "dims", "n",
-         "mean": {"WT": {"dice", "hd95"}, "TC": …, "ET": …}, "sd": {…},
-         "cases": [{"case_id", "WT": {"dice", "hd95"}, …}, …]}
+         "mean": {"WT": {"dice", "hd95", "hd95_max"}, "TC": …, "ET": …}, "sd": {…},
+         "cases": [{"case_id", "WT": {"dice", "hd95", "hd95_max"}, …}, …]}
 
     Raises:
         SynthmedError: a missing run, no checkpoint, a store whose dims, channels or shape
@@ -343,13 +345,13 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
 
 
 def cases_csv(result: Mapping[str, Any]) -> str:
-    """Per-case table: ``case_id, WT_dice, WT_hd95, TC_dice, …`` (one row per case)."""
+    """Per-case table: ``case_id, WT_dice, WT_hd95, WT_hd95_max, TC_dice, …`` (one row per case)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     regions = result.get("regions", list(REGION_NAMES))
-    writer.writerow(["case_id", *[f"{r}_{m}" for r in regions for m in ("dice", "hd95")]])
+    writer.writerow(["case_id", *[f"{r}_{m}" for r in regions for m in OVERLAP_METRICS]])
     for case in result["cases"]:
-        writer.writerow([case["case_id"], *[f"{case[r][m]:.6f}" for r in regions for m in ("dice", "hd95")]])
+        writer.writerow([case["case_id"], *[f"{case[r][m]:.6f}" for r in regions for m in OVERLAP_METRICS]])
     return buf.getvalue()
 
 

@@ -3,8 +3,9 @@
 Columns (:data:`COLUMNS`): study, dataset, generator, segmenter, train_set, augmentation, seed,
 real_fraction, subject_fraction, metric, region, value — one row per number. Rows:
 
-- ``evaluate``: metric ``dice`` / ``hd95`` (mean over test cases) and ``dice_sd`` / ``hd95_sd``,
-  region WT, TC or ET; real_fraction 1 for ``real`` and ``pretrained``, 0 for ``synthetic``,
+- ``evaluate``: metric ``dice`` / ``hd95`` / ``hd95_max`` (mean over test cases; ``hd95`` pools
+  both directions' surface distances as medpy does, ``hd95_max`` is the larger directed 95th
+  percentile as in MONAI) and ``dice_sd`` / ``hd95_sd`` / ``hd95_max_sd``, region WT, TC or ET; real_fraction 1 for ``real`` and ``pretrained``, 0 for ``synthetic``,
   the sweep's fraction (or empty: all of both stores) for ``synthetic+real``;
   subject_fraction the share of real training subjects used (1 but on the pre-training
   curve, whose train sets are ``real``, from scratch, and ``pretrained``: pre-trained on the

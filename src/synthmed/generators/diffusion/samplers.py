@@ -1,11 +1,16 @@
 """Samplers (the *pipeline*): turn noise into encoded samples with a trained network.
 
-* ``ddpm``: ancestral DDPM (MONAI ``DDPMScheduler.step``), ``K`` steps (default ``T``: the full chain;
-  ``K < T`` strides the chain);
+* ``ddpm``: ancestral DDPM, ``K`` steps (default ``T``: the full chain; ``K < T`` strides the
+  chain, each jump ``t → t′`` drawing from the posterior ``q(x_t′ | x_t, x0)`` of that jump);
 * ``ddim``: deterministic DDIM (η = 0), ``K`` steps (default 50);
 * ``rflow``: Euler steps along the rectified flow (MONAI ``RFlowScheduler``), ``K`` steps (default 50).
 
-``ddpm`` and ``ddim`` need an ``objective="ddpm"`` model, ``rflow`` an ``objective="rflow"`` one.
+``ddpm`` and ``ddim`` visit the timesteps ``round(linspace(T−1, 0, K))`` (MONAI's
+``set_timesteps``) and jump from each to the next one, then to the clean sample (see
+:mod:`.steps`); the estimate of ``x0`` is clamped to ``[-1, 1]`` (the encoding's range) at every
+step, as MONAI's ``clip_sample`` does.
+``ddpm`` and ``ddim`` need an ``objective="ddpm"`` model (ε-prediction), ``rflow`` an
+``objective="rflow"`` one.
 Every random number comes from the ``generator`` passed in, so the same generator state
 gives the same samples.
 """
@@ -19,10 +24,14 @@ import torch
 
 from synthmed.errors import SynthmedError
 from synthmed.generators.config import DiffusionModelConfig
-from synthmed.generators.diffusion.schedulers import ddim_scheduler, ddpm_scheduler, rflow_scheduler
+from synthmed.generators.diffusion.schedulers import ddpm_scheduler, rflow_scheduler
+from synthmed.generators.diffusion.steps import PredictionType, ancestral_step, chain, ddim_step, split_prediction
 
 SamplerName = Literal["ddpm", "ddim", "rflow"]
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "rflow")
+
+#: What an ``objective="ddpm"`` network predicts.
+PREDICTION: PredictionType = "epsilon"
 
 
 def default_sampler(config: DiffusionModelConfig) -> str:
@@ -93,15 +102,13 @@ def sample_encoded(
             if on_step:
                 on_step()
         return x.clamp(-1.0, 1.0)
-    sched = ddpm_scheduler(config) if sampler == "ddpm" else ddim_scheduler(config)
-    sched.set_timesteps(steps, device=device)
-    for t in sched.timesteps:
-        t = int(t)
-        eps = model(x, torch.full((n,), t, device=device, dtype=torch.long)).float()
-        if sampler == "ddpm":
-            x, _ = sched.step(eps, t, x, generator=generator)
-        else:
-            x, _ = sched.step(eps, t, x)
+    sched = ddpm_scheduler(config)
+    sched.set_timesteps(steps)
+    for jump in chain(sched.betas, sched.timesteps):
+        out = model(x, torch.full((n,), jump.t, device=device, dtype=torch.long)).float()
+        x0, eps = split_prediction(out, x, jump.abar_t, PREDICTION)
+        x0 = x0.clamp(-1.0, 1.0)
+        x = ancestral_step(x, x0, jump, generator) if sampler == "ddpm" else ddim_step(x0, eps, jump)
         if on_step:
             on_step()
     return x.clamp(-1.0, 1.0)
