@@ -12,6 +12,8 @@ from synthmed.metrics.overlap import (
 from synthmed.metrics.fidelity import (
     FeatureBank,
     FrechetDistance,
+    case_groups,
+    case_halves,
     density_coverage,
     fidelity_metrics,
     frechet_distance,
@@ -20,6 +22,7 @@ from synthmed.metrics.fidelity import (
     ms_ssim_diversity,
     precision_recall,
     relative_frechet_distance,
+    train_frechet_distance,
 )
 from synthmed.metrics.memorization import MemorizationAudit, audit, nearest_correlation, nearest_embedding
 
@@ -28,6 +31,8 @@ __all__ = [
     "FrechetDistance",
     "MemorizationAudit",
     "audit",
+    "case_groups",
+    "case_halves",
     "density_coverage",
     "fidelity_metrics",
     "frechet_distance",
@@ -38,6 +43,7 @@ __all__ = [
     "nearest_embedding",
     "precision_recall",
     "relative_frechet_distance",
+    "train_frechet_distance",
     "OverlapAccumulator",
     "dice",
     "hausdorff95",

@@ -30,7 +30,10 @@ Conventions:
   drawn at random, ``m = |A| = |B|`` (halves and synthetic cut to the smallest): the same
   reference half and the same sample sizes above and below the fraction, so ~1 means
   synthetic samples are as far from these patients as other patients are. Both
-  relative-FD halves and ``S_m`` are seeded.
+  relative-FD halves and ``S_m`` are seeded. A half's slices come a few patients at a time
+  (correlated), a generator's samples each from a new one, so a perfect slice generator
+  scores below 1 (0.4 simulated with 10 alike slices per patient): compare generators with
+  each other, not with 1.
 * **KID** — unbiased MMD² with the kernel ``k(x, y) = (x·y / F + 1)³`` averaged over
   ``subsets`` random subsets of ``subset_size`` samples of each set (default 1000, reduced
   to the smaller set's size with a warning).
@@ -142,7 +145,7 @@ def case_groups(cases: Any | None, groups: int, *, n: int | None = None, size: i
     Whole patients are dealt in a seeded random order (``seed``: anything
     ``np.random.default_rng`` takes), each to the group with the fewest samples so far; each
     group is then cut to ``size`` (default: the smallest group's size) by dropping the last
-    samples dealt to it, so at most one patient per group is cut.
+    samples dealt to it (the last patients dealt are the ones cut or left out).
 
     Args:
         cases: one patient id per sample, or ``None`` (every sample its own patient; give ``n``).
