@@ -1,7 +1,7 @@
 """Study planning speed: seconds to expand a spec of about 1,000 stages into its DAG.
 
 The spec: 4 generators × (2 segmenters × (real + 4 synthetic + 4×4 mixed at 4 real fractions)
-× 2 augmentation settings × 6 seeds) → 1,025 stages (each train stage with its evaluation).
+× 2 augmentation settings × 6 seeds) → 1,026 stages (each train stage with its evaluation).
 Timed: validating the spec dict and :func:`synthmed.study.make_plan` (hashing every stage),
 then the status of every stage against an empty study folder; best and median of
 ``--repeats``. Target: planning 1,000 stages in < 1 s. Writes benchmarks/results/study_plan.json.

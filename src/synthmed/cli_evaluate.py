@@ -55,18 +55,20 @@ def evaluate_fidelity(
     weights: Annotated[Optional[Path], typer.Option(help="Weights file (radimagenet: ResNet-50 .pt/.pth/.safetensors; "
                                                           "inception: FID Inception .pth); domain: the encoder folder "
                                                           "[default: REAL-encoder/].")] = None,
-    real_split: Annotated[str, typer.Option(help="Split of the real store to compare with ('all' for every sample).")] = "train",
+    real_split: Annotated[str, typer.Option(help="Split of the real store to compare with: test (held-out patients), "
+                                                 "train or all. FD against the train split is fd_train.")] = "test",
     encoder_steps: Annotated[int, typer.Option(help="Training steps of a new domain encoder.")] = 500,
     channel_reduce: Annotated[str, typer.Option(help="Pretrained features per image channel: mean or concat.")] = "mean",
     batch: Annotated[int, typer.Option(help="Samples embedded at once.")] = 32,
     kid_subset_size: Annotated[int, typer.Option(help="KID subset size (reduced to the smaller set).")] = 1000,
     device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of KID subsets, real halves and diversity pairs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of KID subsets, real halves, IS splits and diversity pairs.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """FD (and relative FD: FD(real, synthetic) / FD(real half A, real half B)), KID, IS,
-    precision/recall (k=3), density/coverage (k=5) and MS-SSIM diversity of SYNTHETIC against REAL."""
+    """FD against the held-out test patients of REAL (and fd_train against its training patients at
+    the same sample size; relative FD: FD(half A, synthetic) / FD(half A, half B), halves by patient),
+    KID, IS, precision/recall (k=3), density/coverage (k=5) and MS-SSIM diversity of SYNTHETIC."""
     from synthmed.metrics.features import DomainEncoderConfig
     from synthmed.metrics.fidelity import evaluate_fidelity as run
 
@@ -82,7 +84,8 @@ def evaluate_fidelity(
                  f"{result['n_synthetic']} synthetic, {result['n_real']} real, {features} features "
                  f"(F = {result['feature_dim']})")
     table = Table("metric", "value", title_justify="left")
-    rows = [("FD", result["fd"]), ("FD real vs real", result["fd_real_real"]), ("relative FD", result["relative_fd"]),
+    rows = [("FD", result["fd"]), ("FD vs training patients", result["fd_train"]),
+            ("FD real vs real", result["fd_real_real"]), ("relative FD", result["relative_fd"]),
             ("KID", result["kid_mean"]), ("KID std", result["kid_std"]), ("IS", result["is_mean"]),
             ("IS of real", result["is_real_mean"]), ("precision", result["precision"]), ("recall", result["recall"]),
             ("density", result["density"]), ("coverage", result["coverage"]), ("MS-SSIM (diversity)", result["ms_ssim"])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -14,6 +15,7 @@ from synthmed.errors import SynthmedError
 from synthmed.metrics.fidelity import (
     FeatureBank,
     FrechetDistance,
+    case_halves,
     density_coverage,
     fidelity_metrics,
     frechet_distance,
@@ -95,7 +97,7 @@ def test_prdc_match_brute_force():
 def test_inception_score_bounds():
     k = 7
     uniform_confident = np.eye(k)[np.arange(70) % k] * 50
-    assert inception_score(uniform_confident, splits=10)[0] == pytest.approx(k, rel=1e-3)
+    assert inception_score(uniform_confident, splits=1)[0] == pytest.approx(k, rel=1e-3)
     assert inception_score(np.zeros((20, k)), splits=2)[0] == pytest.approx(1.0)
 
 
@@ -127,21 +129,172 @@ def test_ms_ssim_diversity_collapsed_vs_diverse():
 
 
 
-def test_evaluate_fidelity_cli_on_stores(store2d, tmp_path):
+def test_evaluate_fidelity_cli_on_stores(store2d, patients_store, tmp_path):
     from typer.testing import CliRunner
 
     from synthmed.cli import app
     from tiny_stores import make_store
 
     syn = make_store(tmp_path / "syn", n=8, seed=1, n_test=0)
-    args = ["evaluate", "fidelity", "--real", str(store2d.path), "--synthetic", str(syn.path), "--weights",
+    args = ["evaluate", "fidelity", "--real", str(patients_store.path), "--synthetic", str(syn.path), "--weights",
             str(tmp_path / "enc"), "--encoder-steps", "2", "--device", "cpu", "--no-progress"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout[result.stdout.index("{"):])
-    assert out["features"] == "domain" and out["n_real"] == 6 and out["n_synthetic"] == 8 and out["feature_dim"] == 256
-    assert out["fd"] > 0 and out["relative_fd"] > 0 and out["kid_subset_size"] == 6 and out["is_mean"] >= 1
+    assert out["features"] == "domain" and out["real_split"] == "test" and out["feature_dim"] == 256
+    assert out["n_real"] == 12 and out["n_synthetic"] == 8 and out["fd_train"] > 0
+    assert out["fd"] > 0 and out["relative_fd"] > 0 and out["kid_subset_size"] == 8 and out["is_mean"] >= 1
     assert out["precision"] is not None and 0 <= out["ms_ssim"] <= 1
     other = make_store(tmp_path / "small", side=8)
     bad = CliRunner().invoke(app, ["evaluate", "fidelity", "--real", str(store2d.path), "--synthetic", str(other.path)])
     assert isinstance(bad.exception, SynthmedError) and "channels and sizes must match" in str(bad.exception)
+
+
+# ----------------------------------------------------------------------------- patients
+
+
+@pytest.fixture(scope="module")
+def patients_store(tmp_path_factory: pytest.TempPathFactory):
+    """40 samples of 20 patients (2 slices each); the last 6 patients (12 samples) in split test."""
+    from tiny_stores import make_store
+
+    return make_store(tmp_path_factory.mktemp("patients") / "real", n=40, n_test=12)
+
+
+def _patients(rng: np.random.Generator, cases: int, slices: int, dim: int, *, within: float = 0.3,
+              prefix: str = "p") -> tuple[np.ndarray, np.ndarray]:
+    """Features ``[cases·slices, dim]`` in case-then-slice order: each patient a random centre, its
+    slices that centre plus ``within`` noise (neighbouring slices of one patient are alike)."""
+    centres = rng.standard_normal((cases, dim))
+    x = np.repeat(centres, slices, axis=0) + within * rng.standard_normal((cases * slices, dim))
+    return x, np.repeat(np.array([f"{prefix}{i}" for i in range(cases)]), slices)
+
+
+def test_relative_fd_halves_share_no_patient_and_have_equal_sizes():
+    rng = np.random.default_rng(6)
+    sizes = rng.integers(3, 12, size=9)
+    cases = np.repeat(np.array([f"p{i}" for i in range(9)]), sizes)
+    a, b = case_halves(cases, seed=0)
+    assert len(a) == len(b) and 2 * len(a) >= len(cases) - sizes.max()  # balanced up to one patient
+    assert not set(cases[a]) & set(cases[b])
+    assert len(np.intersect1d(a, b)) == 0 and len(np.unique(a)) == len(a)
+    a1, _ = case_halves(cases, seed=1)
+    assert set(cases[a1]) != set(cases[a]) or not np.array_equal(a1, a)
+    a2, b2 = case_halves(None, n=10, seed=0)  # no patients: every sample is its own
+    assert len(a2) == len(b2) == 5 and not set(a2) & set(b2)
+
+
+def test_relative_fd_of_new_patients_from_the_real_distribution_is_about_one():
+    """Real features come as slices of 40 patients; a perfect generator draws new patients. With
+    sample-level halves every patient is in both halves, FD(A, B) is only the slice noise and the
+    relative FD explodes; with patient-level halves it is about 1."""
+    rng = np.random.default_rng(7)
+    real, cases = _patients(rng, 40, 10, 4)
+    synthetic, _ = _patients(rng, 400, 1, 4)
+    rel = relative_frechet_distance(real, synthetic, cases=cases, seed=0)
+    assert 0.3 < rel["relative_fd"] < 2, rel
+
+
+def test_relative_fd_compares_equal_sample_sizes():
+    """2000 real and 100 synthetic samples from one distribution: FD's finite-sample bias must
+    be the same above and below the fraction, so the ratio is about 1 (not about 2.7)."""
+    values = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        real, synthetic = rng.standard_normal((2000, 8)), rng.standard_normal((100, 8))
+        rel = relative_frechet_distance(real, synthetic, seed=seed)
+        assert rel["relative_fd_n"] == 100
+        values.append(rel["relative_fd"])
+    assert 0.6 < np.mean(values) < 1.5, values
+
+
+def _case_balls(x: np.ndarray, cases: np.ndarray, k: int) -> np.ndarray:
+    """Brute force: distance of each sample to its k-th nearest sample of *another* case."""
+    d = np.linalg.norm(x[:, None] - x[None], axis=2)
+    return np.array([np.sort(d[i, cases != cases[i]])[k - 1] for i in range(len(x))])
+
+
+def test_prdc_radii_never_come_from_the_samples_own_patient():
+    rng = np.random.default_rng(8)
+    real, cases = _patients(rng, 12, 4, 3, within=0.05)
+    fake, fake_cases = _patients(rng, 10, 3, 3, within=0.05, prefix="s")
+    r3, f3, r5 = _case_balls(real, cases, 3), _case_balls(fake, fake_cases, 3), _case_balls(real, cases, 5)
+    n, m = len(real), len(fake)
+    prec = np.mean([any(np.linalg.norm(y - real[i]) <= r3[i] for i in range(n)) for y in fake])
+    rec = np.mean([any(np.linalg.norm(x - fake[j]) <= f3[j] for j in range(m)) for x in real])
+    dens = sum(np.linalg.norm(y - real[i]) <= r5[i] for y in fake for i in range(n)) / (5 * m)
+    cov = np.mean([any(np.linalg.norm(y - real[i]) <= r5[i] for y in fake) for i in range(n)])
+    got = precision_recall(real, fake, real_cases=cases, synthetic_cases=fake_cases)
+    assert got == pytest.approx((prec, rec), abs=1e-12)
+    assert density_coverage(real, fake, real_cases=cases) == pytest.approx((dens, cov), abs=1e-12)
+    # on these data the rule matters: balls from a patient's own neighbouring slices hold almost nothing
+    assert precision_recall(real, fake)[0] < prec - 0.3
+
+
+def test_inception_score_splits_are_a_seeded_shuffle_of_the_samples():
+    k = 5
+    blocks = np.eye(k)[np.repeat(np.arange(k), 40)] * 50  # case-then-slice order: one class per block
+    assert inception_score(blocks, splits=5, seed=0)[0] > 0.8 * k  # in order, every split is one class: IS 1
+    rng = np.random.default_rng(9)
+    logits = rng.standard_normal((97, 6)) * 3
+    perm = rng.permutation(97)
+    assert inception_score(logits[perm], splits=10, seed=3) == inception_score(logits, splits=10, seed=3)
+    assert inception_score(logits, splits=10, seed=4) != inception_score(logits, splits=10, seed=3)
+
+
+def test_fd_train_is_below_fd_for_a_copy_of_the_training_patients_only():
+    """A 'generator' that returns its training split is nearer the training patients than the
+    test patients; one that draws new patients is as near to both (equal reference sizes)."""
+    rng = np.random.default_rng(10)
+    train, train_cases = _patients(rng, 40, 10, 32, within=0.5)
+    test, test_cases = _patients(rng, 10, 10, 32, within=0.5, prefix="t")
+    honest, _ = _patients(rng, 400, 1, 32, within=0.5)
+    kw = {"real_cases": test_cases, "train": train, "train_cases": train_cases, "kid_subsets": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier, fair = fidelity_metrics(test, train, **kw), fidelity_metrics(test, honest, **kw)
+    assert copier["n_real"] == 100 and copier["fd_train_subsets"] == 4
+    assert copier["fd_train"] < 0.75 * copier["fd"], copier
+    assert 0.8 * fair["fd"] < fair["fd_train"] < 1.25 * fair["fd"], fair
+
+
+def test_evaluate_fidelity_scores_against_the_test_patients(patients_store, tmp_path):
+    from synthmed.data.store import StoreWriter
+    from synthmed.metrics.features import DomainEncoderConfig
+    from synthmed.metrics.fidelity import evaluate_fidelity
+
+    train = patients_store.indices("train")
+    images, labels = patients_store.read(train)
+    rows = [{"case_id": f"syn_{i:05d}", "slice": 0, "split": "train", "source": "copy"} for i in range(len(train))]
+    with StoreWriter(tmp_path / "copy", dims=2, channels=patients_store.channels,
+                     sample_shape=patients_store.sample_shape, spacing=patients_store.spacing,
+                     normalisation={"kind": "test"}, provenance={"made_by": "tests"}, synthetic=True) as writer:
+        writer.append(images, labels, rows)
+    config = DomainEncoderConfig(width=8, feature_dim=16, projection_dim=8, steps=20, batch=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = evaluate_fidelity(patients_store, writer.store, encoder_config=config, device="cpu", progress=False)
+    assert out["real_split"] == "test" and out["train_split"] == "train"
+    assert out["n_real"] == 12 and out["n_synthetic"] == 28 and out["fd_train_subsets"] == 2
+    assert out["fd_train"] < out["fd"], out
+
+
+def test_evaluate_fidelity_cli_is_reproducible_with_a_retrained_encoder(patients_store, tmp_path):
+    """The same command twice, the encoder folder deleted in between: identical numbers."""
+    from typer.testing import CliRunner
+
+    from synthmed.cli import app
+    from tiny_stores import make_store
+
+    syn = make_store(tmp_path / "syn", n=16, seed=1, n_test=0)
+    enc = tmp_path / "enc"
+    args = ["evaluate", "fidelity", "--real", str(patients_store.path), "--synthetic", str(syn.path), "--weights",
+            str(enc), "--encoder-steps", "3", "--device", "cpu", "--no-progress", "--json"]
+    outs = []
+    for global_seed in (1, 2):
+        shutil.rmtree(enc, ignore_errors=True)
+        torch.manual_seed(global_seed)
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outs.append(json.loads(result.stdout[result.stdout.index("{"):]))
+    assert outs[0] == outs[1]

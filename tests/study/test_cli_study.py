@@ -23,9 +23,9 @@ def test_plan_prints_every_stage_pending_and_writes_nothing(tmp_path: Path) -> N
     spec.write_text(YAML)
     result = CliRunner().invoke(app, ["study", "plan", str(spec)])
     assert result.exit_code == 0, result.output
-    # 9 stages (prepare, fit, sample, fidelity, memorization + 2 × (train, evaluate)) + the counts' header
-    assert result.output.count("pending") == 9 + 1 and "done" in result.output
-    assert "fit-" in result.output and "evaluate-" in result.output
+    # 10 stages (prepare, encoder, fit, sample, fidelity, memorization + 2 × (train, evaluate)) + the counts' header
+    assert result.output.count("pending") == 10 + 1 and "done" in result.output
+    assert "fit-" in result.output and "evaluate-" in result.output and "encoder-" in result.output
     assert not (tmp_path / "cli").exists()  # the default study folder (the YAML's stem) is not created by plan
 
 

@@ -4,6 +4,7 @@ and one tiny real study end to end (phantom → ddpm → U-Net) with its results
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -104,3 +105,20 @@ def test_tiny_real_study_runs_and_writes_the_results_table(tiny_study) -> None:
     record = json.loads((plan.folder(out, plan.by_kind("fit")[0]) / "stage.json").read_text())
     assert record["config"]["model"] == "ddpm"
     assert LocalExecutor(progress=False).run(plan, out) == []  # finished: nothing runs again
+
+
+def test_fidelity_numbers_do_not_depend_on_scheduling(tiny_study) -> None:
+    """Rerunning a fidelity stage (alone, or with its encoder) gives the same numbers."""
+    plan, out, _ = tiny_study
+    (fidelity,) = plan.by_kind("fidelity")
+    result = plan.folder(out, fidelity) / "result.json"
+    before = json.loads(result.read_text())
+    shutil.rmtree(plan.folder(out, fidelity))
+    assert [s.key for s in LocalExecutor(progress=False).run(plan, out)] == [fidelity.key]
+    assert json.loads(result.read_text()) == before
+    (encoder,) = plan.by_kind("encoder")
+    assert encoder.key in fidelity.inputs
+    shutil.rmtree(plan.folder(out, fidelity))
+    shutil.rmtree(plan.folder(out, encoder))
+    assert [s.kind for s in LocalExecutor(progress=False).run(plan, out)] == ["encoder", "fidelity"]
+    assert json.loads(result.read_text()) == before

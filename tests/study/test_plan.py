@@ -96,3 +96,30 @@ def test_two_datasets_plan_both_grids_sharing_no_stage() -> None:
     assert [s.labels["dataset"] for s in two.by_kind("prepare")] == ["A", "B"]
     # a `data:` study and a one-entry `datasets:` list plan the same stages (a study can switch form)
     assert set(make_plan(build_spec({**rest, "datasets": [a]})).stages) == set(one["A"].stages)
+
+
+def test_one_encoder_per_dataset_feeds_every_domain_fidelity_stage() -> None:
+    """All generators of a dataset are scored in one feature space: one ``encoder`` stage per
+    dataset (keyed by the real store's stage, its steps and seed) that every domain fidelity
+    stage of that dataset takes as an input."""
+    values = {**SPEC, "fidelity": ["domain", "radimagenet"], "fidelity_weights": {"radimagenet": "rad.pt"}}
+    plan = make_plan(build_spec(values))
+    prepare = {s.labels["dataset"]: s for s in plan.by_kind("prepare")}
+    encoders = {s.labels["dataset"]: s for s in plan.by_kind("encoder")}
+    assert len(plan.by_kind("encoder")) == len(encoders) == len(prepare) and encoders.keys() == prepare.keys()
+    for dataset, encoder in encoders.items():
+        assert encoder.inputs == (prepare[dataset].key,)
+        assert encoder.config == {"steps": 500, "seed": 0}
+    fidelity = plan.by_kind("fidelity")
+    assert len(fidelity) == 4
+    for stage in fidelity:
+        uses = [k for k in stage.inputs if plan.stages[k].kind == "encoder"]
+        assert uses == ([encoders[stage.labels["dataset"]].key] if stage.labels["features"] == "domain" else [])
+    order = list(plan.stages)
+    assert all(order.index(encoders[s.labels["dataset"]].key) < order.index(s.key) for s in fidelity
+               if s.labels["features"] == "domain")
+    key = next(iter(encoders.values())).key
+    other_generators = {**values, "generators": [{"name": "ddpm", "steps": 3}]}
+    assert make_plan(build_spec(other_generators)).by_kind("encoder")[0].key == key
+    for change in ({"encoder_steps": 7}, {"encoder_seed": 1}, {"data": {**SPEC["data"], "size": 32}}):
+        assert make_plan(build_spec({**values, **change})).by_kind("encoder")[0].key != key, change

@@ -15,6 +15,8 @@ from synthmed.metrics.overlap import (
 from synthmed.metrics.fidelity import (
     FeatureBank,
     FrechetDistance,
+    case_groups,
+    case_halves,
     density_coverage,
     fidelity_metrics,
     frechet_distance,
@@ -23,6 +25,7 @@ from synthmed.metrics.fidelity import (
     ms_ssim_diversity,
     precision_recall,
     relative_frechet_distance,
+    train_frechet_distance,
 )
 from synthmed.metrics.memorization import MemorizationAudit, audit, nearest_correlation, nearest_embedding
 
@@ -31,6 +34,8 @@ __all__ = [
     "FrechetDistance",
     "MemorizationAudit",
     "audit",
+    "case_groups",
+    "case_halves",
     "density_coverage",
     "fidelity_metrics",
     "frechet_distance",
@@ -41,6 +46,7 @@ __all__ = [
     "nearest_embedding",
     "precision_recall",
     "relative_frechet_distance",
+    "train_frechet_distance",
     "OverlapAccumulator",
     "dice",
     "OVERLAP_METRICS",

@@ -11,7 +11,10 @@ Three feature spaces (:func:`make_extractor`):
     sample contains (8 classes: the presence pattern of NCR, ED, ET) whose logits give the
     domain Inception Score. It sees all image channels at once (``F = 256``). It is saved
     beside the store, ``<store>-encoder/`` (a run directory: ``run.json``,
-    ``checkpoints/``), and reused while it matches the store.
+    ``checkpoints/``), and reused while it matches the store. Its training is a pure function
+    of (store, config, ``config.seed``): initial weights, data order and augmentations all
+    derive from the seed, so a retrained encoder is bit-identical on the CPU (on CUDA,
+    reproducible up to the kernels' own non-determinism).
 ``radimagenet``
     ResNet-50 (MONAI ``resnet50``, 2D, torchvision key names) with RadImageNet weights from
     a user-given file (``.pt``/``.pth``/``.safetensors``), preprocessed like the MONAI
@@ -235,7 +238,9 @@ class DomainEncoderConfig:
         projection_dim: contrastive projection size.
         temperature: NT-Xent temperature.
         steps, batch, lr: training steps, batch per step, AdamW learning rate.
-        seed: initialisation, data order and augmentations.
+        seed: initial weights (:func:`~synthmed.training.seeding.seeded_init`), data order
+            (:func:`~synthmed.training.batch_stream`) and augmentations (the loop's
+            :class:`~synthmed.training.StepRandom`): nothing else is random.
     """
 
     width: int = 32
@@ -332,8 +337,11 @@ class DomainEncoderTask:
     """Training task (protocol of :mod:`synthmed.training.loop`) of the domain encoder."""
 
     def __init__(self, in_channels: int, image_size: int, config: DomainEncoderConfig):
+        from synthmed.training.seeding import seeded_init
+
         self.config = config
-        self.encoder = DomainEncoder(in_channels, image_size, config)
+        with seeded_init(config.seed):  # the initial weights: a function of the seed, not of the global RNG
+            self.encoder = DomainEncoder(in_channels, image_size, config)
 
     def setup(self, fabric: Any) -> None:
         self.opt = torch.optim.AdamW(self.encoder.parameters(), lr=self.config.lr, weight_decay=1e-4)

@@ -6,7 +6,10 @@ depends on them. A stage's artifacts live in ``STUDY/stages/<kind>-<key[:12]>/``
 when that folder exists holding ``done.json`` (written last, the folder renamed into place).
 
 Kinds, in dependency order: ``prepare`` → ``fit`` → ``sample`` → ``fidelity`` /
-``memorization``; ``prepare`` (+ ``sample``) → ``train`` → ``evaluate``. The pre-training
+``memorization``; ``prepare`` (+ ``sample``) → ``train`` → ``evaluate``. Every ``domain``
+``fidelity`` stage of a dataset also takes that dataset's one ``encoder`` stage (the domain
+encoder, keyed by the ``prepare`` stage, its steps and seed), so all generators are scored
+in one feature space however the stages are scheduled. The pre-training
 curve adds ``train`` stages of train set ``pretrained`` whose input is a ``synthetic`` train
 stage (its weights initialise the fine-tuning on real subjects).
 
@@ -25,7 +28,7 @@ from typing import Any
 
 from synthmed.study.spec import DataSpec, SegmenterSpec, StudySpec
 
-KINDS = ("prepare", "fit", "sample", "fidelity", "memorization", "train", "evaluate")
+KINDS = ("prepare", "encoder", "fit", "sample", "fidelity", "memorization", "train", "evaluate")
 STAGES_DIR = "stages"
 DONE_JSON = "done.json"
 STAGE_JSON = "stage.json"
@@ -115,9 +118,14 @@ def _add_dataset(plan: Plan, data: DataSpec) -> None:
                                  (fit.key,), {"dataset": dataset, "generator": label}))
         samples.append((label, sample))
         for features in spec.fidelity:
+            inputs = (prep.key, sample.key)
+            if features == "domain":  # one per dataset: plan.add keeps the first of equal keys
+                encoder = plan.add(_stage("encoder", {"steps": spec.encoder_steps, "seed": spec.encoder_seed},
+                                          (prep.key,), {"dataset": dataset}))
+                inputs = (prep.key, encoder.key, sample.key)
             plan.add(_stage("fidelity", {"features": features, "weights": spec.fidelity_weights.get(features),
-                                         "encoder_steps": spec.encoder_steps if features == "domain" else None},
-                            (prep.key, sample.key), {"dataset": dataset, "generator": label, "features": features}))
+                                         "real_split": "test"},
+                            inputs, {"dataset": dataset, "generator": label, "features": features}))
         plan.add(_stage("memorization", {"threshold": spec.memorization_threshold}, (prep.key, sample.key),
                         {"dataset": dataset, "generator": label}))
 

@@ -61,7 +61,7 @@ SECTIONS = (
 )
 
 #: generation metrics shown in the table, in this order (others, like sample counts, are left out).
-SHOWN = ("fd", "relative_fd", "kid_mean", "kid_std", "is_mean", "precision", "recall", "density", "coverage",
+SHOWN = ("fd", "fd_train", "relative_fd", "kid_mean", "kid_std", "is_mean", "precision", "recall", "density", "coverage",
          "ms_ssim")
 
 #: a study whose generators or segmenters train fewer steps than this (or use preset tiny) is flagged.
@@ -173,9 +173,9 @@ def _settings(stages: list[dict], section: Section) -> None:
     for record in stages:
         c, labels = record["config"], record["labels"]
         dataset = str(labels.get("dataset", ""))
-        if record["kind"] == "fidelity" and c.get("encoder_steps") is not None:
-            rows.append({"dataset": dataset, "stage": "fidelity", "name": labels.get("features", ""),
-                         "model": "domain encoder", "preset": "—", "steps": _fmt(c["encoder_steps"])})
+        if record["kind"] == "encoder":
+            rows.append({"dataset": dataset, "stage": "encoder", "name": "domain", "model": "domain encoder",
+                         "preset": "—", "steps": _fmt(c.get("steps"))})
         if record["kind"] not in ("fit", "train", "sample"):
             continue
         steps = c.get("steps") if record["kind"] == "sample" else (c.get("train_overrides") or {}).get("steps")

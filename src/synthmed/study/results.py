@@ -10,8 +10,9 @@ real_fraction, subject_fraction, metric, region, value — one row per number. R
   subject_fraction the share of real training subjects used (1 but on the pre-training
   curve, whose train sets are ``real``, from scratch, and ``pretrained``: pre-trained on the
   generator's samples, then fine-tuned on the real subjects);
-- ``fidelity``: metric ``<features>/<name>`` (e.g. ``domain/fd``, ``domain/kid.mean``),
-  region empty;
+- ``fidelity``: metric ``<features>/<name>`` (e.g. ``domain/fd`` against the real test
+  patients, ``domain/fd_train`` against the training patients at the same sample size,
+  ``domain/kid_mean``), region empty;
 - ``memorization``: metric ``memorization/<name>`` (max, mean, median, fraction_above, …).
 
 Unfinished stages are left out.

@@ -94,7 +94,7 @@ class ExecutorSpec(Config):
     """How stages run: ``local`` (this machine: one at a time, or ``workers`` processes) or
     ``ray`` (each stage a Ray task on a cluster whose nodes share the study folder).
 
-    ``resources`` maps a stage kind (``prepare``, ``fit``, ``sample``, ``fidelity``,
+    ``resources`` maps a stage kind (``prepare``, ``encoder``, ``fit``, ``sample``, ``fidelity``,
     ``memorization``, ``train``, ``evaluate``) to the ``cpus`` / ``gpus`` its Ray task declares,
     e.g. ``{fit: {cpus: 4, gpus: 1}}``; kinds not named keep the defaults.
     """
@@ -169,6 +169,7 @@ class StudySpec(Config):
     fidelity: list[FeatureSpace] = Field(default_factory=lambda: ["domain"])
     fidelity_weights: dict[str, str] = Field(default_factory=dict, description="feature space → weights path")
     encoder_steps: int = Field(500, ge=1, description="training steps of the domain encoder")
+    encoder_seed: int = Field(0, ge=0, description="seed of the domain encoder (weights, data order, augmentation)")
     memorization_threshold: float = Field(0.95, gt=0.0, le=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)

@@ -2,8 +2,9 @@
 
 A stage function gets the stage, the spec, the finished folders of its inputs (by kind) and
 a temporary folder ``tmp`` to fill; the executor renames ``tmp`` into place when it returns.
-Outputs: ``prepare`` → ``store/``; ``fit`` → ``run/``; ``sample`` → ``store/``; ``train`` →
-``run/``; ``fidelity``, ``memorization``, ``evaluate`` → ``result.json``.
+Outputs: ``prepare`` → ``store/``; ``encoder`` → ``encoder/`` (the domain encoder's run);
+``fit`` → ``run/``; ``sample`` → ``store/``; ``train`` → ``run/``; ``fidelity``,
+``memorization``, ``evaluate`` → ``result.json``.
 """
 
 from __future__ import annotations
@@ -58,15 +59,33 @@ def run_sample(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path
                truncation=c["truncation"], device=spec.device, progress=progress)
 
 
-def run_fidelity(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+def _encoder_config(inputs: dict[str, Path]) -> Any:
+    """The domain encoder config of a finished ``encoder`` stage (from its ``stage.json``)."""
     from synthmed.metrics.features import DomainEncoderConfig
+    from synthmed.study.plan import STAGE_JSON
+
+    c = json.loads((inputs["encoder"] / STAGE_JSON).read_text())["config"]
+    return DomainEncoderConfig(steps=c["steps"], seed=c["seed"])
+
+
+def run_encoder(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.data.store import Store
+    from synthmed.metrics.features import DomainEncoderConfig, train_domain_encoder
+
+    c = stage.config
+    train_domain_encoder(Store.open(inputs["prepare"] / "store"), run_dir=tmp / "encoder",
+                         config=DomainEncoderConfig(steps=c["steps"], seed=c["seed"]), device=spec.device,
+                         progress=progress)
+
+
+def run_fidelity(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
     from synthmed.metrics.fidelity import evaluate_fidelity
 
     c = stage.config
-    domain = c["features"] == "domain"
+    domain = c["features"] == "domain"  # loads the dataset's encoder stage: every generator in one feature space
     result = evaluate_fidelity(inputs["prepare"] / "store", inputs["sample"] / "store", features=c["features"],
-                               weights=tmp / "encoder" if domain else c["weights"],
-                               encoder_config=DomainEncoderConfig(steps=c["encoder_steps"]) if domain else None,
+                               weights=inputs["encoder"] / "encoder" if domain else c["weights"],
+                               real_split=c["real_split"], encoder_config=_encoder_config(inputs) if domain else None,
                                device=spec.device, progress=progress)
     _write_json(tmp / RESULT_JSON, result)
 
@@ -105,6 +124,7 @@ def run_evaluate(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pa
 
 STAGE_FUNCTIONS: dict[str, StageFn] = {
     "prepare": run_prepare,
+    "encoder": run_encoder,
     "fit": run_fit,
     "sample": run_sample,
     "fidelity": run_fidelity,

@@ -11,7 +11,8 @@ rank draws the *global* batch's numbers and keeps its own slice, so
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -28,6 +29,23 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+#: stream of :func:`derive_seed` for initial weights (per-step draws use the step number instead).
+INIT_STREAM = 1
+
+
+@contextmanager
+def seeded_init(seed: int, stream: int = INIT_STREAM) -> Iterator[None]:
+    """Build networks inside this block for initial weights that are a pure function of ``seed``.
+
+    The CPU generator is seeded with ``derive_seed(seed, stream)`` for the block and restored
+    after it, so the weights depend neither on what ran before in the process nor change what
+    runs after. Build on the CPU (then move): CUDA generators are left alone.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, stream))
+        yield
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
