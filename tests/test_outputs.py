@@ -11,7 +11,6 @@ One table, one row per (command, case); every row must be refused with one red l
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -268,3 +267,12 @@ def test_a_study_folder_is_continued_and_another_studys_results_need_overwrite(t
     with pytest.raises(OutputExistsError, match="results of study 'theirs'.*--overwrite"):
         guard_study(spec, folder)
     guard_study(spec, folder, overwrite=True)
+
+
+def test_dot_containing_the_input(world, monkeypatch, capsys):
+    """`data prepare proj_ph/ph . --overwrite` from the folder above: refused, not a traceback."""
+    monkeypatch.chdir(world.ph.parent)
+    before = world.snapshot()
+    code, _, err = cli(monkeypatch, capsys, "data", "prepare", "ph", ".", "--overwrite")
+    assert code == 2 and "contains the input ph" in err and "Traceback" not in err
+    assert world.snapshot() == before
