@@ -104,6 +104,9 @@ def test_resume_removes_a_dead_writers_checkpoint_temporary(tmp_path):
     ours.write_text("x")
     assert subprocess.run([*base, "--steps", "2", "--resume"], env=ENV, capture_output=True).returncode == 0
     assert not stale.exists() and ours.exists()
+    from synthmed.training import checkpoint, run as run_module
+
+    assert run_module.CHECKPOINTS == checkpoint.CHECKPOINTS  # the run module names the folder it cleans
 
 
 def test_interrupted_study_pool_stops_its_stages(tmp_path):
