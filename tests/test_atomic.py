@@ -40,3 +40,38 @@ def test_atomic_directory_refuses_existing_unless_overwrite(tmp_path):
         (tmp / "new").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_remove_stale_takes_only_what_dead_writers_left(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from synthmed.atomic import remove_stale
+    from synthmed.locks import this_host
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = this_host()
+    tmp_dead = tmp_path / f".0123abcd.{host}.{dead.pid}-tmp-store"
+    tmp_live = tmp_path / f".0123abcd.{host}.{os.getpid()}-tmp-store"
+    tmp_other = tmp_path / f".0123abcd.{host}.{dead.pid}-tmp-other"
+    old_lost = tmp_path / f".0123abcd.{host}.{dead.pid}-old-run"  # killed between the two renames
+    legacy = tmp_path / ".0123abcd-tmp-store"
+    for p in (tmp_dead, tmp_live, tmp_other, old_lost, legacy):
+        p.mkdir()
+    (old_lost / "weights").write_text("w")
+    assert sorted(remove_stale(tmp_path, "store")) == [tmp_dead]
+    assert tmp_live.exists() and tmp_other.exists() and legacy.exists()
+    remove_stale(tmp_path)
+    assert not tmp_other.exists() and (tmp_path / "run" / "weights").read_text() == "w"  # put back
+    remove_stale(tmp_path, ownerless=True)
+    assert not legacy.exists() and tmp_live.exists()
+
+
+def test_an_empty_folder_is_replaced_without_overwrite(tmp_path):
+    target = tmp_path / "store"
+    target.mkdir()
+    with atomic_directory(target) as tmp:
+        (tmp / "new").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new"]

@@ -126,15 +126,19 @@ def data_inspect(
     samples: Annotated[int, typer.Option(help="Rows in the grid.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed choosing the samples shown.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the PNG grid if it exists.")] = False,
 ) -> None:
     """Summarise a store (samples per split, label balance, intensities) and write a PNG grid
     of samples: each channel and the tumour mask over FLAIR."""
     from synthmed.data.inspect import render_grid, summarize
     from synthmed.data.store import Store
+    from synthmed.outputs import PNG_FILE, guard_output
 
+    grid = guard_output(out or store.with_name(f"{store.name}-samples.png"), [store], kind=PNG_FILE,
+                        overwrite=overwrite)
     opened = Store.open(store)
     summary = summarize(opened)
-    png = render_grid(opened, out or store.with_name(f"{store.name}-samples.png"), n=samples, seed=seed)
+    png = render_grid(opened, grid, n=samples, seed=seed)
     summary["grid"] = str(png)
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -163,6 +167,7 @@ def _print_summary(summary: dict) -> None:
 def demo(
     out: Annotated[Path, typer.Argument(help="Study folder of the demo.")] = Path("synthmed-demo"),
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show each stage's progress bars.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace another study's results.csv and report in OUT.")] = False,
 ) -> None:
     """Run the offline demo study: phantom → prepare → diffusion and ProGAN (tiny) → U-Net on
     real, synthetic and synthetic+real data → fidelity and memorization → OUT/report.html.
@@ -171,20 +176,25 @@ def demo(
     from synthmed.demo import run_demo
     from synthmed.study import DEMO_SPEC, load_spec
 
-    outcome = run_demo(out, progress=progress, on_stage=_stage_printer(console, load_spec(DEMO_SPEC)))
+    outcome = run_demo(out, progress=progress, on_stage=_stage_printer(console, load_spec(DEMO_SPEC)),
+                       overwrite=overwrite)
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: {escape(str(outcome.results))}")
     stdout.print(f"report: {escape(str(outcome.report))}")
 
 
 def main() -> None:
-    """Console entry point: runs the app and turns user errors into one red line, exit 2."""
+    """Console entry point: runs the app and turns user errors into one red line, exit 2;
+    SIGINT / SIGTERM into one line naming the command that resumes, exit 130 / 143."""
+    from synthmed.interrupts import Interrupted, handle_signals, resume_hint
+
     try:
-        app()
+        with handle_signals():
+            app()
     except SynthmedError as exc:
         if _state["debug"]:
             raise
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        sys.exit(130)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        console.print(f"[yellow]{escape(resume_hint(sys.argv[1:]))}[/]", soft_wrap=True, highlight=False)
+        sys.exit(getattr(exc, "exit_code", 130))

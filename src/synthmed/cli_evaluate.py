@@ -109,6 +109,7 @@ def evaluate_memorization(
                                                  "(trained on --train if needed).")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the audit and its PNGs if they exist.")] = False,
 ) -> None:
     """For each synthetic sample, the maximum Pearson correlation with any training sample
     (image channels, joint and per channel) and which one; the share above the threshold,
@@ -116,10 +117,16 @@ def evaluate_memorization(
     from synthmed.data.store import Store
     from synthmed.errors import SynthmedError
     from synthmed.metrics.memorization import add_embedding_distance, audit, audit_path, plot_gallery, plot_histogram
+    from synthmed.outputs import JSON_FILE, PNG_FILE, guard_output
     from synthmed.training.fabric import resolve_device
 
     if not 0 < threshold <= 1:
         raise SynthmedError(f"--threshold must be in (0, 1], got {threshold}")
+    file = Path(out or audit_path(synthetic))
+    stem = file.with_suffix("")
+    hist_file, gallery_file = stem.with_name(stem.name + "-histogram.png"), stem.with_name(stem.name + "-gallery.png")
+    for path, kind in ((file, JSON_FILE), (hist_file, PNG_FILE), (gallery_file, PNG_FILE)):
+        guard_output(path, [train, synthetic], kind=kind, overwrite=overwrite)
     train_store, syn_store = Store.open(train), Store.open(synthetic)
     dev = resolve_device(device)
     with _warnings_to_stderr():
@@ -129,10 +136,9 @@ def evaluate_memorization(
             from synthmed.metrics.features import make_extractor
 
             add_embedding_distance(result, syn_store, train_store, make_extractor("domain", real=train_store, device=dev))
-    path = result.save(out or audit_path(synthetic))
-    stem = path.with_suffix("")
-    hist = plot_histogram(result, stem.with_name(stem.name + "-histogram.png"))
-    gallery = plot_gallery(result, syn_store, train_store, stem.with_name(stem.name + "-gallery.png"), top_k=top_k)
+    path = result.save(file)
+    hist = plot_histogram(result, hist_file)
+    gallery = plot_gallery(result, syn_store, train_store, gallery_file, top_k=top_k)
     summary = {**result.summary(), "audit": str(path), "histogram_png": str(hist), "gallery_png": str(gallery)}
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -71,11 +71,12 @@ def segment_eval(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result (mean, sd and per case) as JSON.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     batch: Annotated[int, typer.Option(help="Slices or volumes predicted at once.")] = 16,
+    overwrite: Annotated[bool, typer.Option(help="Replace RUN/eval/<store>.json and .csv if they exist.")] = False,
 ) -> None:
     """Dice, HD95 and HD95-max (mm) per test case on WT, TC and ET; writes RUN/eval/<store>.json and .csv."""
     from synthmed.segmentation.api import evaluate_run
 
-    result = evaluate_run(run, test, checkpoint=checkpoint, device=device, batch=batch)
+    result = evaluate_run(run, test, checkpoint=checkpoint, device=device, batch=batch, overwrite=overwrite)
     if as_json:
         print(json.dumps(result, indent=2))
         return

@@ -88,6 +88,9 @@ def study_run(
     address: Annotated[Optional[str], typer.Option(
         "--address", help="Join the running Ray cluster at ADDR (e.g. auto, or ray://head:10001; implies "
                           "--executor ray); without it the ray executor starts a local cluster.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the results.csv and report of another study in the "
+                                                 "folder (its finished stages are kept); not needed to continue "
+                                                 "this study.")] = False,
 ) -> None:
     """Run every pending stage in dependency order (finished ones are skipped; a killed study
     resumes at the stage it was in), then write results.csv and the report (report.md, report.html).
@@ -105,7 +108,8 @@ def study_run(
     if address is not None and executor is None:
         overrides["kind"] = "ray"
     runner = build_config(ExecutorSpec, "options", **{**spec.executor.model_dump(), **overrides})
-    outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec), executor=runner)
+    outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec), executor=runner,
+                        overwrite=overwrite, inputs=[spec_path])
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: "
                  f"{escape(str(outcome.results))}; report: {escape(str(outcome.report))}")
 
@@ -132,10 +136,12 @@ def study_report(
 ) -> None:
     """(Re)build STUDY/report.md and a self-contained STUDY/report.html from the finished stages and results.csv."""
     from synthmed.errors import SynthmedError
+    from synthmed.locks import FolderLock
     from synthmed.study import STAGES_DIR, write_report
 
     folder = _out_dir(study, None) if study.suffix in (".yaml", ".yml") else study
     if not (folder / STAGES_DIR).is_dir():
         raise SynthmedError(f"{folder}: not a study folder (no {STAGES_DIR}/ inside); run `synthmed study run` first")
-    md, page = write_report(folder, force=True)
+    with FolderLock(folder, "study folder"):
+        md, page = write_report(folder, force=True)
     stdout.print(f"report: {escape(str(page))} and {escape(str(md))}")

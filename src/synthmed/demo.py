@@ -16,6 +16,7 @@ from synthmed.study.plan import Stage
 
 
 def run_demo(out: str | Path, *, progress: bool = True,
-             on_stage: Callable[[Stage, str], None] | None = None) -> StudyOutcome:
-    """Run (or finish) the demo study into ``out``; ``out/report.html`` is its report."""
-    return run_study(load_spec(DEMO_SPEC), out, progress=progress, on_stage=on_stage)
+             on_stage: Callable[[Stage, str], None] | None = None, overwrite: bool = False) -> StudyOutcome:
+    """Run (or finish) the demo study into ``out``; ``out/report.html`` is its report
+    (``overwrite``: see :func:`~synthmed.study.run.guard_study`)."""
+    return run_study(load_spec(DEMO_SPEC), out, progress=progress, on_stage=on_stage, overwrite=overwrite)

@@ -39,7 +39,7 @@ class DataError(SynthmedError):
 
 
 class OutputExistsError(SynthmedError):
-    """The output path exists and ``--overwrite`` was not given."""
+    """The output path exists and ``--overwrite`` was not given; ``detail`` follows the path."""
 
-    def __init__(self, path: str | Path):
-        super().__init__(f"{path} already exists; pass --overwrite to replace it")
+    def __init__(self, path: str | Path, detail: str = "already exists; pass --overwrite to replace it"):
+        super().__init__(f"{path} {detail}")

@@ -54,12 +54,15 @@ from synthmed.atomic import atomic_directory, atomic_file
 from synthmed.data.case import LABEL_NAMES
 from synthmed.data.layouts.brats import TO_BRATS
 from synthmed.data.store import Store
-from synthmed.errors import DataError, OutputExistsError, SynthmedError
+from synthmed.errors import DataError, SynthmedError
 from synthmed.metrics.memorization import DEFAULT_THRESHOLD, MemorizationAudit, audit, audit_path
+from synthmed.outputs import NIFTI_EXPORT, NNUNET_EXPORT, PNG_FILE, OutputKind, guard_output
 from synthmed.progress import progress_bar
 
 ExportFormat = Literal["nifti", "nnunet", "png"]
 FORMATS: tuple[str, ...] = ("nifti", "nnunet", "png")
+#: what ``--overwrite`` may replace, per format.
+OUTPUT_KINDS: dict[str, OutputKind] = {"nifti": NIFTI_EXPORT, "nnunet": NNUNET_EXPORT, "png": PNG_FILE}
 #: NIfTI header text fields blanked on export.
 TEXT_FIELDS: tuple[str, ...] = ("descrip", "aux_file", "intent_name", "db_name")
 #: nnU-Net region declaration of the canonical labels.
@@ -291,17 +294,19 @@ def export_store(
     """Export ``store`` to ``out`` in ``fmt`` after the privacy gate (see the module docstring).
 
     Raises:
-        SynthmedError: unknown format; OutputExistsError: ``out`` exists without ``overwrite``
-            (checked first); PrivacyGateError: the gate refused.
+        SynthmedError: unknown format; OutputIsInputError, OutputExistsError, NotOwnOutputError:
+            see :func:`~synthmed.outputs.guard_output` (checked first); PrivacyGateError: the
+            gate refused.
     """
     if fmt not in FORMATS:
         raise SynthmedError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not 0 < threshold <= 1:
         raise SynthmedError(f"--threshold must be in (0, 1], got {threshold}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(out)
     store = store if isinstance(store, Store) else Store.open(store)
+    # inputs: the store, its audit and the generator's training store (both read by the gate)
+    trained_on = (store.meta.get("provenance") or {}).get("trained_on")
+    out = guard_output(out, [store.path, audit_file or audit_path(store.path), trained_on], kind=OUTPUT_KINDS[fmt],
+                       overwrite=overwrite)
     gate = check_privacy(store, threshold=threshold, audit_file=audit_file, allow_near_copies=allow_near_copies,
                          device=device)
     if fmt == "nifti":

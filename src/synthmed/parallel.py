@@ -1,12 +1,26 @@
-"""Ordered, bounded parallel map over processes.
+"""Ordered, bounded parallel map over processes, and worker processes that never outlive us.
 
 Results come back in input order with at most ``window`` tasks in flight, so a consumer
 that writes each result as it arrives keeps memory flat however many items there are.
+
+**No orphans.** Every pool worker runs :func:`worker_init`: it ignores SIGINT (the parent
+handles Ctrl-C and stops its workers) and dies within about a second of its parent, however
+the parent dies (``kill -9`` included, see :func:`die_with_parent`). When a consumer stops
+early (an error, SIGINT/SIGTERM, closing the iterator) the workers are killed at once
+(:func:`stop_workers`) rather than left to finish tasks whose results nobody wants, so the
+caller's temporary folder can be removed with nothing still writing into it. With the
+workers gone, the ``multiprocessing`` resource tracker sees its last user leave and exits too.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -37,11 +51,75 @@ def torch_threads(n: int) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def _single_thread_worker() -> None:
-    """Worker initialiser: one intra-op thread per process, so N workers use N cores."""
-    import torch
+#: prctl(2) option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+#: seconds between checks of the watcher thread (platforms without PR_SET_PDEATHSIG).
+WATCH_INTERVAL = 0.5
 
-    torch.set_num_threads(1)
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(WATCH_INTERVAL)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process exit as soon as its parent ``parent`` (a pid) dies, whatever the signal.
+
+    On Linux the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``;
+    it fires when the parent *thread* that started this process ends, so pools are fed from
+    a thread that outlives them: the main thread, in synthmed). If the parent already died
+    before the call, the process exits at once. Elsewhere, or if ``prctl`` fails, a daemon
+    thread polls :func:`os.getppid` every :data:`WATCH_INTERVAL` seconds.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+        if armed:
+            if os.getppid() != parent:  # the parent died before the signal was armed
+                os._exit(1)
+            return
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="synthmed-watch-parent").start()
+
+
+def worker_init(parent: int, threads: int | None = 1) -> None:
+    """Initialiser of every synthmed pool worker: dies with ``parent``, leaves SIGINT to the
+    parent, and (unless ``threads`` is None) runs torch with ``threads`` intra-op threads, so
+    N workers use N cores."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def process_pool(workers: int, threads: int | None = 1) -> ProcessPoolExecutor:
+    """A ``spawn`` pool of ``workers`` processes initialised by :func:`worker_init`."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
+                               initargs=(os.getpid(), threads))
+
+
+def stop_workers(pool: ProcessPoolExecutor, timeout: float = 10.0) -> None:
+    """Kill the worker processes of ``pool`` now (their tasks are lost: their futures end with
+    ``BrokenProcessPool``) and wait for them and for the pool to shut down."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+    pool.shutdown(wait=True)  # the pool's manager thread has marked the lost tasks broken
 
 
 def ordered_map(
@@ -58,7 +136,9 @@ def ordered_map(
             to overlap file decompression (which releases the GIL) with the caller's work.
 
     Exceptions raised by ``fn`` propagate at the item that raised them; pending tasks are
-    cancelled.
+    cancelled. If the consumer stops early (an exception, including SIGINT/SIGTERM, or the
+    iterator is closed: wrap it in :func:`contextlib.closing` when the consumer may fail), the
+    worker processes are killed before control returns, so nothing keeps writing on their behalf.
     """
     if workers <= 1 and not threads:
         for item in items:
@@ -69,8 +149,7 @@ def ordered_map(
     if threads:
         pool = ThreadPoolExecutor(workers)
     else:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_single_thread_worker)
+        pool = process_pool(workers)
     with pool:
         pending: deque[Future[R]] = deque()
         try:
@@ -80,6 +159,10 @@ def ordered_map(
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+        except BaseException:
+            if isinstance(pool, ProcessPoolExecutor):
+                stop_workers(pool)  # their futures end as broken; cancelling them first trips a CPython 3.11 bug
+            else:
+                for future in pending:
+                    future.cancel()
+            raise

@@ -27,6 +27,7 @@ from synthmed.data.phantom import (
     write_phantom,
 )
 from synthmed.errors import OutputExistsError, SynthmedError
+from synthmed.outputs import NotOwnOutputError
 
 SHAPE = (40, 48, 48)
 CROSS = ndimage.generate_binary_structure(3, 1)
@@ -215,8 +216,14 @@ def test_existing_output_is_kept_without_overwrite(tmp_path):
     with pytest.raises(OutputExistsError):
         write_phantom(out, cases=1, seed=0, shape=SHAPE, progress=False)
     assert (out / "keep.txt").read_text() == "mine"
+    with pytest.raises(NotOwnOutputError, match="replaces only"):  # not a phantom: --overwrite keeps it too
+        write_phantom(out, cases=1, seed=0, shape=SHAPE, overwrite=True, progress=False)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    write_phantom(out, cases=1, seed=0, shape=SHAPE, progress=False)  # an empty folder is free
+    first = (out / "phantom.json").stat().st_ino
     write_phantom(out, cases=1, seed=0, shape=SHAPE, overwrite=True, progress=False)
-    assert not (out / "keep.txt").exists() and (out / "phantom.json").is_file()
+    assert (out / "phantom.json").stat().st_ino != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["phantom"]
 
 

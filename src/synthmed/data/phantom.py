@@ -897,8 +897,12 @@ def write_phantom(out: str | Path, *, cases: int, seed: int, shape: tuple[int, i
 
     Raises:
         OutputExistsError: ``out`` exists and ``overwrite`` is false (nothing is computed).
+        NotOwnOutputError: ``overwrite`` on a folder that is not a phantom dataset.
         SynthmedError: bad ``cases``, ``seed``, ``shape``, ``tumour_free_fraction`` or ``workers``.
     """
+    from contextlib import closing
+
+    from synthmed.outputs import PHANTOM, guard_output
     from synthmed.parallel import ordered_map
     from synthmed.progress import progress_bar
 
@@ -906,13 +910,16 @@ def write_phantom(out: str | Path, *, cases: int, seed: int, shape: tuple[int, i
     spacing, _ = phantom_geometry(shape)
     if cases < 1 or seed < 0 or workers < 1:
         raise SynthmedError(f"phantom needs cases >= 1, seed >= 0 and workers >= 1; got {cases}, {seed}, {workers}")
+    guard_output(out, kind=PHANTOM, overwrite=overwrite)
     tumour_free = [is_tumour_free(i, seed=seed, fraction=tumour_free_fraction) for i in range(cases)]
     ids: list[str] = []
     with atomic_directory(out, overwrite=overwrite) as tmp:
         jobs = [_CaseJob(i, seed, shape, not tumour_free[i], str(tmp)) for i in range(cases)]  # type: ignore[arg-type]
-        with progress_bar(enabled=progress) as bar:
+        # closing: if anything below fails, the workers stop before the temporary folder goes
+        with progress_bar(enabled=progress) as bar, \
+                closing(ordered_map(_write_case, jobs, workers=min(workers, cases))) as written:
             task = bar.add_task("phantom cases", total=cases)
-            for done in ordered_map(_write_case, jobs, workers=min(workers, cases)):
+            for done in written:
                 ids.append(done)
                 bar.advance(task)
         record = {

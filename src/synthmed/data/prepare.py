@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from synthmed.data.case import CANONICAL_CHANNELS, Case
 from synthmed.data.layouts import CaseSource, detect_layout, discover_cases
 from synthmed.data.preprocess import CaseSamples, case_to_slices, case_to_volume, normalisation_record
 from synthmed.data.store import Store, StoreWriter
-from synthmed.errors import DataError, OutputExistsError
+from synthmed.errors import DataError
+from synthmed.outputs import STORE, guard_output
 from synthmed.parallel import ordered_map, torch_threads
 from synthmed.progress import progress_bar
 
@@ -123,13 +125,13 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
     """Turn the dataset at ``src`` into a Store at ``store_path`` (see module docstring).
 
     Raises:
-        OutputExistsError: ``store_path`` exists and ``overwrite`` is false.
+        OutputIsInputError, OutputExistsError, NotOwnOutputError: see
+            :func:`~synthmed.outputs.guard_output` (checked before any work).
         DataError: the dataset cannot be read, a case is bad (without ``skip_bad``), or no
             sample is left.
     """
     src, store_path = Path(src), Path(store_path)
-    if store_path.exists() and not overwrite:
-        raise OutputExistsError(store_path)
+    guard_output(store_path, [src], kind=STORE, overwrite=overwrite)
     layout = detect_layout(src) if config.layout == "auto" else config.layout
     sources = discover_cases(src, layout)
     splits = split_cases([s.id for s in sources], config.test_fraction, config.seed)
@@ -152,9 +154,11 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
         overwrite=overwrite,
     )
     # one torch thread per Python thread or process: the cases run side by side already
-    with writer, torch_threads(1), progress_bar(enabled=progress) as bar:
+    # closing: a bad case (or a signal) stops the workers before the store's temporary goes
+    with writer, torch_threads(1), progress_bar(enabled=progress) as bar, \
+            closing(_outcomes(jobs, config.workers)) as outcomes:
         task = bar.add_task(f"preparing {len(jobs)} cases", total=len(jobs))
-        for outcome in _outcomes(jobs, config.workers):
+        for outcome in outcomes:
             bar.advance(task)
             if outcome.error is not None:
                 if not config.skip_bad:

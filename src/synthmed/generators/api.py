@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.data.store import Store
-from synthmed.errors import OutputExistsError, SynthmedError
+from synthmed.errors import SynthmedError
 from synthmed.generators.base import FitOptions
-from synthmed.generators.registry import generator_class
+from synthmed.generators.registry import generator_class, names
+from synthmed.outputs import NIFTI_EXPORT, PNG_FILE, STORE, guard_output, run_directory
 from synthmed.training.fabric import FabricOptions
 
 
@@ -33,14 +34,15 @@ def train_generator(
         The final step (``None`` on DDP ranks other than 0).
 
     Raises:
-        SynthmedError: unknown model or preset, bad option values, unusable store, existing
-            run without ``resume``/``overwrite``, changed model config on ``resume``.
+        SynthmedError: unknown model or preset, bad option values, unusable store, changed
+            model config on ``resume``; an output that is an input, exists without
+            ``resume``/``overwrite``, or is not a run directory
+            (:func:`~synthmed.outputs.guard_output`).
     """
     cls = generator_class(model)
     generator = cls.from_options(preset, model_overrides, train_overrides)
-    run = Path(run)
-    if run.exists() and not (resume or overwrite) and (not run.is_dir() or any(run.iterdir())):
-        raise OutputExistsError(run)  # fail before opening the store or starting processes
+    # fail before opening the store or starting processes
+    run = guard_output(run, [store], kind=run_directory("generator run", names()), overwrite=overwrite, resume=resume)
     opened = Store.open(store)
     final = generator.fit(opened, run, FitOptions(seed=seed, fabric=fabric, resume=resume, overwrite=overwrite,
                                                    progress=progress))
@@ -68,9 +70,12 @@ def sample_run(
     from synthmed.generators.sampling import sample_to_store
     from synthmed.training.run import RUN_JSON, read_run
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(out)
+    from synthmed.generators.sampling import FORMATS, export_path
+
+    out = guard_output(out, [run], kind=STORE, overwrite=overwrite)
+    extra = export_path(out, fmt) if fmt in FORMATS else None
+    if extra is not None:
+        guard_output(extra, [run], kind=NIFTI_EXPORT if fmt == "nifti" else PNG_FILE, overwrite=overwrite)
     run = Path(run)
     kind = read_run(run).get("kind") if (run / RUN_JSON).is_file() else _saved_kind(run)
     generator = generator_class(kind).load(run, device=device, checkpoint=checkpoint)

@@ -408,7 +408,12 @@ def train_domain_encoder(
     from synthmed.training.checkpoint import latest_checkpoint, load_weights
     from synthmed.training.run import read_run
 
+    from synthmed.outputs import guard_output, run_directory
+
     run_dir = Path(run_dir) if run_dir is not None else encoder_dir(store)
+    # an encoder folder is reused or resumed when it exists; --overwrite replaces only a run directory
+    guard_output(run_dir, [store.path], kind=run_directory("domain encoder", ["domain-encoder"]), overwrite=overwrite,
+                 resume=not overwrite)
     data, model_cfg = _store_id(store), asdict(config)
     channels, size = store.sample_shape[0], store.sample_shape[-1]
     resume = False

@@ -27,9 +27,10 @@ import torch
 from synthmed.atomic import atomic_file
 from synthmed.config import build_config
 from synthmed.data.store import Store
-from synthmed.errors import DataError, OutputExistsError, SynthmedError
+from synthmed.errors import DataError, SynthmedError
 from synthmed.generators.common import open_training_run
 from synthmed.metrics.overlap import OVERLAP_METRICS, OverlapAccumulator
+from synthmed.outputs import CSV_FILE, JSON_FILE, OutputKind, guard_output, run_directory
 from synthmed.segmentation.config import PRESETS, SegmentModelConfig, SegmentTrainConfig
 from synthmed.segmentation.data import build_training_set, check_compatible
 from synthmed.segmentation.networks import build_network
@@ -149,9 +150,8 @@ def train_segmenter(
         SynthmedError: bad options, stores that do not match each other, the pre-training
             source, or the run being resumed; an existing ``out`` without ``resume``/``overwrite``.
     """
-    out = Path(out)
-    if out.exists() and not (resume or overwrite) and (not out.is_dir() or any(out.iterdir())):
-        raise OutputExistsError(out)
+    out = guard_output(out, [*train_stores, pretrain], kind=run_directory("segmenter run", [KIND]), overwrite=overwrite,
+                       resume=resume)
     config, tc = resolve_configs(model, preset, model_overrides, train_overrides)
     stores = _open_stores(train_stores)
     if not stores:
@@ -280,7 +280,7 @@ def case_volumes(store: Store, split: str = "test") -> Iterator[tuple[str, np.nd
 
 
 def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str = "auto", device: str = "auto",
-                 batch: int = 16, write: bool = True) -> dict[str, Any]:
+                 batch: int = 16, write: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Score a segmenter on the real test patients of ``test_store``: per case Dice, HD95, HD95-max on WT, TC, ET.
 
     Each test case is predicted whole: a 3D model on its volume (a case id with several
@@ -300,11 +300,17 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
          "mean": {"WT": {"dice", "hd95", "hd95_max"}, "TC": …, "ET": …}, "sd": {…},
          "cases": [{"case_id", "WT": {"dice", "hd95", "hd95_max"}, …}, …]}
 
+    With ``write``, existing evaluation files of this store are replaced only with ``overwrite``.
+
     Raises:
         SynthmedError: a missing run, no checkpoint, a store whose dims, channels or shape
-            differ from the run's, or a store without test cases.
+            differ from the run's, or a store without test cases; with ``write``, see
+            :func:`~synthmed.outputs.guard_output` (checked first).
     """
     run_dir = Path(run_dir)
+    if write:
+        for name, kind in eval_files(run_dir, test_store).items():
+            guard_output(name, [test_store], kind=kind, overwrite=overwrite)
     net, info, ckpt = load_segmenter(run_dir, checkpoint=checkpoint, device=device)
     store = Store.open(test_store)
     model = info["model"]
@@ -335,13 +341,18 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
               "train_set": info.get("data", {}), "model": model, "training": info["training"], "dims": store.dims,
               "regions": list(REGION_NAMES), **scores}
     if write:
-        folder = run_dir / "eval"
-        folder.mkdir(exist_ok=True)
-        with atomic_file(folder / f"{store.path.name}.json") as tmp:
+        json_file, csv_file = eval_files(run_dir, test_store)
+        with atomic_file(json_file) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
-        with atomic_file(folder / f"{store.path.name}.csv") as tmp:
+        with atomic_file(csv_file) as tmp:
             tmp.write_text(cases_csv(result))
     return result
+
+
+def eval_files(run_dir: str | Path, test_store: str | Path) -> dict[Path, OutputKind]:
+    """The files ``evaluate_run`` writes: ``RUN/eval/<store name>.json`` and ``.csv`` (in that order)."""
+    stem = Path(run_dir) / "eval" / Path(test_store).name
+    return {stem.with_name(stem.name + ".json"): JSON_FILE, stem.with_name(stem.name + ".csv"): CSV_FILE}
 
 
 def cases_csv(result: Mapping[str, Any]) -> str:

@@ -20,7 +20,6 @@ do on success or failure); they differ only in how a stage is launched and await
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from synthmed.atomic import atomic_directory
 from synthmed.errors import SynthmedError
+from synthmed.parallel import process_pool, stop_workers
 from synthmed.study.plan import DONE_JSON, STAGE_JSON, STAGES_DIR, Plan, Stage
 from synthmed.study.stages import STAGE_FUNCTIONS, StageFn
 
@@ -259,10 +259,15 @@ class LocalExecutor:
 
     def _run_pool(self, plan: Plan, out: Path, callback: Callback | None) -> list[Stage]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = process_pool(self.workers, threads=None)  # workers die with us, whatever kills us
         try:
             return run_concurrently(plan, out, _PoolLauncher(pool, plan, out, threads, self.functions),
                                     limit=self.workers, callback=callback)
+        except BaseException:
+            # interrupted (SIGINT/SIGTERM) or failed: stop the stages still running, drop their temporaries
+            stop_workers(pool)
+            clean_stale(out)
+            raise
         finally:
             # every submitted stage has ended here; the idle workers exit on their own (waiting
             # for torch's teardown in each would add seconds and change nothing on disk)

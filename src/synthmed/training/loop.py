@@ -153,7 +153,7 @@ def train(
         options: see :class:`LoopOptions`.
 
     Returns:
-        The final step.
+        The final step. However it ends, the run's lock is released (:meth:`Run.close`).
     """
     seed = int(run.info["seed"])
     task.setup(fabric)
@@ -236,6 +236,7 @@ def train(
     finally:
         if writer is not None:
             writer.close()
+        run.close()  # the run's lock: another process may now resume it
 
 
 def _mean_over_ranks(fabric: Fabric, logs: Mapping[str, float | torch.Tensor]) -> dict[str, float]:

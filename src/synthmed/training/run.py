@@ -10,6 +10,12 @@ A run directory holds::
 
 ``run.json``'s ``model`` part is what a checkpoint's weights depend on: ``--resume`` refuses
 to continue with a different one. The ``training`` part (steps, lr, …) may change on resume.
+
+One writer at a time: the process that writes (rank 0) holds ``RUN/.lock``
+(:class:`~synthmed.locks.FolderLock`) from :func:`open_run` until :meth:`Run.close` (which
+:func:`~synthmed.training.loop.train` calls when it ends), so a second ``--resume`` or
+``--overwrite`` of a run in progress is refused; a lock left by a killed process is taken
+over. Opening a run also removes the temporaries a killed writer left in it.
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ import json
 import platform
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmed.atomic import atomic_file
+from synthmed.atomic import atomic_file, is_empty_dir, remove_stale
 from synthmed.errors import OutputExistsError, SynthmedError
+from synthmed.locks import LOCK_FILE, FolderLock
 
 RUN_JSON = "run.json"
+#: = :data:`synthmed.training.checkpoint.CHECKPOINTS` (not imported: that module imports torch).
+CHECKPOINTS = "checkpoints"
 
 
 def versions() -> dict[str, str]:
@@ -76,10 +85,16 @@ class Run:
     path: Path
     info: dict[str, Any]
     resumed: bool
+    lock: FolderLock | None = field(default=None, repr=False, compare=False)
 
     @property
     def tensorboard_dir(self) -> Path:
         return self.path / "tensorboard"
+
+    def close(self) -> None:
+        """Release the run's lock (if this process holds it); the run stays readable."""
+        if self.lock is not None:
+            self.lock.release()
 
 
 def open_run(
@@ -108,12 +123,38 @@ def open_run(
 
     Raises:
         OutputExistsError: ``run_dir`` exists (non-empty) without ``resume`` or ``overwrite``.
+        LockedError: with ``write``, another live process is writing the run.
         SynthmedError: ``resume`` of a missing run, or of a run whose kind or model config differs.
     """
     path = Path(run_dir)
-    exists = path.exists() and any(path.iterdir()) if path.is_dir() else path.exists()
     if resume and overwrite:
         raise SynthmedError("give --resume or --overwrite, not both")
+    lock, created = None, not path.exists()
+    if write and not path.is_file():
+        lock = FolderLock(path, "run directory")  # before anything is read, checked or deleted
+        remove_stale(path, ownerless=True)
+        remove_stale(path / CHECKPOINTS, ownerless=True)
+    try:
+        run = _open(path, kind=kind, model=model, training=training, seed=seed, data=data, resume=resume,
+                    overwrite=overwrite, write=write)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+            if created:  # leave no folder behind that only the lock made
+                lock.path.unlink(missing_ok=True)
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+        raise
+    run.lock = lock
+    return run
+
+
+def _open(path: Path, *, kind: str, model: Mapping[str, Any], training: Mapping[str, Any], seed: int,
+          data: Mapping[str, Any] | None, resume: bool, overwrite: bool, write: bool) -> Run:
+    """:func:`open_run` once the lock is held."""
+    exists = not is_empty_dir(path) if path.is_dir() else path.exists()
     if resume:
         if not exists:
             raise SynthmedError(f"{path}: nothing to resume (no such run); drop --resume to start one")
@@ -134,10 +175,24 @@ def open_run(
             "seed": int(seed), "versions": versions()}
     if write:
         if exists:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            _clear(path)
         path.mkdir(parents=True, exist_ok=True)
         _write(path, info)
     return Run(path, info, resumed=False)
+
+
+def _clear(path: Path) -> None:
+    """Delete an overwritten run: everything in it but the lock we hold."""
+    if not path.is_dir():
+        path.unlink()
+        return
+    for entry in path.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _write(path: Path, info: Mapping[str, Any]) -> None:
