@@ -52,14 +52,20 @@ def override(model: type[ModelT], base: BaseModel, overrides: Mapping[str, Any],
 
 
 def store_data(store: Store) -> dict[str, Any]:
-    """What a run records about its training store (and what sampling needs to write stores).
+    """What a run records about its training store (and what sampling needs to write stores):
+    its absolute path and content hash (``store``, ``store_hash``: what a sampled store's
+    provenance calls ``trained_on`` / ``trained_on_hash``, which the export gate checks), shape,
+    channels, spacing and normalisation.
 
     Raises:
         DataError: the store has no ``train`` split.
     """
-    return {"store": str(store.path), "dims": store.dims, "sample_shape": list(store.sample_shape),
+    from synthmed.data.fingerprint import store_hash
+
+    n_train = int(len(store.indices("train")))
+    return {"store": str(Path(store.path).resolve()), "store_hash": store_hash(store.path), "dims": store.dims, "sample_shape": list(store.sample_shape),
             "channels": list(store.channels), "spacing": list(store.spacing),
-            "normalisation": store.meta.get("normalisation", {}), "n_train": int(len(store.indices("train")))}
+            "normalisation": store.meta.get("normalisation", {}), "n_train": n_train}
 
 
 def check_resume_store(run_dir: Path, store: Store) -> None:

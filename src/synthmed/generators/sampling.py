@@ -4,8 +4,10 @@
 chunk), so memory does not grow with ``n``. Rows: ``case_id`` ``syn_00000``, … (one per
 sample), ``slice`` 0 (2D) or -1 (3D), ``split`` ``train`` (a synthetic store is training
 data), ``source`` the generator name. ``store.json`` has ``synthetic: true`` and provenance
-``{"generator", "run", "checkpoint_step", "sampler", "steps", "seed", "batch", "n"}`` (plus
-``truncation`` when given: GANs only).
+``{"generator", "run", "checkpoint_step", "sampler", "steps", "seed", "batch", "n", "trained_on",
+"trained_on_hash"}`` (plus ``truncation`` when given: GANs only): ``trained_on`` is the absolute
+path of the generator's training store and ``trained_on_hash`` its content hash when it was
+trained, which the export's privacy gate checks.
 
 Exports (sibling of the store ``OUT``):
 
@@ -96,7 +98,7 @@ def sample_to_store(
     provenance = {**generator.describe(), "run": generator.source, "checkpoint_step": generator.step,
                   "sampler": sampler, "steps": steps, "seed": seed, "batch": batch_size, "n": n,
                   **({"truncation": kwargs["truncation"]} if kwargs else {}),
-                  "trained_on": data.get("store")}
+                  "trained_on": data.get("store"), "trained_on_hash": data.get("store_hash")}
     writer = StoreWriter(out, dims=dims, channels=channels, sample_shape=shape, spacing=data.get("spacing", (1, 1, 1)),
                          normalisation=data.get("normalisation", {}), provenance=provenance, synthetic=True,
                          overwrite=overwrite)
