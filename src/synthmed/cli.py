@@ -69,6 +69,7 @@ def data_phantom(
     tumour_free_fraction: Annotated[float, typer.Option(help="Share of cases without a tumour.")] = 0.0,
     workers: Annotated[int, typer.Option(help="Processes writing cases in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
 ) -> None:
     """Write a BraTS-like phantom dataset built from the MNI152 template: four MR sequences
     (T1, T1ce, T2, FLAIR) and a tumour mask (necrotic core, enhancing rim, edema) per case, 1 mm."""
@@ -76,7 +77,7 @@ def data_phantom(
 
     config = build_config(PhantomConfig, cases=cases, seed=seed, shape=shape,
                           tumour_free_fraction=tumour_free_fraction, workers=workers)
-    ids = write_phantom(out, **config.model_dump(), overwrite=overwrite)
+    ids = write_phantom(out, **config.model_dump(), overwrite=overwrite, force=force)
     stdout.print(f"wrote {len(ids)} phantom cases to {escape(str(out))}")
 
 
@@ -93,6 +94,7 @@ def data_prepare(
     skip_bad: Annotated[bool, typer.Option(help="Skip bad cases (listed in the store's provenance) instead of stopping.")] = False,
     min_brain_fraction: Annotated[float, typer.Option(help="2D: keep axial slices more than this share brain.")] = 0.15,
     overwrite: Annotated[bool, typer.Option(help="Replace STORE if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
 ) -> None:
     """Turn a labelled dataset into a training-ready store: subject-level split, per-volume
     intensity normalisation in the brain, 2D slices or 3D volumes resized to SIZE."""
@@ -100,7 +102,7 @@ def data_prepare(
 
     config = build_config(PrepareConfig, dims=dims, size=size, test_fraction=test_fraction, seed=seed,
                           workers=workers, layout=layout, skip_bad=skip_bad, min_brain_fraction=min_brain_fraction)
-    result = prepare(src, store, config, overwrite=overwrite)
+    result = prepare(src, store, config, overwrite=overwrite, force=force)
     _print_prepare(result)
 
 

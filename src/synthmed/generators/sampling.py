@@ -64,12 +64,15 @@ def sample_to_store(
     progress: bool = True,
     slices_per_case: int = 64,
     truncation: float | None = None,
+    force: bool = False,
 ) -> Store:
     """Sample ``n`` image + mask pairs into a synthetic store at ``out`` (and export, see module doc).
 
     Raises:
         OutputExistsError: ``out`` (or the export) exists and ``overwrite`` is false — checked
             before any sampling.
+        ResourceError: the memory or disk estimate (:func:`synthmed.limits.sample_estimate`)
+            does not fit this machine and ``force`` is false — checked before any sampling.
         SynthmedError: bad ``n``, ``batch_size``, sampler, steps or format; ``truncation``
             for a generator without it (only GANs have the truncation trick).
     """
@@ -93,6 +96,9 @@ def sample_to_store(
     if not data.get("sample_shape"):
         raise SynthmedError(f"{generator.source}: the generator does not record the shape of its training samples")
     shape = list(data["sample_shape"])
+    from synthmed.limits import check, sample_estimate
+
+    check("generator sample", sample_estimate(n, batch_size, shape), out, force=force)
     dims = len(shape) - 1
     channels = data.get("channels") or list(CANONICAL_CHANNELS[: shape[0]])
     provenance = {**generator.describe(), "run": generator.source, "checkpoint_step": generator.step,

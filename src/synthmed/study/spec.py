@@ -217,18 +217,16 @@ def build_spec(values: dict[str, Any], source: str = "study", base: Path | None 
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study YAML file (``yaml.safe_load``).
+    """Read and validate a study YAML file (``yaml.safe_load`` through
+    :func:`~synthmed.config.load_yaml`, which refuses alias bombs and huge files).
 
     Raises:
         SynthmedError: a missing or unparsable file, or invalid fields (naming them).
     """
-    import yaml
+    from synthmed.config import load_yaml
 
     path = Path(path)
     if not path.is_file():
         raise SynthmedError(f"{path}: no such study file")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SynthmedError(f"{path}: not valid YAML ({exc})") from None
+    values = load_yaml(path)
     return build_spec(values or {}, str(path), base=path.parent)
