@@ -42,7 +42,8 @@ def run_study(spec: StudySpec, out: str | Path, *, progress: bool = True,
         executor: runs the stages instead of ``spec.executor`` (stage keys do not depend on it).
     """
     out = Path(out)
-    plan = make_plan(spec)
+    out.mkdir(parents=True, exist_ok=True)  # holds the source-hash cache the plan reads
+    plan = make_plan(spec, out=out)
     runner = make_executor(executor or spec.executor, progress=progress)
     executed = runner.run(plan, out, callback=on_stage)
     results = write_results(plan, out)
