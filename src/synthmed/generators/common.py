@@ -25,7 +25,7 @@ from synthmed.data.encoding import JointEncoding
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
 from synthmed.generators.base import GENERATOR_JSON, WEIGHTS, FitOptions, Generator
-from synthmed.training.checkpoint import latest_checkpoint, load_weights, read_state, save_weights
+from synthmed.training.checkpoint import latest_checkpoint, load_latest, load_weights, read_state, save_weights
 from synthmed.training.data import batch_stream
 from synthmed.training.ema import EMA
 from synthmed.training.fabric import make_fabric, resolve_device
@@ -317,13 +317,22 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
         meta, weights, key = find_weights(path, cls.name, checkpoint)
         config = build_config(cls.model_config, f"{path}: bad model config", **meta["model"])
         gen = cls(config)  # type: ignore[arg-type]
-        net = cls.build_network(config)  # type: ignore[arg-type]
-        if key == "ema":
-            ema = EMA(net)
-            load_weights(ema, weights)
-            net = ema.module
+
+        def read(file: Path) -> torch.nn.Module:
+            net = cls.build_network(config)  # type: ignore[arg-type]
+            if key == "ema":
+                ema = EMA(net)
+                load_weights(ema, file)
+                return ema.module
+            load_weights(net, file)
+            return net
+
+        if key == "ema" and checkpoint != "best":  # damaged last checkpoint: the previous kept one, with a warning
+            found = load_latest(path, lambda folder: read(folder / weights.name))
+            assert found is not None  # find_weights raised if there is no checkpoint
+            meta["step"], net = found[0], found[2]
         else:
-            load_weights(net, weights)
+            net = read(weights)
         gen.device = torch.device(resolve_device(device))
         gen.network = net.to(gen.device).eval()
         gen.data, gen.step, gen.source = cls.loaded_data(meta, key), int(meta.get("step", 0)), str(path)
