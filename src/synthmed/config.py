@@ -69,6 +69,8 @@ class PrepareConfig(Config):
 ConfigT = TypeVar("ConfigT", bound=Config)
 
 
+#: Command-line options whose name is not the config field's (``--gamma`` sets ``r1_gamma``).
+OPTION_NAMES: dict[str, str] = {"num_workers": "--workers", "r1_gamma": "--gamma", "kind": "--executor"}
 #: Longest echo of a bad value in a validation error (characters of its repr).
 MAX_ECHO = 80
 #: Most problems listed in one validation error (the rest are counted).
@@ -106,11 +108,14 @@ def reprlib_repr(value: object, limit: int) -> str:
 def build_config(model: type[ConfigT], source: str = "options", **values: object) -> ConfigT:
     """Validate ``values`` into ``model``; errors name the field and say what was expected.
 
-    A bad value is echoed cut to :data:`MAX_ECHO` characters, and at most
-    :data:`MAX_PROBLEMS` problems are listed.
+    With a ``source`` ending in ``options`` (``options``, ``model options``, ``training
+    options``: command-line options) fields are named as their options (``--checkpoint-every``,
+    :data:`OPTION_NAMES` where the option differs from the field); otherwise by their dotted
+    path (``generators.0.name``). A bad value is echoed cut to :data:`MAX_ECHO` characters, and
+    at most :data:`MAX_PROBLEMS` problems are listed.
 
     Raises:
-        SynthmedError: listing each invalid field, e.g. ``options: size: Input should be
+        SynthmedError: listing each invalid field, e.g. ``options: --size: Input should be
             greater than or equal to 8 (got 4)``.
     """
     try:
@@ -120,6 +125,9 @@ def build_config(model: type[ConfigT], source: str = "options", **values: object
         problems = []
         for err in errors[:MAX_PROBLEMS]:
             field = ".".join(str(p) for p in err["loc"]) or "config"
+            if source.endswith("options") and err["loc"]:
+                name = str(err["loc"][0])
+                field = OPTION_NAMES.get(name, "--" + name.replace("_", "-")) + "".join(f".{p}" for p in err["loc"][1:])
             got = f" (got {short(err['input'])})" if "input" in err and not isinstance(err["input"], dict) else ""
             problems.append(f"{field[:200]}: {err['msg'][:300]}{got}")
         if len(errors) > MAX_PROBLEMS:

@@ -179,7 +179,7 @@ def test_cli_train_sample_truncation(store2d, runs, tmp_path, monkeypatch, capsy
     assert info["model"]["sg3_config"] == "r"
     code, _, err = cli(monkeypatch, capsys, "generator", "train", str(store2d.path), str(tmp_path / "bad_r"), "--model",
                        "stylegan3", "--sg3-config", "q", "--steps", "1", "--device", "cpu", "--no-progress")
-    assert code == 2 and "sg3_config" in err and not (tmp_path / "bad_r").exists()
+    assert code == 2 and "--sg3-config" in err and not (tmp_path / "bad_r").exists()
     code, out, err = cli(monkeypatch, capsys, "generator", "sample", run, str(tmp_path / "syn"), "--n", "3",
                          "--truncation", "0.7", "--batch", "2", "--device", "cpu", "--no-progress")
     assert code == 0 and "3 synthetic samples" in out and "truncation 0.7" in out, err
