@@ -105,13 +105,14 @@ def reprlib_repr(value: object, limit: int) -> str:
     return r.repr(value)
 
 
-def build_config(model: type[ConfigT], source: str = "options", **values: object) -> ConfigT:
+def build_config(model: type[ConfigT], source: str = "options", /, *, prefix: str = "", **values: object) -> ConfigT:
     """Validate ``values`` into ``model``; errors name the field and say what was expected.
 
     With a ``source`` ending in ``options`` (``options``, ``model options``, ``training
     options``: command-line options) fields are named as their options (``--checkpoint-every``,
     :data:`OPTION_NAMES` where the option differs from the field); otherwise by their dotted
-    path (``generators.0.name``). A bad value is echoed cut to :data:`MAX_ECHO` characters, and
+    path (``generators.0.name``), after ``prefix`` (e.g. ``generators.0.model_overrides.``).
+    A bad value is echoed cut to :data:`MAX_ECHO` characters, and
     at most :data:`MAX_PROBLEMS` problems are listed.
 
     Raises:
@@ -129,7 +130,7 @@ def build_config(model: type[ConfigT], source: str = "options", **values: object
                 name = str(err["loc"][0])
                 field = OPTION_NAMES.get(name, "--" + name.replace("_", "-")) + "".join(f".{p}" for p in err["loc"][1:])
             got = f" (got {short(err['input'])})" if "input" in err and not isinstance(err["input"], dict) else ""
-            problems.append(f"{field[:200]}: {err['msg'][:300]}{got}")
+            problems.append(f"{(prefix + field)[:200]}: {err['msg'][:300]}{got}")
         if len(errors) > MAX_PROBLEMS:
             problems.append(f"and {len(errors) - MAX_PROBLEMS} more")
         raise SynthmedError(f"{source}: " + "; ".join(problems)) from None
