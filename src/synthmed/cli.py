@@ -1,7 +1,8 @@
 """The `synthmed` command line: parses options, calls the API, prints. No logic lives here.
 
-Errors the user can fix (:class:`~synthmed.errors.SynthmedError`) print as one red line and
-exit with code 2; ``--debug`` shows the traceback instead.
+Errors the user can fix (:class:`~synthmed.errors.SynthmedError`, and a full disk or a
+read-only or forbidden place: ``ENOSPC``, ``EROFS``, ``EACCES``, …) print as one red line naming
+the path and exit with code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -190,3 +191,11 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except OSError as exc:  # a full disk or a read-only or forbidden place not caught closer to the write
+        from synthmed.errors import file_system_error
+
+        error = file_system_error(exc)
+        if error is None or _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
+        sys.exit(error.exit_code)

@@ -57,7 +57,7 @@ from zarr.storage import LocalStore
 from synthmed import __version__
 from synthmed.atomic import atomic_directory
 from synthmed.data.case import LABEL_NAMES
-from synthmed.errors import DataError
+from synthmed.errors import DataError, file_system_error
 
 #: ``store.json["format"]`` of every store.
 FORMAT = "synthmed-store"
@@ -231,6 +231,9 @@ class StoreWriter:
             self.close()
         else:
             self.abort()
+            error = file_system_error(exc, self.path) if isinstance(exc, OSError) else None
+            if error is not None:  # a full disk or a read-only place: one line naming the store
+                raise error from None
 
     def __len__(self) -> int:
         """Samples appended so far."""
@@ -365,6 +368,12 @@ class StoreWriter:
             self._csv.close()
             (self._tmp / STORE_JSON).write_text(json.dumps(meta, indent=2) + "\n")
             zarr.open_group(self._tmp, mode="r+").attrs.update({"synthmed": meta})
+        except OSError as exc:
+            self.abort()
+            error = file_system_error(exc, self.path)
+            if error is None:
+                raise
+            raise error from None
         except BaseException:
             self.abort()
             raise
