@@ -88,7 +88,7 @@ def data_prepare(
     store: Annotated[Path, typer.Argument(help="Store folder to write (a Zarr group).")],
     dims: Annotated[int, typer.Option(help="2: axial slices; 3: whole volumes.")] = 2,
     size: Annotated[int, typer.Option(help="Output side: S×S slices or S³ volumes.")] = 128,
-    test_fraction: Annotated[float, typer.Option(help="Share of subjects held out for testing (subject-level split).")] = 0.2,
+    test_fraction: Annotated[float, typer.Option(help="Share of subjects held out for testing (subject-level split; at least one subject when above 0; 0: no test split).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes preparing cases in parallel.")] = 1,
     layout: Annotated[str, typer.Option(help="auto, brats, msd, nnunet or csv.")] = "auto",
