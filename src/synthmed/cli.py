@@ -43,6 +43,33 @@ app.add_typer(evaluate_app, name="evaluate")
 app.command("export")(export_command)
 app.add_typer(study_app, name="study")
 
+def _whole_option_names() -> None:
+    """Make typer's help tables keep option names and types whole: only the help text wraps.
+
+    Rich shrinks every column of typer's options table when the terminal is narrow, cutting
+    long names (``--tumour-free-fra…`` at 80 columns); marking all but the last (help)
+    column ``no_wrap`` makes the help column give way instead (folding a word too long for it).
+    """
+    import typer.rich_utils
+    from rich.table import Table
+
+    from rich.columns import Columns
+    from rich.text import Text
+
+    class WholeNamesTable(Table):
+        def add_row(self, *renderables, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            super().add_row(*renderables, **kwargs)
+            for column in self.columns[:-1]:
+                column.no_wrap = True
+            help_cell = renderables[-1] if renderables else None
+            for item in help_cell.renderables if isinstance(help_cell, Columns) else [help_cell]:
+                if isinstance(item, Text):
+                    item.overflow = "fold"  # a word longer than the help column folds, not cut
+
+    typer.rich_utils.Table = WholeNamesTable  # type: ignore[misc]
+
+
+_whole_option_names()
 _state = {"debug": False}
 stdout = Console(soft_wrap=True)  # results go to stdout; progress and errors to stderr (`console`)
 
