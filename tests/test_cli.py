@@ -27,7 +27,7 @@ def test_bad_option_value_is_one_red_line_and_exit_2(tmp_path):
     result = run_cli("data", "prepare", str(tmp_path), str(tmp_path / "store"), "--size", "3")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: options: size")
+    assert len(lines) == 1 and lines[0].startswith("error: options: --size")
     assert "Traceback" not in result.stderr
 
 

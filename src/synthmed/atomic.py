@@ -10,6 +10,9 @@ cannot clean up; :func:`remove_stale` removes what such a process left, and the 
 the same command calls it (through :func:`synthmed.outputs.guard_output`, or when a run
 directory or study folder is opened): a temporary whose process is gone on this host is
 removed, an ``-old-`` folder whose replacement never arrived is put back.
+
+A full disk or a read-only or forbidden place (``ENOSPC``, ``EROFS``, ``EACCES``, …) becomes a
+:class:`~synthmed.errors.FileSystemError` naming the output.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from synthmed.errors import OutputExistsError
+from synthmed.errors import OutputExistsError, file_system_error
 from synthmed.interrupts import deferred
 from synthmed.locks import LOCK_FILE, pid_alive, this_host
 
@@ -87,15 +90,25 @@ def remove_stale(folder: str | Path, name: str | None = None, *, ownerless: bool
     return done
 
 
+def _reraise(exc: OSError, path: Path) -> None:
+    """Raise ``exc`` as a :class:`~synthmed.errors.FileSystemError` naming ``path`` when it is one, else as is."""
+    error = file_system_error(exc, path)
+    if error is None:
+        raise exc
+    raise error from None
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(path, "tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        _reraise(exc, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -113,22 +126,32 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     path = Path(path)
     if os.path.lexists(path) and not overwrite and not is_empty_dir(path):
         raise OutputExistsError(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(path, "tmp")
-    tmp.mkdir()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        _reraise(exc, path)
     try:
         yield tmp
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _reraise(exc, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    with deferred():  # a signal between the two renames would leave the old version hidden
-        if os.path.lexists(path):
-            if not overwrite and not is_empty_dir(path):
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise OutputExistsError(path)
-            old = _sibling(path, "old")
-            os.replace(path, old)
-        os.replace(tmp, path)
+    try:
+        with deferred():  # a signal between the two renames would leave the old version hidden
+            if os.path.lexists(path):
+                if not overwrite and not is_empty_dir(path):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise OutputExistsError(path)
+                old = _sibling(path, "old")
+                os.replace(path, old)
+            os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _reraise(exc, path)
     if old is not None:
         _remove(old)

@@ -1,7 +1,8 @@
 """The `synthmed` command line: parses options, calls the API, prints. No logic lives here.
 
-Errors the user can fix (:class:`~synthmed.errors.SynthmedError`) print as one red line and
-exit with code 2; ``--debug`` shows the traceback instead.
+Errors the user can fix (:class:`~synthmed.errors.SynthmedError`, and a full disk or a
+read-only or forbidden place: ``ENOSPC``, ``EROFS``, ``EACCES``, …) print as one red line naming
+the path and exit with code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -42,6 +43,33 @@ app.add_typer(evaluate_app, name="evaluate")
 app.command("export")(export_command)
 app.add_typer(study_app, name="study")
 
+def _whole_option_names() -> None:
+    """Make typer's help tables keep option names and types whole: only the help text wraps.
+
+    Rich shrinks every column of typer's options table when the terminal is narrow, cutting
+    long names (``--tumour-free-fra…`` at 80 columns); marking all but the last (help)
+    column ``no_wrap`` makes the help column give way instead (folding a word too long for it).
+    """
+    import typer.rich_utils
+    from rich.table import Table
+
+    from rich.columns import Columns
+    from rich.text import Text
+
+    class WholeNamesTable(Table):
+        def add_row(self, *renderables, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            super().add_row(*renderables, **kwargs)
+            for column in self.columns[:-1]:
+                column.no_wrap = True
+            help_cell = renderables[-1] if renderables else None
+            for item in help_cell.renderables if isinstance(help_cell, Columns) else [help_cell]:
+                if isinstance(item, Text):
+                    item.overflow = "fold"  # a word longer than the help column folds, not cut
+
+    typer.rich_utils.Table = WholeNamesTable  # type: ignore[misc]
+
+
+_whole_option_names()
 _state = {"debug": False}
 stdout = Console(soft_wrap=True)  # results go to stdout; progress and errors to stderr (`console`)
 
@@ -69,6 +97,7 @@ def data_phantom(
     tumour_free_fraction: Annotated[float, typer.Option(help="Share of cases without a tumour.")] = 0.0,
     workers: Annotated[int, typer.Option(help="Processes writing cases in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
 ) -> None:
     """Write a BraTS-like phantom dataset built from the MNI152 template: four MR sequences
     (T1, T1ce, T2, FLAIR) and a tumour mask (necrotic core, enhancing rim, edema) per case, 1 mm."""
@@ -76,7 +105,7 @@ def data_phantom(
 
     config = build_config(PhantomConfig, cases=cases, seed=seed, shape=shape,
                           tumour_free_fraction=tumour_free_fraction, workers=workers)
-    ids = write_phantom(out, **config.model_dump(), overwrite=overwrite)
+    ids = write_phantom(out, **config.model_dump(), overwrite=overwrite, force=force)
     stdout.print(f"wrote {len(ids)} phantom cases to {escape(str(out))}")
 
 
@@ -86,13 +115,14 @@ def data_prepare(
     store: Annotated[Path, typer.Argument(help="Store folder to write (a Zarr group).")],
     dims: Annotated[int, typer.Option(help="2: axial slices; 3: whole volumes.")] = 2,
     size: Annotated[int, typer.Option(help="Output side: S×S slices or S³ volumes.")] = 128,
-    test_fraction: Annotated[float, typer.Option(help="Share of subjects held out for testing (subject-level split).")] = 0.2,
+    test_fraction: Annotated[float, typer.Option(help="Share of subjects held out for testing (subject-level split; at least one subject when above 0; 0: no test split).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes preparing cases in parallel.")] = 1,
     layout: Annotated[str, typer.Option(help="auto, brats, msd, nnunet or csv.")] = "auto",
     skip_bad: Annotated[bool, typer.Option(help="Skip bad cases (listed in the store's provenance) instead of stopping.")] = False,
     min_brain_fraction: Annotated[float, typer.Option(help="2D: keep axial slices more than this share brain.")] = 0.15,
     overwrite: Annotated[bool, typer.Option(help="Replace STORE if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
 ) -> None:
     """Turn a labelled dataset into a training-ready store: subject-level split, per-volume
     intensity normalisation in the brain, 2D slices or 3D volumes resized to SIZE."""
@@ -100,7 +130,7 @@ def data_prepare(
 
     config = build_config(PrepareConfig, dims=dims, size=size, test_fraction=test_fraction, seed=seed,
                           workers=workers, layout=layout, skip_bad=skip_bad, min_brain_fraction=min_brain_fraction)
-    result = prepare(src, store, config, overwrite=overwrite)
+    result = prepare(src, store, config, overwrite=overwrite, force=force)
     _print_prepare(result)
 
 
@@ -198,3 +228,11 @@ def main() -> None:
     except (Interrupted, KeyboardInterrupt) as exc:
         console.print(f"[yellow]{escape(resume_hint(sys.argv[1:]))}[/]", soft_wrap=True, highlight=False)
         sys.exit(getattr(exc, "exit_code", 130))
+    except OSError as exc:  # a full disk or a read-only or forbidden place not caught closer to the write
+        from synthmed.errors import file_system_error
+
+        error = file_system_error(exc)
+        if error is None or _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
+        sys.exit(error.exit_code)

@@ -17,6 +17,10 @@ from rich.table import Table
 #: = :data:`synthmed.metrics.memorization.DEFAULT_THRESHOLD` (a test keeps them equal); not imported so that
 #: starting the CLI does not import torch.
 DEFAULT_THRESHOLD = 0.95
+#: = :data:`synthmed.metrics.memorization.DEFAULT_MAX_SHIFT` (the same test keeps them equal).
+DEFAULT_MAX_SHIFT = 2
+_SIMILARITY_HELP = ("pixel (maximum Pearson correlation) or shift-flip (the maximum over shifts up to --max-shift "
+                    "px and the left-right mirror; catches mirrored and shifted copies, about 50x the time).")
 
 evaluate_app = typer.Typer(help="Fidelity (FD, KID, IS, precision/recall, density/coverage) and privacy "
                                 "(memorization) of synthetic stores.", no_args_is_help=True)
@@ -107,6 +111,8 @@ def evaluate_memorization(
                                                       "which the export gate reads]; the histogram and gallery PNGs go beside it.")] = None,
     embedding: Annotated[bool, typer.Option(help="Also the nearest distance in the domain encoder's embedding "
                                                  "(trained on --train if needed).")] = False,
+    similarity: Annotated[str, typer.Option(help="Also record: " + _SIMILARITY_HELP)] = "pixel",
+    max_shift: Annotated[int, typer.Option(help="shift-flip: largest shift in pixels along y and x.")] = DEFAULT_MAX_SHIFT,
     device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the audit and its PNGs if they exist.")] = False,
@@ -131,7 +137,7 @@ def evaluate_memorization(
     dev = resolve_device(device)
     with _warnings_to_stderr():
         result = audit(syn_store, train_store, train_split=None if split == "all" else split, threshold=threshold,
-                       device=dev)
+                       device=dev, similarity=similarity, max_shift=max_shift)
         if embedding:
             from synthmed.metrics.features import make_extractor
 
@@ -147,6 +153,10 @@ def evaluate_memorization(
     stdout.print(f"[bold]{escape(str(synthetic))}[/] vs {escape(str(train))} ({split}): max correlation "
                  f"{summary['max']:.4f}, median {summary['median']:.4f}; [{colour}]{summary['n_above']} of "
                  f"{summary['n_synthetic']} above {threshold:g}[/]")
+    if "shift_flip" in summary:
+        tolerant = summary["shift_flip"]
+        stdout.print(f"shift-flip (shifts up to {tolerant['max_shift']} px and the mirror): max correlation "
+                     f"{tolerant['max']:.4f}; {tolerant['n_above']} above {threshold:g}")
     stdout.print(f"audit: {escape(str(path))}\nhistogram: {escape(str(hist))}\ngallery: {escape(str(gallery))}")
 
 
@@ -157,10 +167,14 @@ def export_command(
     allow_near_copies: Annotated[bool, typer.Option(help="Export a synthetic store even if samples are near copies "
                                                          "of training samples (or no audit is possible).")] = False,
     threshold: Annotated[float, typer.Option(help="Near-copy threshold on the maximum Pearson correlation.")] = DEFAULT_THRESHOLD,
-    audit: Annotated[Optional[Path], typer.Option(help="Memorization audit JSON to use [default: STORE-memorization.json "
-                                                       "if made for STORE, else computed against provenance.trained_on].")] = None,
+    audit: Annotated[Optional[Path], typer.Option(help="Memorization audit JSON to use; refused unless made for "
+                                                       "STORE's content and its training store [default: "
+                                                       "STORE-memorization.json if so, else computed against "
+                                                       "provenance.trained_on].")] = None,
     slices_per_case: Annotated[int, typer.Option(help="2D synthetic stores: samples stacked per exported volume.")] = 64,
     samples: Annotated[int, typer.Option(help="png: samples in the grid.")] = 16,
+    similarity: Annotated[str, typer.Option(help="What the gate compares: " + _SIMILARITY_HELP)] = "pixel",
+    max_shift: Annotated[int, typer.Option(help="shift-flip: largest shift in pixels along y and x.")] = DEFAULT_MAX_SHIFT,
     device: Annotated[str, typer.Option(help="Device of an audit computed now: auto, cpu or cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
@@ -173,7 +187,7 @@ def export_command(
 
     result = export_store(store, out, fmt=format, allow_near_copies=allow_near_copies, threshold=threshold,
                           audit_file=audit, overwrite=overwrite, slices_per_case=slices_per_case, samples=samples,
-                          device=resolve_device(device), progress=progress)
+                          device=resolve_device(device), progress=progress, similarity=similarity, max_shift=max_shift)
     gate = result.gate
     if gate.get("checked"):
         note = f"privacy gate passed ({gate['source']} audit: max correlation {gate['max']:.4f} <= {gate['threshold']:g})"

@@ -76,6 +76,7 @@ def generator_sample(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     checkpoint: Annotated[str, typer.Option(help="last or best checkpoint of RUN.")] = "last",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT (and its export) if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
     """Sample N synthetic image + mask pairs from a trained RUN into the store OUT, in batches."""
@@ -83,7 +84,7 @@ def generator_sample(
 
     store = sample_run(run, out, n=n, sampler=sampler, steps=steps, seed=seed, batch=batch, fmt=format,
                        device=device, checkpoint=checkpoint, overwrite=overwrite, progress=progress,
-                       truncation=truncation)
+                       truncation=truncation, force=force)
     prov = store.meta["provenance"]
     psi = f", truncation {prov['truncation']:g}" if "truncation" in prov else ""
     stdout.print(f"wrote {escape(str(out))}: {len(store)} synthetic samples "

@@ -44,17 +44,21 @@ def study_plan(
     spec_path: Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="The study file.")],
     out: Annotated[Optional[Path], typer.Option(help="Study folder (default: the YAML's stem next to it).")] = None,
 ) -> None:
-    """Print the study's stages as a tree (each with its inputs) and their status: done or pending."""
+    """Print the study's stages as a tree (each with its inputs) and their status: done, done by
+    older synthmed code (kept), or pending; and which finished stages a changed dataset replaced."""
     from synthmed.study import load_spec, make_plan
 
     spec = load_spec(spec_path)
-    plan = make_plan(spec)
     folder = _out_dir(spec_path, out)
+    plan = make_plan(spec, out=folder)
     status = plan.status(folder)
+    older = plan.older_code(folder)
     tree = Tree(f"[bold]{escape(spec.name)}[/] → {escape(str(folder))}")
     nodes: dict[str, Tree] = {}
     for key, stage in plan.stages.items():
         mark = "[green]done[/]" if status[key] == "done" else "[yellow]pending[/]"
+        if key in older:
+            mark = "[green]done[/] [yellow](older code)[/]"
         text = f"{stage.name} {mark} {escape(_describe(stage))}"
         parent = nodes.get(stage.inputs[-1]) if stage.inputs else None
         if stage.kind == "evaluate":
@@ -69,6 +73,17 @@ def study_plan(
         done = sum(status[k] == "done" for k in keys)
         counts.add_row(kind, str(done), str(len(keys) - done))
     stdout.print(counts)
+    for problem in plan.problems:
+        stdout.print(f"[yellow]warning:[/] {escape(problem)} (the prepare stage will fail until it is fixed)")
+    for name in plan.superseded_prepares(folder):
+        stdout.print(f"[yellow]the dataset changed[/] since stage {name} was made from it: its stages are planned "
+                     "anew (pending above); the old ones stay in stages/ until you delete them")
+    if older:
+        from synthmed.study.plan import code_version
+
+        stdout.print(f"[yellow]{len(older)} finished stages were made by other synthmed code[/] (not "
+                     f"{code_version()['code']}); they are kept and not rerun: delete a stage's folder under "
+                     "stages/ to rerun it")
 
 
 @study_app.command("run")
@@ -108,17 +123,18 @@ def study_run(
     if address is not None and executor is None:
         overrides["kind"] = "ray"
     runner = build_config(ExecutorSpec, "options", **{**spec.executor.model_dump(), **overrides})
-    outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec), executor=runner,
+    folder.mkdir(parents=True, exist_ok=True)  # the dataset's hash cache goes here: the plan below is not hashed twice
+    outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec, folder), executor=runner,
                         overwrite=overwrite, inputs=[spec_path])
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: "
                  f"{escape(str(outcome.results))}; report: {escape(str(outcome.report))}")
 
 
-def _stage_printer(console, spec):  # noqa: ANN001, ANN202
+def _stage_printer(console, spec, out=None):  # noqa: ANN001, ANN202
     """A ``run_study`` callback printing ``stage i/N kind labels`` as each stage starts."""
     from synthmed.study import make_plan
 
-    total = len(make_plan(spec))
+    total = len(make_plan(spec, out=out))
     seen = {"n": 0}
 
     def on_stage(stage, event: str) -> None:  # noqa: ANN001

@@ -8,7 +8,18 @@ its traceback.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+
+#: ``OSError`` numbers that are the user's to fix (a full disk, a read-only or forbidden
+#: place), with how they are worded.
+FILE_SYSTEM_ERRNOS: dict[int, str] = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
 
 
 class SynthmedError(Exception):
@@ -43,3 +54,29 @@ class OutputExistsError(SynthmedError):
 
     def __init__(self, path: str | Path, detail: str = "already exists; pass --overwrite to replace it"):
         super().__init__(f"{path} {detail}")
+
+
+class FileSystemError(SynthmedError):
+    """The disk is full, or a place is read-only or forbidden: one line naming the path."""
+
+
+def file_system_error(exc: OSError, output: str | Path | None = None) -> FileSystemError | None:
+    """The :class:`FileSystemError` for ``exc`` when its errno is in :data:`FILE_SYSTEM_ERRNOS`, else ``None``.
+
+    Args:
+        exc: the error.
+        output: what was being written, if known: named instead of a hidden temporary file
+            inside it (``exc.filename``), which says nothing to the user.
+    """
+    what = FILE_SYSTEM_ERRNOS.get(getattr(exc, "errno", None) or -1)
+    if what is None:
+        return None
+    name = exc.filename
+    hidden = name is not None and any(part.startswith(".") and "-tmp-" in part for part in Path(str(name)).parts)
+    if output is not None and (name is None or hidden):
+        return FileSystemError(f"{output}: cannot write: {what}")
+    if output is not None and Path(str(name)) != Path(output):
+        return FileSystemError(f"{name}: {what} (writing {output})")
+    if name is not None:
+        return FileSystemError(f"{name}: {what}")
+    return FileSystemError(f"{what} ({exc.strerror or exc})")

@@ -6,18 +6,33 @@ and ``synthmed generator sample --format nifti|png`` both call :func:`export_sto
 **The privacy gate.** A *synthetic* store (``store.json`` ``synthetic: true``) is exported
 only when a memorization audit shows no near copy: no sample whose maximum Pearson
 correlation with a training sample (joint, image channels) exceeds ``threshold`` (default
-:data:`~synthmed.metrics.memorization.DEFAULT_THRESHOLD`, 0.95). The audit is, in order:
+:data:`~synthmed.metrics.memorization.DEFAULT_THRESHOLD`, 0.95). The audit is bound to
+content: it records the content hashes (:func:`~synthmed.data.fingerprint.store_hash`) of
+the synthetic store and of the training store it was measured against, and the gate
+recomputes the synthetic store's hash now. The training store is the one the provenance
+names: ``trained_on`` (an absolute path, never resolved against the current directory) and
+``trained_on_hash`` (its content hash when the generator was trained). The audit is, in order:
 
-1. ``audit_file`` when given;
+1. ``audit_file`` when given: refused unless its synthetic hash is this store's, its
+   training hash is ``trained_on_hash``, it was measured against the ``train`` split (or all
+   samples) and has the similarity asked for;
 2. else ``<store>-memorization.json`` beside the store (written by ``synthmed evaluate
-   memorization``), used when it was made for this store (same ``created`` time and size)
-   against its ``trained_on`` store (when the provenance names one);
-3. else computed now against the ``train`` split of the store named by the provenance's
-   ``trained_on`` (the generator's training store).
+   memorization``), used under the same conditions (otherwise ignored);
+3. else computed now against the ``train`` split of ``trained_on``, after checking that the
+   store there still has ``trained_on_hash``.
 
-When none is possible, or any sample exceeds the threshold, :class:`PrivacyGateError` says
-which and how to proceed; ``allow_near_copies=True`` (``--allow-near-copies``) skips the
-gate. Real stores are exported without an audit.
+Refused, each with one :class:`PrivacyGateError` saying why and how to proceed: a sample above
+the threshold; an audit of another or a changed store, of another training store or of the
+test split; a provenance without ``trained_on``, with a relative one (written by an older
+synthmed) or naming a missing or changed store. ``allow_near_copies=True``
+(``--allow-near-copies``) skips the gate. Real stores are exported without an audit.
+
+**What the gate does not catch.** It compares pixels: a left-right mirrored copy of a
+training slice (r ≈ 0.82 on BraTS-like slices) or one shifted by 2 px (r ≈ 0.77) passes the
+default ``similarity="pixel"``. ``similarity="shift-flip"`` (``--similarity shift-flip``)
+gates on the maximum over shifts up to ``max_shift`` pixels and the mirror
+(:func:`~synthmed.metrics.memorization.nearest_correlation_tolerant`, about 50× the cost);
+neither catches rotations, scaling, intensity remapping or deformed copies.
 
 **Formats** (case ids are new: ``syn_00000…`` for synthetic stores, ``case_00000…`` for real
 ones; no source case id appears in a file name, and the NIfTI header text fields
@@ -52,10 +67,12 @@ import numpy as np
 
 from synthmed.atomic import atomic_directory, atomic_file
 from synthmed.data.case import LABEL_NAMES
+from synthmed.data.fingerprint import store_hash
 from synthmed.data.layouts.brats import TO_BRATS
 from synthmed.data.store import Store
 from synthmed.errors import DataError, SynthmedError
-from synthmed.metrics.memorization import DEFAULT_THRESHOLD, MemorizationAudit, audit, audit_path
+from synthmed.metrics.memorization import (DEFAULT_MAX_SHIFT, DEFAULT_THRESHOLD, SIMILARITIES, MemorizationAudit, audit,
+                                           audit_path)
 from synthmed.outputs import NIFTI_EXPORT, NNUNET_EXPORT, PNG_FILE, OutputKind, guard_output
 from synthmed.progress import progress_bar
 
@@ -88,28 +105,88 @@ class ExportResult:
 # ----------------------------------------------------------------------------- the gate
 
 
-def _saved_audit(store: Store, path: Path, *, required: bool) -> dict | None:
-    """The saved audit at ``path`` if it describes ``store``; raises if ``required`` and it does not."""
+def training_provenance(store: Store) -> dict[str, str]:
+    """What a synthetic store's provenance records about its generator's training store:
+    ``{"trained_on": absolute path, "trained_on_hash": content hash}``."""
+    return {"trained_on": str(Path(store.path).resolve()), "trained_on_hash": store_hash(store.path)}
+
+
+@dataclass
+class _Training:
+    """The training store a synthetic store's provenance names: its absolute path and content hash."""
+
+    path: Path
+    hash: str
+
+
+def _refuse(store: Store, why: str) -> PrivacyGateError:
+    return PrivacyGateError(f"{store.path}: not exported: {why}; or pass --allow-near-copies to export without "
+                            "the check")
+
+
+def _training_store(store: Store) -> _Training:
+    """The generator's training store named by ``store``'s provenance, checked.
+
+    Raises:
+        PrivacyGateError: no ``trained_on``, a relative one, a missing store, or (without a
+            saved ``trained_on_hash``) one that cannot be hashed.
+    """
+    prov = store.meta.get("provenance") or {}
+    trained_on, expected = prov.get("trained_on"), prov.get("trained_on_hash")
+    if not trained_on:
+        raise _refuse(store, "cannot audit for near copies: its provenance names no training store (trained_on). "
+                             "Audit it with synthmed evaluate memorization --train TRAIN --synthetic STORE --out A.json "
+                             "only if you know TRAIN")
+    path = Path(trained_on)
+    if not path.is_absolute():
+        raise _refuse(store, f"provenance.trained_on is the relative path {trained_on!r} (written by an older "
+                             "synthmed), which would depend on the current directory; sample the store again")
+    if expected:
+        return _Training(path, str(expected))
+    if not path.is_dir():
+        raise _refuse(store, f"its training store {path} (provenance.trained_on) does not exist")
+    return _Training(path, store_hash(path))
+
+
+def _saved_audit(store: Store, path: Path, training: _Training, similarity: str, max_shift: int, *,
+                 required: bool) -> MemorizationAudit | None:
+    """The saved audit at ``path`` if it is bound to ``store``'s content and its training store.
+
+    Returns ``None`` for an audit that is missing or does not fit (when not ``required``).
+
+    Raises:
+        PrivacyGateError: ``required`` and the audit is missing, unreadable or not bound to
+            this content (saying which binding failed).
+    """
     if not path.is_file():
         if required:
-            raise PrivacyGateError(f"audit file {path} does not exist")
+            raise _refuse(store, f"audit file {path} does not exist")
         return None
     try:
-        data = json.loads(path.read_text())
-        values = np.array([row["correlation"] for row in data["samples"]], dtype=np.float64)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PrivacyGateError(f"{path}: not a memorization audit ({exc})") from None
-    fresh = len(values) == len(store) and data.get("synthetic_created") == store.meta.get("created")
-    trained_on = (store.meta.get("provenance") or {}).get("trained_on")
-    same_train = not trained_on or not data.get("train") or Path(data["train"]).resolve() == Path(trained_on).resolve()
-    if not (fresh and same_train):
+        saved = MemorizationAudit.load(path)
+    except SynthmedError as exc:
         if required:
-            why = "other size or creation time" if not fresh else f"audited against {data.get('train')}, not {trained_on}"
-            raise PrivacyGateError(f"{path} was not made for {store.path} and its training store ({why}); "
-                                   "run synthmed evaluate memorization again")
+            raise _refuse(store, str(exc)) from None
         return None
-    data["values"] = values
-    return data
+    extra = saved.extra
+    why = None
+    if not extra.get("synthetic_hash") or not extra.get("train_hash"):
+        why = "it records no content hashes (made by an older synthmed)"
+    elif extra["synthetic_hash"] != store_hash(store.path):
+        why = (f"it was made for other content ({saved.synthetic_path}); this store is not the one audited, or it "
+               "changed after the audit")
+    elif extra["train_hash"] != training.hash:
+        why = (f"it was measured against {saved.train_path}, whose content is not the generator's training store "
+               f"{training.path} (provenance.trained_on_hash)")
+    elif saved.train_split not in ("train", None):
+        why = f"it was measured against the {saved.train_split!r} split, not the training split"
+    elif similarity == "shift-flip" and (saved.similarity != "shift-flip" or (saved.max_shift or 0) < max_shift):
+        why = f"it has no shift-flip similarity up to {max_shift} px (evaluate memorization --similarity shift-flip)"
+    if why is None:
+        return saved
+    if required:
+        raise _refuse(store, f"audit {path} does not fit: {why}; run synthmed evaluate memorization again")
+    return None
 
 
 def check_privacy(
@@ -119,48 +196,54 @@ def check_privacy(
     audit_file: str | Path | None = None,
     allow_near_copies: bool = False,
     device: str = "cpu",
+    similarity: str = "pixel",
+    max_shift: int = DEFAULT_MAX_SHIFT,
 ) -> dict:
     """Apply the privacy gate (see the module docstring) to ``store``.
 
     Returns:
         A summary: ``{"checked": bool, "source": "saved"|"computed"|"real store"|"skipped",
-        "threshold", "max", "n_above", ...}``.
+        "similarity", "threshold", "max", "n_above", "train", ...}``.
 
     Raises:
-        PrivacyGateError: near copies found, or no audit could be made.
+        PrivacyGateError: near copies found, or no audit bound to this content could be made.
     """
     if not store.synthetic:
         return {"checked": False, "source": "real store"}
     if allow_near_copies:
         return {"checked": False, "source": "skipped (--allow-near-copies)"}
-    rule = (f"a synthetic store is exported only after a memorization audit: {audit_path(store.path).name} beside it "
-            "(synthmed evaluate memorization --train TRAIN --synthetic STORE writes it), or one computed now against the "
-            "train split of provenance.trained_on")
-    data = _saved_audit(store, Path(audit_file) if audit_file else audit_path(store.path), required=audit_file is not None)
-    if data is not None:
-        values, indices, source = data["values"], [row["train"] for row in data["samples"]], "saved"
-        train_path = data.get("train")
-    else:
-        trained_on = (store.meta.get("provenance") or {}).get("trained_on")
-        if not trained_on:
-            raise PrivacyGateError(f"{store.path}: cannot audit for near copies: its provenance names no training store "
-                                   f"(trained_on). {rule}; or pass --allow-near-copies to export without the check")
+    if similarity not in SIMILARITIES:
+        raise SynthmedError(f"--similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
+    training = _training_store(store)
+    result = _saved_audit(store, Path(audit_file) if audit_file else audit_path(store.path), training, similarity,
+                          max_shift, required=audit_file is not None)
+    source = "saved"
+    if result is None:
+        if not training.path.is_dir():
+            raise _refuse(store, f"cannot audit for near copies: its training store {training.path} "
+                                 "(provenance.trained_on) does not exist")
+        if store_hash(training.path) != training.hash:
+            raise _refuse(store, f"its training store {training.path} changed since the generator was trained on "
+                                 "it (content hash differs from provenance.trained_on_hash), so an audit against it "
+                                 "would not be against the generator's training data")
         try:
-            train = Store.open(trained_on)
+            train = Store.open(training.path)
         except DataError as exc:
-            raise PrivacyGateError(f"{store.path}: cannot audit for near copies against its training store: {exc}. "
-                                   f"{rule}; or pass --allow-near-copies to export without the check") from None
-        result: MemorizationAudit = audit(store, train, threshold=threshold, device=device)
-        values, indices, source, train_path = result.values, result.indices.tolist(), "computed", str(train.path)
+            raise _refuse(store, f"cannot audit for near copies against its training store: {exc}") from None
+        result = audit(store, train, threshold=threshold, device=device, similarity=similarity, max_shift=max_shift)
+        source = "computed"
+    values, indices = result.gate_values(similarity)
     above = np.flatnonzero(values > threshold)
-    summary = {"checked": True, "source": source, "train": train_path, "threshold": float(threshold),
-               "max": float(values.max()) if len(values) else None, "n_above": int(len(above))}
+    summary = {"checked": True, "source": source, "similarity": similarity, "train": str(training.path),
+               "threshold": float(threshold), "max": float(values.max()) if len(values) else None,
+               "n_above": int(len(above))}
     if len(above):
         worst = above[np.argsort(-values[above])][:5]
         pairs = ", ".join(f"synthetic {i} ~ train {indices[i]} (r={values[i]:.4f})" for i in worst)
+        what = "maximum Pearson correlation" if similarity == "pixel" else "maximum Pearson correlation over shifts and mirror"
         raise PrivacyGateError(
             f"{store.path}: not exported: {len(above)} of {len(values)} synthetic samples are near copies of training "
-            f"samples (max Pearson correlation > threshold {threshold:g}; {pairs}). A dataset with near copies is not "
+            f"samples ({what} > threshold {threshold:g}; {pairs}). A dataset with near copies is not "
             "anonymous. Pass --allow-near-copies to export anyway, or --threshold to change the threshold")
     return summary
 
@@ -290,6 +373,8 @@ def export_store(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    similarity: str = "pixel",
+    max_shift: int = DEFAULT_MAX_SHIFT,
 ) -> ExportResult:
     """Export ``store`` to ``out`` in ``fmt`` after the privacy gate (see the module docstring).
 
@@ -308,7 +393,7 @@ def export_store(
     out = guard_output(out, [store.path, audit_file or audit_path(store.path), trained_on], kind=OUTPUT_KINDS[fmt],
                        overwrite=overwrite)
     gate = check_privacy(store, threshold=threshold, audit_file=audit_file, allow_near_copies=allow_near_copies,
-                         device=device)
+                         device=device, similarity=similarity, max_shift=max_shift)
     if fmt == "nifti":
         cases = write_nifti(store, out, overwrite=overwrite, slices_per_case=slices_per_case, progress=progress)
     elif fmt == "nnunet":

@@ -76,7 +76,7 @@ def test_stylegan3_config_r_trains_samples_valid_label_maps_and_is_deterministic
     for images, labels in a:
         assert torch.isfinite(images).all() and 0 <= images.min() and images.max() <= 1
         assert labels.dtype == torch.uint8 and set(labels.unique().tolist()) <= {0, 1, 2, 3}
-    with pytest.raises(SynthmedError, match="sg3_config"):
+    with pytest.raises(SynthmedError, match="--sg3-config"):
         train_generator(store2d.path, tmp_path / "bad", model="stylegan3", model_overrides={"sg3_config": "q"})
     assert not (tmp_path / "bad").exists()
 
@@ -151,7 +151,7 @@ def test_bad_input(store3d, tmp_path):
         fit(store3d, tmp_path / "r2", "progan")
     with pytest.raises(SynthmedError, match="objective"):
         train_generator(odd.path, tmp_path / "r3", model="stylegan3", model_overrides={"objective": "rflow"})
-    with pytest.raises(SynthmedError, match="r1_gamma"):
+    with pytest.raises(SynthmedError, match="--gamma"):
         train_generator(odd.path, tmp_path / "r3", model="stylegan2", train_overrides={"r1_gamma": -1})
     with pytest.raises(SynthmedError, match="preset"):
         train_generator(odd.path, tmp_path / "r3", model="stylegan1", preset="huge")
@@ -180,7 +180,7 @@ def test_cli_train_sample_truncation(store2d, runs, tmp_path, monkeypatch, capsy
     assert info["model"]["sg3_config"] == "r"
     code, _, err = cli(monkeypatch, capsys, "generator", "train", str(store2d.path), str(tmp_path / "bad_r"), "--model",
                        "stylegan3", "--sg3-config", "q", "--steps", "1", "--device", "cpu", "--no-progress")
-    assert code == 2 and "sg3_config" in err and not (tmp_path / "bad_r").exists()
+    assert code == 2 and "--sg3-config" in err and not (tmp_path / "bad_r").exists()
     code, out, err = cli(monkeypatch, capsys, "generator", "sample", run, str(tmp_path / "syn"), "--n", "3",
                          "--truncation", "0.7", "--batch", "2", "--device", "cpu", "--no-progress")
     assert code == 0 and "3 synthetic samples" in out and "truncation 0.7" in out, err

@@ -116,3 +116,31 @@ def test_datasets_errors_name_the_field(values: dict, words: list[str]) -> None:
     assert message.startswith("study.yaml: ")
     for word in words:
         assert word in message, message
+
+
+@pytest.mark.parametrize("values, words", [
+    (_with(generators=[{"name": "ddpm", "train_overrides": {"lrr": 1e-3}}]),
+     ["generators.0.train_overrides.lrr: Extra inputs are not permitted"]),
+    (_with(generators=[{"name": "progan"}, {"name": "ddpm", "model_overrides": {"schedule": "cubic"}}]),
+     ["generators.1.model_overrides.schedule:", "linear", "cosine"]),
+    (_with(segmenters=[{"name": "unet", "train_overrides": {"checkpoint_every": 0}}]),
+     ["segmenters.0.train_overrides.checkpoint_every: Input should be greater than or equal to 1 (got 0)"]),
+    (_with(segmenters=[{"name": "unet", "model_overrides": {"model": 1, "source": 2}}]),
+     ["segmenters.0.model_overrides.model:", "segmenters.0.model_overrides.source:"]),
+])
+def test_bad_overrides_are_refused_at_plan_time_with_their_yaml_path(tmp_path, values, words) -> None:
+    import yaml
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(SynthmedError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and all(w in message for w in words), message
+
+
+def test_good_overrides_pass() -> None:
+    spec = build_spec(_with(generators=[{"name": "ddpm", "train_overrides": {"lr": 1e-3, "checkpoint_every": 5},
+                                         "model_overrides": {"schedule": "cosine"}}],
+                            segmenters=[{"name": "unet", "train_overrides": {"aug": False}}]))
+    assert spec.generators[0].train_overrides["lr"] == 1e-3

@@ -877,7 +877,7 @@ def _write_case(job: _CaseJob) -> str:
 
 def write_phantom(out: str | Path, *, cases: int, seed: int, shape: tuple[int, int, int] = DEFAULT_SHAPE,
                   tumour_free_fraction: float = 0.0, workers: int = 1, overwrite: bool = False,
-                  progress: bool = True) -> list[str]:
+                  progress: bool = True, force: bool = False) -> list[str]:
     """Write a BraTS-2021-layout phantom dataset to ``out``, atomically.
 
     Layout: ``out/<id>/<id>_{t1,t1ce,t2,flair,seg}.nii.gz`` for ids ``BraTS2021_00000`` …
@@ -891,6 +891,8 @@ def write_phantom(out: str | Path, *, cases: int, seed: int, shape: tuple[int, i
         workers: processes synthesising cases in parallel (spawn pool, one thread each).
         overwrite: replace ``out`` if it exists.
         progress: show a progress bar (cases done, ETA) on stderr.
+        force: go ahead even when the memory or disk estimate (:func:`synthmed.limits.phantom_estimate`)
+            exceeds what this machine has.
 
     Returns:
         The case ids, in order.
@@ -898,6 +900,7 @@ def write_phantom(out: str | Path, *, cases: int, seed: int, shape: tuple[int, i
     Raises:
         OutputExistsError: ``out`` exists and ``overwrite`` is false (nothing is computed).
         NotOwnOutputError: ``overwrite`` on a folder that is not a phantom dataset.
+        ResourceError: the estimate does not fit this machine and ``force`` is false (nothing is computed).
         SynthmedError: bad ``cases``, ``seed``, ``shape``, ``tumour_free_fraction`` or ``workers``.
     """
     from contextlib import closing
@@ -911,6 +914,9 @@ def write_phantom(out: str | Path, *, cases: int, seed: int, shape: tuple[int, i
     if cases < 1 or seed < 0 or workers < 1:
         raise SynthmedError(f"phantom needs cases >= 1, seed >= 0 and workers >= 1; got {cases}, {seed}, {workers}")
     guard_output(out, kind=PHANTOM, overwrite=overwrite)
+    from synthmed.limits import check, phantom_estimate
+
+    check("data phantom", phantom_estimate(cases, shape, workers), out, force=force)
     tumour_free = [is_tumour_free(i, seed=seed, fraction=tumour_free_fraction) for i in range(cases)]
     ids: list[str] = []
     with atomic_directory(out, overwrite=overwrite) as tmp:

@@ -120,13 +120,33 @@ def _outcomes(jobs: list[_Job], workers: int) -> Iterator[_Outcome]:
     return ordered_map(_process, jobs, workers=2, window=2, threads=True)
 
 
+def _source_shape(sources: list[CaseSource]) -> tuple[int, ...]:
+    """The voxel grid ``(D, H, W)`` of the first case, from its label file's header (nothing else is read);
+    ``()`` when it cannot be read (the case's own load will say why)."""
+    import nibabel as nib
+
+    for source in sources[:1]:
+        try:
+            path = source.label if source.label is not None else source.channels[0].path
+            shape = nib.load(str(path)).shape[:3]
+            return tuple(int(s) for s in shape[::-1])  # file axes x, y, z → D, H, W
+        except Exception:  # noqa: BLE001 - any unreadable header: no estimate, load reports it
+            return ()
+    return ()
+
+
 def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
-            overwrite: bool = False, progress: bool = True) -> PrepareResult:
+            overwrite: bool = False, progress: bool = True, force: bool = False) -> PrepareResult:
     """Turn the dataset at ``src`` into a Store at ``store_path`` (see module docstring).
+
+    Before any case is read, memory and disk are estimated from the first case's grid, the
+    number of cases and the output size (:func:`synthmed.limits.prepare_estimate`) and refused
+    if this machine cannot hold them, unless ``force``.
 
     Raises:
         OutputIsInputError, OutputExistsError, NotOwnOutputError: see
             :func:`~synthmed.outputs.guard_output` (checked before any work).
+        ResourceError: the estimate does not fit and ``force`` is false.
         DataError: the dataset cannot be read, a case is bad (without ``skip_bad``), or no
             sample is left.
     """
@@ -134,6 +154,13 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
     guard_output(store_path, [src], kind=STORE, overwrite=overwrite)
     layout = detect_layout(src) if config.layout == "auto" else config.layout
     sources = discover_cases(src, layout)
+    shape = _source_shape(sources)
+    if shape:
+        from synthmed.limits import check, prepare_estimate
+
+        in_flight = 2 * config.workers if config.workers > 1 else 2  # ordered_map's window
+        check("data prepare", prepare_estimate(len(sources), shape, config.dims, config.size, in_flight), store_path,
+              force=force)
     splits = split_cases([s.id for s in sources], config.test_fraction, config.seed)
     size = config.size
     spatial = (size,) * config.dims

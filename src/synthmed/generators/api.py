@@ -64,6 +64,7 @@ def sample_run(
     overwrite: bool = False,
     progress: bool = True,
     truncation: float | None = None,
+    force: bool = False,
 ) -> Store:
     """Load the generator of ``run`` and write ``n`` samples to the store ``out`` (see
     :func:`~synthmed.generators.sampling.sample_to_store`)."""
@@ -80,7 +81,7 @@ def sample_run(
     kind = read_run(run).get("kind") if (run / RUN_JSON).is_file() else _saved_kind(run)
     generator = generator_class(kind).load(run, device=device, checkpoint=checkpoint)
     return sample_to_store(generator, out, n, seed=seed, batch_size=batch, sampler=sampler, steps=steps, fmt=fmt,
-                           overwrite=overwrite, progress=progress, truncation=truncation)
+                           overwrite=overwrite, progress=progress, truncation=truncation, force=force)
 
 
 def _saved_kind(path: Path) -> str:

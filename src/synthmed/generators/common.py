@@ -25,7 +25,7 @@ from synthmed.data.encoding import LEGACY_LABEL_MODE, JointEncoding
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
 from synthmed.generators.base import GENERATOR_JSON, WEIGHTS, FitOptions, Generator
-from synthmed.training.checkpoint import latest_checkpoint, load_weights, read_state, save_weights
+from synthmed.training.checkpoint import latest_checkpoint, load_latest, load_weights, read_state, save_weights
 from synthmed.training.data import batch_stream
 from synthmed.training.ema import EMA
 from synthmed.training.fabric import make_fabric, resolve_device
@@ -52,14 +52,20 @@ def override(model: type[ModelT], base: BaseModel, overrides: Mapping[str, Any],
 
 
 def store_data(store: Store) -> dict[str, Any]:
-    """What a run records about its training store (and what sampling needs to write stores).
+    """What a run records about its training store (and what sampling needs to write stores):
+    its absolute path and content hash (``store``, ``store_hash``: what a sampled store's
+    provenance calls ``trained_on`` / ``trained_on_hash``, which the export gate checks), shape,
+    channels, spacing and normalisation.
 
     Raises:
         DataError: the store has no ``train`` split.
     """
-    return {"store": str(store.path), "dims": store.dims, "sample_shape": list(store.sample_shape),
+    from synthmed.data.fingerprint import store_hash
+
+    n_train = int(len(store.indices("train")))
+    return {"store": str(Path(store.path).resolve()), "store_hash": store_hash(store.path), "dims": store.dims, "sample_shape": list(store.sample_shape),
             "channels": list(store.channels), "spacing": list(store.spacing),
-            "normalisation": store.meta.get("normalisation", {}), "n_train": int(len(store.indices("train")))}
+            "normalisation": store.meta.get("normalisation", {}), "n_train": n_train}
 
 
 def check_resume_store(run_dir: Path, store: Store) -> None:
@@ -321,13 +327,22 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
         saved = {"label_mode": LEGACY_LABEL_MODE, **meta["model"]}
         config = build_config(cls.model_config, f"{path}: bad model config", **saved)
         gen = cls(config)  # type: ignore[arg-type]
-        net = cls.build_network(config)  # type: ignore[arg-type]
-        if key == "ema":
-            ema = EMA(net)
-            load_weights(ema, weights)
-            net = ema.module
+
+        def read(file: Path) -> torch.nn.Module:
+            net = cls.build_network(config)  # type: ignore[arg-type]
+            if key == "ema":
+                ema = EMA(net)
+                load_weights(ema, file)
+                return ema.module
+            load_weights(net, file)
+            return net
+
+        if key == "ema" and checkpoint != "best":  # damaged last checkpoint: the previous kept one, with a warning
+            found = load_latest(path, lambda folder: read(folder / weights.name))
+            assert found is not None  # find_weights raised if there is no checkpoint
+            meta["step"], net = found[0], found[2]
         else:
-            load_weights(net, weights)
+            net = read(weights)
         gen.device = torch.device(resolve_device(device))
         gen.network = net.to(gen.device).eval()
         gen.data, gen.step, gen.source = cls.loaded_data(meta, key), int(meta.get("step", 0)), str(path)

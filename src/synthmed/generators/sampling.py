@@ -4,8 +4,10 @@
 chunk), so memory does not grow with ``n``. Rows: ``case_id`` ``syn_00000``, … (one per
 sample), ``slice`` 0 (2D) or -1 (3D), ``split`` ``train`` (a synthetic store is training
 data), ``source`` the generator name. ``store.json`` has ``synthetic: true`` and provenance
-``{"generator", "run", "checkpoint_step", "sampler", "steps", "seed", "batch", "n"}`` (plus
-``truncation`` when given: GANs only).
+``{"generator", "run", "checkpoint_step", "sampler", "steps", "seed", "batch", "n", "trained_on",
+"trained_on_hash"}`` (plus ``truncation`` when given: GANs only): ``trained_on`` is the absolute
+path of the generator's training store and ``trained_on_hash`` its content hash when it was
+trained, which the export's privacy gate checks.
 
 Exports (sibling of the store ``OUT``):
 
@@ -62,12 +64,15 @@ def sample_to_store(
     progress: bool = True,
     slices_per_case: int = 64,
     truncation: float | None = None,
+    force: bool = False,
 ) -> Store:
     """Sample ``n`` image + mask pairs into a synthetic store at ``out`` (and export, see module doc).
 
     Raises:
         OutputExistsError: ``out`` (or the export) exists and ``overwrite`` is false — checked
             before any sampling.
+        ResourceError: the memory or disk estimate (:func:`synthmed.limits.sample_estimate`)
+            does not fit this machine and ``force`` is false — checked before any sampling.
         SynthmedError: bad ``n``, ``batch_size``, sampler, steps or format; ``truncation``
             for a generator without it (only GANs have the truncation trick).
     """
@@ -91,12 +96,15 @@ def sample_to_store(
     if not data.get("sample_shape"):
         raise SynthmedError(f"{generator.source}: the generator does not record the shape of its training samples")
     shape = list(data["sample_shape"])
+    from synthmed.limits import check, sample_estimate
+
+    check("generator sample", sample_estimate(n, batch_size, shape), out, force=force)
     dims = len(shape) - 1
     channels = data.get("channels") or list(CANONICAL_CHANNELS[: shape[0]])
     provenance = {**generator.describe(), "run": generator.source, "checkpoint_step": generator.step,
                   "sampler": sampler, "steps": steps, "seed": seed, "batch": batch_size, "n": n,
                   **({"truncation": kwargs["truncation"]} if kwargs else {}),
-                  "trained_on": data.get("store")}
+                  "trained_on": data.get("store"), "trained_on_hash": data.get("store_hash")}
     writer = StoreWriter(out, dims=dims, channels=channels, sample_shape=shape, spacing=data.get("spacing", (1, 1, 1)),
                          normalisation=data.get("normalisation", {}), provenance=provenance, synthetic=True,
                          overwrite=overwrite)

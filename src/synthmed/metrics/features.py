@@ -142,7 +142,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            from synthmed.training.checkpoint import torch_load_safely
+
+            state = torch_load_safely(path)  # untrusted pickles refused, torch's advice never shown
+    except SynthmedError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise SynthmedError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
     for key in ("state_dict", "model", "model_state_dict"):
@@ -405,7 +409,7 @@ def train_domain_encoder(
             ``overwrite``), or the store has no ``train`` split.
     """
     from synthmed.training import FabricOptions, LoopOptions, batch_stream, make_fabric, open_run, train
-    from synthmed.training.checkpoint import latest_checkpoint, load_weights
+    from synthmed.training.checkpoint import latest_checkpoint, load_latest, load_weights
     from synthmed.training.run import read_run
 
     from synthmed.outputs import guard_output, run_directory
@@ -424,9 +428,15 @@ def train_domain_encoder(
                                 "pass --overwrite to retrain it")
         found = latest_checkpoint(run_dir)
         if found is not None and found[0] >= config.steps:
-            encoder = DomainEncoder(channels, size, config)
-            load_weights(encoder, found[1] / "model.safetensors")
-            return encoder.eval()
+
+            def read(folder: Path) -> DomainEncoder:
+                encoder = DomainEncoder(channels, size, config)
+                load_weights(encoder, folder / "model.safetensors")
+                return encoder
+
+            loaded = load_latest(run_dir, read)  # a damaged one: the previous kept one, with a warning
+            if loaded is not None and loaded[0] >= config.steps:
+                return loaded[2].eval()
         resume = True
     dataset = store.dataset(split="train")
     fabric = make_fabric(FabricOptions(device=device, precision="32"))  # type: ignore[arg-type]

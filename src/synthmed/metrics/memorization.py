@@ -24,6 +24,15 @@ Conventions
   ``O((block + train_batch) · F)`` whatever the sizes of both stores. (With more synthetic
   samples than ``block`` the training store is read once per block.)
 
+**Shift- and flip-tolerant similarity** (:func:`nearest_correlation_tolerant`, the gate's
+``--similarity shift-flip``): the maximum Pearson correlation over variants of each synthetic
+sample — every shift by ``(dy, dx)`` in ``[-s, s]²`` pixels of the in-plane axes (y, x;
+zero-filled, so the brain's zero background fills the border), of the sample and of its
+left-right mirror (x reversed) — against every training sample. ``V = 2 (2s + 1)²`` variants
+(50 for ``s = 2``), so it costs about ``V`` times the pixel search. It catches a mirrored or
+slightly shifted copy, which the pixel correlation misses; it does not catch rotations, scaling,
+larger shifts, intensity remapping or deformations.
+
 Inputs are arrays/tensors ``[N, C, *spatial]`` or :class:`~synthmed.data.Store` objects
 (optionally restricted to ``indices``, e.g. ``store.indices("train")``); returned indices
 are positions in the training *input* (for a store with ``indices``: positions in that
@@ -51,6 +60,13 @@ Mode = Literal["joint", "channel"]
 DEFAULT_THRESHOLD = 0.95
 #: Name of the audit file written next to a synthetic store (``<store>-memorization.json``).
 AUDIT_SUFFIX = "-memorization.json"
+#: What the gate compares: ``pixel`` (the plain maximum Pearson correlation) or ``shift-flip``
+#: (the maximum over small shifts and the left-right mirror, :func:`nearest_correlation_tolerant`).
+SIMILARITIES: tuple[str, ...] = ("pixel", "shift-flip")
+#: Default largest shift, in pixels along each in-plane axis, of the ``shift-flip`` similarity.
+DEFAULT_MAX_SHIFT = 2
+#: What an audit records about the stores it measured (beyond their paths).
+AUDIT_RECORD_KEYS: tuple[str, ...] = ("synthetic_created", "train_created", "synthetic_hash", "train_hash")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -192,6 +208,84 @@ def nearest_correlation(
     return best_v, best_i
 
 
+def shift_flip_variants(images: torch.Tensor, max_shift: int = DEFAULT_MAX_SHIFT) -> torch.Tensor:
+    """Every shifted and mirrored variant of each image.
+
+    Args:
+        images: ``[b, C, *spatial]`` (2D ``[H, W]`` or 3D ``[D, H, W]``).
+        max_shift: largest shift ``s`` in pixels along each of the last two axes (y, x).
+
+    Returns:
+        ``[b, V, C, *spatial]`` with ``V = 2 (2s + 1)²``: variant ``k`` is the image (``k < V/2``)
+        or its left-right mirror (x reversed), shifted by :func:`variant_shift` ``(k)``; pixels
+        shifted in are 0. Variant 0 is the image itself.
+    """
+    s = int(max_shift)
+    if s < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    h, w = images.shape[-2:]
+    out = []
+    for image in (images, images.flip(-1)):
+        padded = torch.nn.functional.pad(image, (s, s, s, s))  # zeros around y and x
+        for dy, dx in _shifts(s):  # variant[y, x] = image[y - dy, x - dx]
+            out.append(padded[..., s - dy : s - dy + h, s - dx : s - dx + w])
+    return torch.stack(out, dim=1)
+
+
+def _shifts(max_shift: int) -> list[tuple[int, int]]:
+    """``(dy, dx)`` pairs in ``[-s, s]²``, ``(0, 0)`` first, then row by row."""
+    r = range(-max_shift, max_shift + 1)
+    return [(0, 0)] + [(dy, dx) for dy in r for dx in r if (dy, dx) != (0, 0)]
+
+
+def variant_shift(k: int, max_shift: int = DEFAULT_MAX_SHIFT) -> tuple[bool, int, int]:
+    """``(mirrored, dy, dx)`` of variant ``k`` of :func:`shift_flip_variants`."""
+    shifts = _shifts(int(max_shift))
+    mirrored, j = divmod(int(k), len(shifts))
+    return bool(mirrored), *shifts[j]
+
+
+def nearest_correlation_tolerant(
+    synthetic: object,
+    train: object,
+    *,
+    max_shift: int = DEFAULT_MAX_SHIFT,
+    block: int = 512,
+    train_batch: int = 256,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum Pearson correlation (joint) of each synthetic sample's shifted and mirrored
+    variants (:func:`shift_flip_variants`) with any training sample.
+
+    The variants of ``block // V`` synthetic samples at a time go through
+    :func:`nearest_correlation` as one block, so the cost is about ``V`` times the pixel
+    search's (the training samples stream once per block).
+
+    Returns:
+        ``(values, indices, variants)``: float64 ``[M]``, int64 ``[M]`` training positions and
+        int64 ``[M]`` the variant reaching the maximum (see :func:`variant_shift`; ties go to the
+        lowest variant, so an exact copy reports variant 0). ``values`` >= the pixel maximum.
+    """
+    m, shape_s, syn_batches = _as_source(synthetic)
+    v = 2 * (2 * int(max_shift) + 1) ** 2
+    per = max(1, block // v)
+    values, indices, variants = np.empty(m), np.zeros(m, np.int64), np.zeros(m, np.int64)
+    start = 0
+    for syn in syn_batches(per):
+        b = syn.shape[0]
+        rows = shift_flip_variants(torch.from_numpy(np.ascontiguousarray(syn, dtype=np.float32)), max_shift)
+        vals, idx = nearest_correlation(rows.reshape(b * v, *shape_s), train, mode="joint", block=b * v,
+                                        train_batch=train_batch, device=device, dtype=dtype)
+        vals, idx = vals.reshape(b, v), idx.reshape(b, v)
+        best = vals.argmax(axis=1)  # first maximum: the lowest variant
+        values[start : start + b] = vals[np.arange(b), best]
+        indices[start : start + b] = idx[np.arange(b), best]
+        variants[start : start + b] = best
+        start += b
+    return values, indices, variants
+
+
 def nearest_embedding(synthetic: np.ndarray, train: np.ndarray, *, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Nearest training feature (Euclidean) of each synthetic feature.
 
@@ -226,7 +320,14 @@ class MemorizationAudit:
         channel_indices: int64 ``[M, C]``.
         threshold: near-copy threshold on ``values``.
         channels: channel names.
-        synthetic_path / train_path: the stores (``None`` for arrays).
+        synthetic_path / train_path: the stores, absolute (``None`` for arrays).
+        train_split: the split of the training store compared with (``None``: all samples).
+        extra: ``synthetic_created`` / ``train_created`` and the stores' content hashes
+            ``synthetic_hash`` / ``train_hash`` (:func:`~synthmed.data.fingerprint.store_hash`),
+            which bind the audit to what it measured.
+        embedding: nearest domain-embedding distances and store indices, if computed.
+        shift_flip: ``(values, store indices, variants)`` of the shift- and flip-tolerant
+            similarity (:func:`nearest_correlation_tolerant`), if computed, with ``max_shift``.
     """
 
     values: np.ndarray
@@ -240,6 +341,25 @@ class MemorizationAudit:
     train_split: str | None = "train"
     extra: dict = field(default_factory=dict)
     embedding: tuple[np.ndarray, np.ndarray] | None = None
+    shift_flip: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    max_shift: int | None = None
+
+    @property
+    def similarity(self) -> str:
+        """``shift-flip`` when the tolerant similarity was computed, else ``pixel``."""
+        return "shift-flip" if self.shift_flip is not None else "pixel"
+
+    def gate_values(self, similarity: str = "pixel") -> tuple[np.ndarray, np.ndarray]:
+        """``(values, store indices)`` the privacy gate compares with its threshold.
+
+        Raises:
+            SynthmedError: ``shift-flip`` asked of an audit without it.
+        """
+        if similarity == "pixel":
+            return self.values, self.indices
+        if similarity == "shift-flip" and self.shift_flip is not None:
+            return self.shift_flip[0], self.shift_flip[1]
+        raise SynthmedError(f"this audit has no {similarity!r} similarity (it has {self.similarity})")
 
     @property
     def near_copies(self) -> np.ndarray:
@@ -266,6 +386,11 @@ class MemorizationAudit:
             if self.embedding is not None:
                 row["embedding_distance"] = float(self.embedding[0][i])
                 row["embedding_train"] = int(self.embedding[1][i])
+            if self.shift_flip is not None:
+                mirrored, dy, dx = variant_shift(int(self.shift_flip[2][i]), self.max_shift or 0)
+                row["correlation_shift_flip"] = float(self.shift_flip[0][i])
+                row["train_shift_flip"] = int(self.shift_flip[1][i])
+                row["variant_shift_flip"] = {"mirrored": mirrored, "dy": dy, "dx": dx}
             rows.append(row)
         return rows
 
@@ -285,6 +410,11 @@ class MemorizationAudit:
             "max_per_channel": {name: float(self.channel_values[:, c].max()) for c, name in enumerate(self.channels)}
             if len(v) else {},
             "histogram": self.histogram(),
+            "similarity": self.similarity,
+            **({"shift_flip": {"max_shift": int(self.max_shift or 0),
+                               "max": float(self.shift_flip[0].max()) if len(v) else None,
+                               "n_above": int((self.shift_flip[0] > self.threshold).sum())}}
+               if self.shift_flip is not None else {}),
             **self.extra,
         }
 
@@ -314,14 +444,25 @@ class MemorizationAudit:
             values = [[r[f"{prefix}_{c}"] for c in channels] for r in rows]
             return np.array(values, dtype=dtype).reshape(len(rows), len(channels))
 
-        embedding = None
-        if rows and "embedding_distance" in rows[0]:
-            embedding = (column("embedding_distance", np.float64), column("embedding_train", np.int64))
-        return cls(column("correlation", np.float64), column("train", np.int64),
-                   per_channel("correlation", np.float64), per_channel("train", np.int64), float(data["threshold"]),
-                   channels, data.get("synthetic"), data.get("train"), data.get("train_split"),
-                   extra={k: data[k] for k in ("synthetic_created", "train_created") if k in data},
-                   embedding=embedding)
+        try:
+            embedding = shift_flip = max_shift = None
+            if rows and "embedding_distance" in rows[0]:
+                embedding = (column("embedding_distance", np.float64), column("embedding_train", np.int64))
+            if data.get("similarity") == "shift-flip":
+                max_shift = int(data["shift_flip"]["max_shift"])
+                shifts = _shifts(max_shift)
+                variants = [int(r["variant_shift_flip"]["mirrored"]) * len(shifts)
+                            + shifts.index((r["variant_shift_flip"]["dy"], r["variant_shift_flip"]["dx"])) for r in rows]
+                shift_flip = (column("correlation_shift_flip", np.float64), column("train_shift_flip", np.int64),
+                              np.array(variants, np.int64))
+            return cls(column("correlation", np.float64), column("train", np.int64),
+                       per_channel("correlation", np.float64), per_channel("train", np.int64), float(data["threshold"]),
+                       channels, data.get("synthetic"), data.get("train"), data.get("train_split"),
+                       extra={k: data[k] for k in AUDIT_RECORD_KEYS if k in data},
+                       embedding=embedding, shift_flip=shift_flip, max_shift=max_shift)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SynthmedError(f"{path}: not a readable synthmed memorization audit ({type(exc).__name__}: "
+                                f"{str(exc)[:200]})") from None
 
     def save(self, path: str | Path) -> Path:
         """Write the summary and the per-sample table as JSON (atomically)."""
@@ -342,12 +483,25 @@ def audit(
     device: str | torch.device = "cpu",
     block: int = 512,
     train_batch: int = 256,
+    similarity: str = "pixel",
+    max_shift: int = DEFAULT_MAX_SHIFT,
 ) -> MemorizationAudit:
     """Audit a synthetic store against a training store (its ``train_split``; ``None``: all).
 
+    The record holds both stores' absolute paths and content hashes
+    (:func:`~synthmed.data.fingerprint.store_hash`), which the export gate checks.
+    ``similarity="shift-flip"`` adds the shift- and flip-tolerant maxima
+    (:func:`nearest_correlation_tolerant`, shifts up to ``max_shift`` pixels).
+
     Raises:
-        SynthmedError: mismatched channels or sample sizes, or an empty split.
+        SynthmedError: mismatched channels or sample sizes, an empty split or an unknown similarity.
     """
+    from synthmed.data.fingerprint import store_hash
+
+    if similarity not in SIMILARITIES:
+        raise SynthmedError(f"--similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
+    if int(max_shift) < 0:
+        raise SynthmedError(f"--max-shift must be >= 0, got {max_shift}")
     if tuple(synthetic.channels) != tuple(train.channels) or synthetic.sample_shape != train.sample_shape:
         raise SynthmedError(
             f"cannot compare {synthetic.path} (channels {list(synthetic.channels)}, shape {list(synthetic.sample_shape)}) "
@@ -355,12 +509,18 @@ def audit(
             "channels and sample sizes must match")
     idx = train.indices(train_split) if train_split is not None else train.indices()
     kw = dict(device=device, block=block, train_batch=train_batch)
+    hashes = {"synthetic_hash": store_hash(synthetic.path), "train_hash": store_hash(train.path)}
     values, pos = nearest_correlation(synthetic, (train, idx), mode="joint", **kw)
     cvalues, cpos = nearest_correlation(synthetic, (train, idx), mode="channel", **kw)
+    shift_flip = None
+    if similarity == "shift-flip":
+        tv, tpos, tvar = nearest_correlation_tolerant(synthetic, (train, idx), max_shift=max_shift, **kw)
+        shift_flip = (tv, idx[tpos], tvar)
     return MemorizationAudit(values, idx[pos], cvalues, idx[cpos], float(threshold), tuple(synthetic.channels),
-                             str(synthetic.path), str(train.path), train_split,
+                             str(Path(synthetic.path).resolve()), str(Path(train.path).resolve()), train_split,
                              extra={"synthetic_created": synthetic.meta.get("created"),
-                                    "train_created": train.meta.get("created")})
+                                    "train_created": train.meta.get("created"), **hashes},
+                             shift_flip=shift_flip, max_shift=int(max_shift) if shift_flip is not None else None)
 
 
 def add_embedding_distance(result: MemorizationAudit, synthetic: Store, train: Store, extractor: object,

@@ -36,7 +36,7 @@ from synthmed.segmentation.data import build_training_set, check_compatible
 from synthmed.segmentation.networks import build_network
 from synthmed.segmentation.regions import REGION_NAMES, logits_to_labels
 from synthmed.segmentation.task import SegmentationTask
-from synthmed.training.checkpoint import latest_checkpoint, load_weights, read_state
+from synthmed.training.checkpoint import latest_checkpoint, load_latest, load_weights, read_state
 from synthmed.training.data import batch_stream
 from synthmed.training.fabric import FabricOptions, make_fabric, resolve_device
 from synthmed.training.loop import LoopOptions, train
@@ -246,8 +246,18 @@ def load_segmenter(run_dir: str | Path, *, checkpoint: str = "auto", device: str
     info = read_run(run_dir)
     weights, name, step = _model_weights(run_dir, checkpoint)
     config = build_config(SegmentModelConfig, f"{run_dir}: bad model config", **info["model"])
-    net = build_network(config)
-    load_weights(net, weights)
+
+    def read(file: Path) -> torch.nn.Module:
+        net = build_network(config)
+        load_weights(net, file)
+        return net
+
+    if name == "last":  # damaged last checkpoint: the previous kept one, with a warning
+        found = load_latest(run_dir, lambda folder: read(folder / weights.name))
+        assert found is not None
+        step, net = found[0], found[2]
+    else:
+        net = read(weights)
     return net.to(resolve_device(device)).eval(), info, {"name": name, "step": step}
 
 

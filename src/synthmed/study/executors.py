@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from synthmed.atomic import atomic_directory
 from synthmed.errors import SynthmedError
 from synthmed.parallel import process_pool, stop_workers
-from synthmed.study.plan import DONE_JSON, STAGE_JSON, STAGES_DIR, Plan, Stage
+from synthmed.study.plan import DONE_JSON, STAGE_JSON, STAGES_DIR, Plan, Stage, code_version
 from synthmed.study.stages import STAGE_FUNCTIONS, StageFn
 
 if TYPE_CHECKING:
@@ -73,8 +73,8 @@ def run_stage(plan: Plan, out: str | Path, stage: Stage, *, progress: bool = Tru
         fn(stage, plan.spec, inputs, tmp, progress)
         seconds = time.perf_counter() - start
         (tmp / DONE_JSON).write_text(json.dumps({"kind": stage.kind, "key": stage.key, "seconds": seconds,
-                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-                                     + "\n")
+                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                                 **code_version()}) + "\n")
     return seconds
 
 

@@ -16,10 +16,19 @@ stage (its weights initialise the fine-tuning on real subjects).
 Each dataset of the spec gets this whole grid (:func:`_add_dataset`), rooted at its own
 ``prepare`` stage and labelled with its name: datasets share no stage, and a dataset's stages
 have the keys they would have in a study of that dataset alone.
+
+**Keyed by content.** A ``prepare`` stage reading a dataset folder (``data.path``) has the
+dataset's content hash in its config (:func:`~synthmed.data.fingerprint.source_hash`: the
+files its layout reader would read; cached by size and modification time in
+``STUDY/.source-hashes.json``), so a changed dataset (a label file edited, a case deleted)
+gives a new ``prepare`` key and re-plans everything downstream. Each ``done.json`` records
+the code that made it (:func:`code_version`); :meth:`Plan.older_code` lists finished stages
+made by other code, which are kept, not rerun.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -32,6 +41,22 @@ KINDS = ("prepare", "encoder", "fit", "sample", "fidelity", "memorization", "tra
 STAGES_DIR = "stages"
 DONE_JSON = "done.json"
 STAGE_JSON = "stage.json"
+#: The cache of source file digests in the study folder (see :func:`~synthmed.data.fingerprint.source_hash`).
+SOURCE_CACHE = ".source-hashes.json"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict[str, str]:
+    """``{"synthmed_version", "code"}``: the package version and the first 16 hex of the SHA-256
+    of synthmed's own source files (``*.py`` and ``*.yaml`` of the package, by relative path),
+    so a code change shows even when the version number did not move."""
+    import synthmed
+
+    root = Path(synthmed.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in sorted(p for ext in ("*.py", "*.yaml") for p in root.rglob(ext)):
+        digest.update(f"{file.relative_to(root).as_posix()}\0".encode() + file.read_bytes() + b"\0")
+    return {"synthmed_version": synthmed.__version__, "code": digest.hexdigest()[:16]}
 
 
 def stage_key(kind: str, config: dict[str, Any], inputs: tuple[str, ...]) -> str:
@@ -68,6 +93,7 @@ class Plan:
 
     spec: StudySpec
     stages: dict[str, Stage]
+    problems: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.stages)
@@ -89,20 +115,81 @@ class Plan:
         """``{key: "done" | "pending"}``."""
         return {k: "done" if self.is_done(out, s) else "pending" for k, s in self.stages.items()}
 
+    def older_code(self, out: str | Path) -> dict[str, str]:
+        """Finished stages made by other synthmed code than this one: ``{key: their code}``
+        (``"unknown"`` for a ``done.json`` from before code versions were recorded). They
+        count as done; delete a stage's folder to rerun it."""
+        current = code_version()["code"]
+        older = {}
+        for key, stage in self.stages.items():
+            file = self.folder(out, stage) / DONE_JSON
+            if not file.is_file():
+                continue
+            try:
+                code = json.loads(file.read_text()).get("code", "unknown")
+            except (OSError, ValueError, AttributeError):
+                code = "unknown"
+            if code != current:
+                older[key] = str(code)
+        return older
 
-def make_plan(spec: StudySpec) -> Plan:
-    """Expand ``spec`` into its stages (pure: touches no file): each dataset's grid in turn."""
+    def superseded_prepares(self, out: str | Path) -> list[str]:
+        """Names of finished ``prepare`` stage folders in ``out`` whose config equals one of this
+        plan's except for ``source_hash``: made from the same dataset before its files changed
+        (or before ``prepare`` was keyed by its data)."""
+        current = {key: s for key, s in self.stages.items() if s.kind == "prepare"}
+        wanted = [{k: v for k, v in s.config.items() if k != "source_hash"} for s in current.values()]
+        found = []
+        root = Path(out) / STAGES_DIR
+        for folder in sorted(root.glob("prepare-*")) if root.is_dir() else []:
+            if not (folder / DONE_JSON).is_file() or any(folder.name == s.name for s in current.values()):
+                continue
+            try:
+                config = json.loads((folder / STAGE_JSON).read_text())["config"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if {k: v for k, v in config.items() if k != "source_hash"} in wanted:
+                found.append(folder.name)
+        return found
+
+
+def source_key(data: Any, out: str | Path | None) -> tuple[str | None, str | None]:
+    """``(key, problem)``: the content hash of ``data.path``'s dataset (``None`` for the phantom,
+    whose content its config already fixes), cached in ``out``'s :data:`SOURCE_CACHE` when
+    ``out`` is given. A dataset that cannot be listed (missing, empty, …) gets the key
+    ``unreadable``, and ``problem`` says why (its ``prepare`` stage will fail with that error)."""
+    if data.path is None:
+        return None, None
+    from synthmed.data.fingerprint import source_hash
+    from synthmed.errors import DataError
+
+    try:
+        return source_hash(data.path, data.layout, cache=Path(out) / SOURCE_CACHE if out is not None else None), None
+    except DataError as exc:
+        return "unreadable", str(exc)
+
+
+def make_plan(spec: StudySpec, *, out: str | Path | None = None) -> Plan:
+    """Expand ``spec`` into its stages. It reads no file but a ``data.path`` dataset's (to key
+    ``prepare`` by its content, :func:`source_key`; with ``out``, through its cache there); a
+    dataset that cannot be listed is noted in :attr:`Plan.problems`."""
     plan = Plan(spec, {})
     for data in spec.data_sections():
-        _add_dataset(plan, data)
+        _add_dataset(plan, data, out)
     return plan
 
 
-def _add_dataset(plan: Plan, data: DataSpec) -> None:
-    """One dataset's stages: its ``prepare``, then everything that depends on it."""
+def _add_dataset(plan: Plan, data: DataSpec, out: str | Path | None) -> None:
+    """One dataset's stages: its ``prepare`` (keyed by the dataset's content, :func:`source_key`,
+    cached in ``out``), then everything that depends on it."""
     spec = plan.spec
     dataset = data.label
     prep_config = data.model_dump(mode="json", exclude={"name"})
+    source, problem = source_key(data, out)
+    if source is not None:
+        prep_config["source_hash"] = source
+    if problem is not None:
+        plan.problems.append(problem)
     prep = plan.add(_stage("prepare", prep_config, (), {"dataset": dataset}))
 
     samples: list[tuple[str, Stage]] = []

@@ -106,7 +106,8 @@ def run_study(spec: StudySpec, out: str | Path, *, progress: bool = True,
         running a study in ``out``.
     """
     out = guard_study(spec, out, inputs=inputs, overwrite=overwrite)
-    plan = make_plan(spec)
+    out.mkdir(parents=True, exist_ok=True)  # holds the source-hash cache the plan reads
+    plan = make_plan(spec, out=out)
     runner = make_executor(executor or spec.executor, progress=progress)
     with FolderLock(out, "study folder"):
         remove_stale(out, ownerless=True)  # results and report temporaries of a killed run

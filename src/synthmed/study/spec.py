@@ -227,8 +227,37 @@ def _unique(labels: list[str]) -> list[str]:
     return out
 
 
+def check_overrides(spec: StudySpec, source: str = "study") -> None:
+    """Validate every generator's and segmenter's ``model_overrides`` and ``train_overrides``
+    against its preset's configs now, before any stage runs (``None`` values keep the preset's).
+
+    Raises:
+        SynthmedError: naming the YAML path of each bad key or value, e.g.
+            ``study.yaml: generators.0.train_overrides.lrr: Extra inputs are not permitted``.
+    """
+    from synthmed.generators.registry import generator_class
+    from synthmed.segmentation.config import PRESETS, SegmentModelConfig, SegmentTrainConfig
+
+    checks: list[tuple[str, type, Any, dict[str, Any]]] = []
+    for i, gen in enumerate(spec.generators):
+        cls = generator_class(gen.name)
+        preset = cls.check_preset(gen.preset)[gen.preset]
+        checks += [(f"generators.{i}.model_overrides.", cls.model_config, preset.model, gen.model_overrides),
+                   (f"generators.{i}.train_overrides.", cls.train_config_model, preset.train, gen.train_overrides)]
+    for i, seg in enumerate(spec.segmenters):
+        preset = PRESETS[seg.preset]
+        checks += [(f"segmenters.{i}.model_overrides.", SegmentModelConfig, getattr(preset, seg.name),
+                    seg.model_overrides),
+                   (f"segmenters.{i}.train_overrides.", SegmentTrainConfig, preset.train, seg.train_overrides)]
+    for prefix, model, base, overrides in checks:
+        if overrides:
+            values = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+            build_config(model, source, prefix=prefix, **values)
+
+
 def build_spec(values: dict[str, Any], source: str = "study", base: Path | None = None) -> StudySpec:
-    """Validate a study dict; a relative ``path`` of a data section is taken relative to ``base``.
+    """Validate a study dict (overrides included, :func:`check_overrides`); a relative ``path``
+    of a data section is taken relative to ``base``.
 
     Raises:
         SynthmedError: naming each invalid field and the allowed values.
@@ -236,6 +265,7 @@ def build_spec(values: dict[str, Any], source: str = "study", base: Path | None 
     if not isinstance(values, dict):
         raise SynthmedError(f"{source}: expected a mapping of study fields, got {type(values).__name__}")
     spec = build_config(StudySpec, source, **values)
+    check_overrides(spec, source)
     if base is None:
         return spec
 
@@ -250,18 +280,16 @@ def build_spec(values: dict[str, Any], source: str = "study", base: Path | None 
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study YAML file (``yaml.safe_load``).
+    """Read and validate a study YAML file (``yaml.safe_load`` through
+    :func:`~synthmed.config.load_yaml`, which refuses alias bombs and huge files).
 
     Raises:
         SynthmedError: a missing or unparsable file, or invalid fields (naming them).
     """
-    import yaml
+    from synthmed.config import load_yaml
 
     path = Path(path)
     if not path.is_file():
         raise SynthmedError(f"{path}: no such study file")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SynthmedError(f"{path}: not valid YAML ({exc})") from None
+    values = load_yaml(path)
     return build_spec(values or {}, str(path), base=path.parent)

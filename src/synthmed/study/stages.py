@@ -30,7 +30,8 @@ def run_prepare(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pat
     from synthmed.config import PrepareConfig, build_config
     from synthmed.data.prepare import prepare
 
-    data = DataSpec(**stage.config)  # the stage's own dataset (its config is the data section)
+    # the stage's own dataset: its config is the data section plus, for a folder, its content hash
+    data = DataSpec(**{k: v for k, v in stage.config.items() if k != "source_hash"})
     src = Path(str(data.path)) if data.path is not None else tmp / "phantom"
     if data.phantom is not None:
         from synthmed.data.phantom import write_phantom

@@ -13,21 +13,67 @@ A checkpoint folder is written under a temporary name and renamed into place, th
 ``state.json`` is replaced atomically, so a killed run always leaves the previous complete
 checkpoint. ``state.pt`` holds only tensors, numbers, strings, lists and dicts, so
 ``torch.load(path, weights_only=True)`` reads it; weights never go through pickle.
+
+**Damaged files.** A truncated or corrupt ``.safetensors`` or ``state.pt`` raises
+:class:`CorruptCheckpointError` naming the file; :func:`load_latest` then falls back to the
+previous kept checkpoint with a warning (on stderr). A ``state.pt`` that holds anything but
+tensors and plain data is refused as untrusted (:class:`UntrustedFileError`) and never
+unpickled, with no fallback: a tampered run is not silently resumed.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from synthmed.atomic import atomic_directory, atomic_file
 from synthmed.errors import SynthmedError
+
+T = TypeVar("T")
+
+
+class CorruptCheckpointError(SynthmedError):
+    """A checkpoint file that cannot be read: truncated, corrupt or missing."""
+
+
+class UntrustedFileError(SynthmedError):
+    """A ``torch.load`` file holding objects other than tensors and plain data: refused, never unpickled."""
+
+
+def torch_load_safely(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with its failures as one-line synthmed errors.
+
+    Raises:
+        UntrustedFileError: the file holds other objects (torch's message, which suggests
+            ``weights_only=False``, is never shown: that would run the file's code).
+        CorruptCheckpointError: the file is missing, truncated or not a torch file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptCheckpointError(f"{path}: file missing")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise UntrustedFileError(f"{path}: refused: the file holds objects other than tensors and plain data, "
+                                     "so it is untrusted (not a synthmed checkpoint, or tampered with); it was not "
+                                     "unpickled") from None
+        raise CorruptCheckpointError(f"{path}: corrupt or truncated ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CorruptCheckpointError(f"{path}: corrupt or truncated ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
+
 
 STATE_JSON = "state.json"
 STATE_PT = "state.pt"
@@ -58,13 +104,18 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> None:
     """Load safetensors weights into ``module`` (unwrapped), strictly.
 
     Raises:
-        SynthmedError: missing file or keys/shapes that do not match the module.
+        CorruptCheckpointError: a missing, truncated or corrupt file (naming it).
+        SynthmedError: keys/shapes that do not match the module.
     """
     path = Path(path)
     if not path.is_file():
-        raise SynthmedError(f"{path}: weights file missing")
+        raise CorruptCheckpointError(f"{path}: weights file missing")
     try:
-        _unwrap(module).load_state_dict(load_file(str(path)))
+        tensors = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, …
+        raise CorruptCheckpointError(f"{path}: corrupt or truncated weights file ({_first_line(exc)})") from None
+    try:
+        _unwrap(module).load_state_dict(tensors)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise SynthmedError(f"{path}: weights do not fit the model ({first})") from None
@@ -147,6 +198,53 @@ def _prune(folder: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def kept_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every kept ``step_*`` checkpoint, the one ``state.json`` points at
+    first, then the others from the newest down."""
+    run_dir = Path(run_dir)
+    state = read_state(run_dir) or {}
+    found: list[tuple[int, Path]] = []
+    pointed = run_dir / state["checkpoint"] if "checkpoint" in state else None
+    if pointed is not None and pointed.is_dir():
+        found.append((int(state["step"]), pointed))
+    for folder in sorted((run_dir / CHECKPOINTS).glob("step_*"), reverse=True):
+        if folder.is_dir() and folder != pointed and folder.name[5:].isdigit():
+            found.append((int(folder.name[5:]), folder))
+    return found
+
+
+def load_latest(run_dir: str | Path, load: Callable[[Path], T]) -> tuple[int, Path, T] | None:
+    """``load(folder)`` of the latest kept checkpoint; when it raises :class:`CorruptCheckpointError`,
+    a warning names the file and the previous kept checkpoint is tried, and so on.
+
+    Returns:
+        ``(step, folder, load's result)``, or ``None`` when the run has no checkpoint.
+
+    Raises:
+        CorruptCheckpointError: every kept checkpoint is damaged (naming the last file tried).
+        UntrustedFileError: from ``load`` (no fallback).
+    """
+    from rich.markup import escape
+
+    from synthmed.progress import console
+
+    kept = kept_checkpoints(run_dir)
+    if not kept:
+        latest_checkpoint(run_dir)  # raises if state.json points at a missing folder
+        return None
+    error: CorruptCheckpointError | None = None
+    for i, (step, folder) in enumerate(kept):
+        try:
+            return step, folder, load(folder)
+        except CorruptCheckpointError as exc:
+            error = exc
+            if i + 1 < len(kept):
+                console.print(f"[yellow]warning:[/] {escape(str(exc))}; using the previous kept checkpoint "
+                              f"{kept[i + 1][1].name} (step {kept[i + 1][0]}) instead", soft_wrap=True, highlight=False)
+    assert error is not None
+    raise CorruptCheckpointError(f"{error}; no other kept checkpoint of {run_dir} is readable") from None
+
+
 def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
     """``(step, folder)`` of the checkpoint ``state.json`` points at, or ``None``."""
     state = read_state(run_dir)
@@ -169,11 +267,15 @@ def load_checkpoint(
 
     Returns:
         The ``state.pt`` payload (``step``, ``rng``, ``extra``), read with ``weights_only=True``.
+
+    Raises:
+        CorruptCheckpointError: a damaged file (named); UntrustedFileError: a ``state.pt``
+            holding other objects.
     """
     folder = Path(folder)
     for key, module in modules.items():
         load_weights(module, folder / f"{key}.safetensors")
-    payload = torch.load(folder / STATE_PT, map_location=map_location, weights_only=True)
+    payload = torch_load_safely(folder / STATE_PT, map_location=map_location)
     for key, opt in optimizers.items():
         if key not in payload["optimizers"]:
             raise SynthmedError(f"{folder}: no optimizer state {key!r} in {STATE_PT}")

@@ -56,7 +56,7 @@ from lightning_fabric import Fabric
 from rich.progress import TextColumn
 
 from synthmed.progress import console, progress_bar
-from synthmed.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from synthmed.training.checkpoint import load_checkpoint, load_latest, save_checkpoint
 from synthmed.training.run import Run
 from synthmed.training.seeding import StepRandom, rng_state, set_rng_state
 
@@ -159,9 +159,11 @@ def train(
     task.setup(fabric)
     start = 0
     best: float | None = None
-    found = latest_checkpoint(run.path) if run.resumed else None
+    # a damaged latest checkpoint falls back to the previous kept one, with a warning
+    found = load_latest(run.path, lambda folder: load_checkpoint(folder, task.modules(), task.optimizers())) \
+        if run.resumed else None
     if found is not None:
-        payload = load_checkpoint(found[1], task.modules(), task.optimizers())
+        payload = found[2]
         start = int(payload["step"])
         set_rng_state(payload.get("rng", {}))
         best = payload.get("extra", {}).get("_best")

@@ -21,6 +21,8 @@ NIfTI export of synthetic stores use it).
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +55,34 @@ def role_of(stem: str) -> str | None:
 
 def is_case_folder(folder: Path) -> bool:
     """True for a visible folder holding at least one NIfTI file named like a BraTS modality or label."""
-    if folder.name.startswith(".") or not folder.is_dir():
+    return not folder.name.startswith(".") and _holds_case_files(folder)
+
+
+def _holds_case_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a file (or a link, even a broken one) named like a BraTS modality or label."""
+    if not folder.is_dir():
         return False
-    return any(
-        (stem := nifti_stem(f.name)) is not None and role_of(stem) is not None and f.is_file()
-        for f in folder.iterdir()
-    )
+    return any((stem := nifti_stem(f.name)) is not None and role_of(stem) is not None and (f.is_file() or f.is_symlink())
+               for f in folder.iterdir())
+
+
+def _unreadable_link(path: Path) -> str | None:
+    """Why the symlink ``path`` cannot be read (a loop, or a missing target), or ``None``."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path.name} is a symbolic link loop"
+        return f"{path.name} is a broken symbolic link (its target {os.readlink(path)} does not exist)"
+    return None
+
+
+def _bad_folder(folder: Path, problem: str) -> CaseSource:
+    """A case that ``load`` refuses with ``problem`` (``--skip-bad`` skips it)."""
+    return CaseSource(id=folder.name, layout="brats", channels=(), label=None, label_map=BRATS_LABELS,
+                      label_set="BraTS", problems=((problem, folder),))
 
 
 def _expected(folder: Path, role: str) -> Path:
@@ -84,12 +108,21 @@ def _pick(folder: Path, role: str, candidates: list[Path]) -> tuple[Path, tuple[
 def case_source(folder: Path) -> CaseSource:
     """Describe one case folder; missing or ambiguous files become the source's ``problems``."""
     by_role: dict[str, list[Path]] = {role: [] for role in SUFFIXES}
+    links: dict[str, list[tuple[str, Path]]] = {role: [] for role in SUFFIXES}
     for path in sorted(folder.iterdir()):
         stem = nifti_stem(path.name)
         role = role_of(stem) if stem is not None else None
-        if role is not None and path.is_file():
+        if role is None:
+            continue
+        why = _unreadable_link(path)
+        if why is not None:
+            links[role].append((why, path))
+        elif path.is_file():
             by_role[role].append(path)
     picked = {role: _pick(folder, role, by_role[role]) for role in (*CANONICAL_CHANNELS, "seg")}
+    for role, bad in links.items():  # an unreadable link is that, not a missing file
+        if role in picked and not by_role[role] and bad:
+            picked[role] = (bad[0][1], bad[0])
     return CaseSource(
         id=folder.name,
         layout="brats",
@@ -104,6 +137,9 @@ def case_source(folder: Path) -> CaseSource:
 def discover(src: Path) -> list[CaseSource]:
     """One `CaseSource` per case folder of ``src`` (unsorted; ``discover_cases`` sorts and checks).
 
+    An empty folder, or a hidden one (``.name``) holding BraTS files, becomes a case that
+    ``load`` refuses (``--skip-bad`` skips it), naming the folder.
+
     Raises:
         DataError: ``src`` is not a folder or holds no case folders.
     """
@@ -112,7 +148,15 @@ def discover(src: Path) -> list[CaseSource]:
     folders = sorted(p for p in src.iterdir() if is_case_folder(p))
     if not folders:
         raise DataError(_no_cases_message(src), path=src)
-    return [case_source(folder) for folder in folders]
+    sources = [case_source(folder) for folder in folders]
+    for other in sorted(p for p in src.iterdir() if p.is_dir() and p not in folders):
+        if other.name.startswith("."):  # .git and the like are not cases; a hidden case folder is an error
+            if _holds_case_files(other):
+                sources.append(_bad_folder(other, "a hidden case folder (its name starts with '.'): rename it to "
+                                                  "read it, or remove it"))
+        elif not [f for f in other.iterdir() if not f.name.startswith(".")]:
+            sources.append(_bad_folder(other, "empty case folder: no NIfTI files"))
+    return sources
 
 
 def _no_cases_message(src: Path) -> str:

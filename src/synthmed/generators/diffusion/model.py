@@ -62,7 +62,7 @@ class DiffusionGenerator(TaskGenerator[DiffusionModelConfig, TrainConfig]):
     def resolve_sampler(self, sampler: str | None, steps: int | None) -> tuple[str, int]:
         """Defaults and checks: ``(sampler, steps)``."""
         sampler = sampler or default_sampler(self.config)
-        steps = steps or default_steps(self.config, sampler)
+        steps = default_steps(self.config, sampler) if steps is None else steps  # 0 is an error, not the default
         check_sampler(self.config, sampler, steps)
         return sampler, steps
 
