@@ -7,6 +7,9 @@ layout where reading batches in chunk order gives one-patient batches.
 
 from __future__ import annotations
 
+import gc
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ from scipy.stats import hypergeom
 
 from synthmed.data import store as store_module
 from synthmed.data.store import Store, StoreWriter
+from synthmed.errors import DataError
 from synthmed.training import batch_stream
 from synthmed.training.data import StepBatchSampler, mixing_window
 
@@ -113,13 +117,17 @@ def test_mixed_stream_decodes_each_chunk_once_per_epoch_with_flat_memory(tmp_pat
         stream = batch_stream(ds, 8, seed=0)
         for _ in range(2 * len(ds) // 8):  # two epochs
             next(stream)
-        assert sorted(decodes) == sorted(list(range(len(ds) // 5)) * 2), "each chunk decoded once per epoch"
+        stream.close()
+        chunks = len(ds) // 5
+        # chunks are decoded in the order the stream needs them (a few read ahead of it)
+        assert sorted(decodes[: 2 * chunks]) == sorted(list(range(chunks)) * 2), "each chunk decoded once per epoch"
+        assert len(decodes) <= 2 * chunks + 8
         windows.append(stream.window)
-        peaks.append(stream.peak_chunks)
+        peaks.append(stream.peak_pending)
     # memory does not grow with N: the window is bounded by that of an endless store, and the
-    # stream holds at most one window (K to 2K - 1 chunks) plus one batch's chunks of the next
+    # batches being filled hold at most one window's samples (K to 2K - 1 chunks of 5) + 2 batches
     endless = mixing_window(np.full(10**6, 5), 8)
-    assert max(windows) <= endless < 60 and max(peaks) <= 2 * endless - 1 + 8
+    assert max(windows) <= endless < 60 and max(peaks) <= (2 * endless - 1) * 5 / 8 + 2
 
 
 def test_mixed_stream_with_workers_matches_the_main_process(tmp_path: Path) -> None:
@@ -130,3 +138,22 @@ def test_mixed_stream_with_workers_matches_the_main_process(tmp_path: Path) -> N
     for _ in range(30):
         a, b = next(plain), next(workers)
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_a_read_error_reaches_the_consumer_and_streams_stop_their_thread(tmp_path: Path) -> None:
+    store = case_ordered_store(tmp_path / "s", cases=12, slices=10, chunk=4)
+    ds = store.dataset(split="train")
+    before = threading.active_count()
+    stream = batch_stream(ds, 8, seed=0)
+    next(stream)
+    del stream
+    gc.collect()
+    for _ in range(50):  # the read-ahead thread notices within its 0.1 s poll
+        if threading.active_count() <= before:
+            break
+        time.sleep(0.05)
+    assert threading.active_count() <= before
+    for chunk in (store.path / "image" / "c").iterdir():  # truncate every image chunk
+        (chunk / "0" / "0" / "0").write_bytes(b"\0" * 20)
+    with pytest.raises(DataError, match="chunk"):
+        next(batch_stream(store.dataset(split="train"), 8, seed=0))

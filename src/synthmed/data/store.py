@@ -889,14 +889,20 @@ class StoreDataset(torch.utils.data.Dataset):
         label_bytes = 8 if self.long_labels else 1
         return 4 * math.prod(self.store.sample_shape) + label_bytes * math.prod(self.store.spatial_shape)
 
-    def fetch(self, items: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def fetch(self, items: Sequence[int] | np.ndarray,
+              out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Items ``items`` stacked: ``(images float32 [k, C, *spatial], labels [k, *spatial])``.
 
         One vectorised copy per run of items in one chunk (items of one chunk: one decode).
+        ``out``: C-contiguous float32 ``[>= k, C, *spatial]`` and uint8 ``[>= k, *spatial]``
+        buffers to fill (their first ``k`` samples are returned, without a copy for uint8 labels).
         """
         idx = self.indices[np.asarray(items, dtype=np.int64)]
-        images = np.empty((len(idx), *self.store.sample_shape), np.float32)
-        labels = np.empty((len(idx), *self.store.spatial_shape), np.uint8)
+        if out is not None:
+            images, labels = out[0][: len(idx)], out[1][: len(idx)]
+        else:
+            images = np.empty((len(idx), *self.store.sample_shape), np.float32)
+            labels = np.empty((len(idx), *self.store.spatial_shape), np.uint8)
         _gather(self.cache, self.store.chunk_samples, idx, images, labels, sort=False)
         return torch.from_numpy(images), self._labels(labels)
 

@@ -79,15 +79,16 @@ class MixedDataset(torch.utils.data.Dataset):
         """Bytes of one item (image and label tensors; the parts share a sample shape)."""
         return max((p.item_nbytes for p in self.parts), default=0)
 
-    def fetch(self, items: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def fetch(self, items: Sequence[int] | np.ndarray,
+              out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Items stacked: ``(images float32 [k, C, *spatial], labels [k, *spatial])``, each
-        part read with :meth:`StoreDataset.fetch`."""
+        part read with :meth:`StoreDataset.fetch` (``out`` is used when all items are in one part)."""
         items = np.asarray(items, np.int64)
         parts = self.part_of(items)
         present = np.unique(parts)
         if len(present) <= 1:  # one part (or no item): that part's fetch as it is
             k = int(present[0]) if len(present) else 0
-            return self.parts[k].fetch(items - self.offsets[k])
+            return self.parts[k].fetch(items - self.offsets[k], out)
         images = labels = None
         for k in present:
             where = torch.from_numpy(np.flatnonzero(parts == k))

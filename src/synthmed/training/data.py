@@ -5,26 +5,29 @@ uniform draw.
 ``s·G … (s+1)·G - 1`` (``G`` = per-rank batch × world size) of the endless sequence made by
 concatenating epoch orders, where the order of epoch ``e`` is
 :class:`~synthmed.data.ChunkShuffleSampler`'s order for ``(seed, e)`` with a **window** of
-``K`` chunks: the chunks are shuffled, cut into consecutive windows of ``K`` chunks, and the
-samples of each window are shuffled together. Rank ``r`` takes items ``r·B … (r+1)·B - 1``
-of the global batch.
+``K`` chunks: the chunks are shuffled, cut into ``chunks // K`` consecutive windows of
+near-equal size (``K`` to ``2K - 1`` chunks each), and the samples of each window are
+shuffled together. Rank ``r`` takes items ``r·B … (r+1)·B - 1`` of the global batch.
 
 **Why windows.** Stores are written case by case, so a chunk holds neighbouring slices of one
-or two patients: batches cut from a chunk-by-chunk order hold about 2 patients where a
-uniform draw holds about 9 (a 64 px phantom store, 12 training cases, batch 16). A batch
-drawn from ``K`` chunks at once holds about as many distinct chunks, hence patients, as a
-uniform draw when ``K`` is a few times ``G``. :func:`mixing_window` picks the smallest such
-``K``: batches drawn from ``K`` chunks hit in expectation at least :data:`MIX_TARGET` of the
-distinct chunks a uniform draw over the whole dataset hits (patients, which span one chunk
-or more, then mix at least as well), capped by :data:`MAX_MIX_BYTES` of decoded chunks; a
-window of all chunks is a uniform permutation of the epoch.
+or two patients: batches cut from a chunk-by-chunk order held 2.1 distinct patients where a
+uniform draw holds 9.0 (a 64 px phantom store, 12 training cases, batch 16). A batch drawn
+from ``K`` chunks at once holds about as many distinct chunks, hence patients, as a uniform
+draw when ``K`` is a few times ``G``. :func:`mixing_window` picks the smallest such ``K``:
+batches drawn from ``K`` chunks hit in expectation at least :data:`MIX_TARGET` (0.92) of the
+distinct chunks a uniform draw over the whole dataset hits (exact hypergeometric
+expectations), capped by :data:`MAX_MIX_BYTES` of samples; a window of all chunks is a
+uniform permutation of the epoch. Distinct patients per batch then come out at 0.9–1.0 of a
+uniform draw's (``tests/training/test_batch_mixing.py``, ``benchmarks/batch_diversity.py``).
 
-**Reading.** :func:`batch_stream` decodes a chunk when its window first needs it and keeps
-the window's chunks until the stream has passed the window, so each chunk is decoded once
-per epoch and process, and memory is about ``K + B`` decoded chunks whatever the number of
-samples. With ``num_workers`` > 0 worker processes decode the chunks ahead; the order is
-unchanged. Each rank draws from all chunks of a window, so under DDP every rank decodes
-every chunk once per epoch.
+**Reading.** :class:`BatchStream` decodes a chunk at the first step that draws from it and
+at once copies each of its samples into the slot of the (future) batch of this rank that
+holds it; the step's batch is then complete. So each chunk is decoded once per epoch and
+process, and memory is the batches being filled (at most a window's samples, ``2K`` chunks'
+worth, divided among the ranks) whatever the number of samples. Chunks are decoded ahead of
+the batches in a thread (``num_workers=0``: decompression and file reads release Python's
+lock) or in ``num_workers`` worker processes; the order is the same either way. Every rank
+draws from all chunks of a window, so under DDP each rank decodes every chunk once per epoch.
 
 Consequences:
 
@@ -36,9 +39,13 @@ Consequences:
 
 from __future__ import annotations
 
-import copy
-import math
-from collections.abc import Iterator, Sequence
+import inspect
+import pickle
+import queue
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,208 +53,126 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from synthmed.data.store import ChunkShuffleSampler, StoreDataset
+from synthmed.data.store import StoreDataset
+from synthmed.training.order import (
+    MAX_MIX_BYTES,
+    MIX_TARGET,
+    ChunkGroups,
+    GroupKey,
+    StepBatchSampler,
+    default_window,
+    first_uses,
+    group_requests,
+    mixing_window,
+)
 
-#: Share of a uniform draw's distinct chunks per batch that the mixing window must reach.
-MIX_TARGET = 0.92
-#: Most bytes of decoded chunks a default mixing window may hold (per process).
-MAX_MIX_BYTES = 2 * 2**30
-
-#: A chunk group of one epoch: ``(epoch, chunk id)``.
-GroupKey = tuple[int, int]
-
-
-def _log_choose(a: float, b: int) -> float:
-    """``log C(a, b)`` for real ``a`` (``-inf`` when ``a < b``)."""
-    if a < b:
-        return -math.inf
-    return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
-
-
-def _p_missed(total: float, size: float, draws: int) -> float:
-    """Probability that ``draws`` items drawn without replacement from ``total`` miss a
-    group of ``size`` items (hypergeometric, zero successes)."""
-    return math.exp(_log_choose(total - size, draws) - _log_choose(total, draws))
+__all__ = ["MAX_MIX_BYTES", "MIX_TARGET", "BatchStream", "StepBatchSampler", "batch_stream", "default_window",
+           "mixing_window"]
 
 
-def mixing_window(chunk_sizes: Sequence[int] | np.ndarray, global_batch: int, *, target: float = MIX_TARGET,
-                  max_chunks: int | None = None) -> int:
-    """The number ``K`` of chunks whose samples are shuffled together (see the module docstring).
-
-    The smallest ``K`` (with ``K`` chunks holding at least one global batch) such that a
-    batch of ``G`` drawn from ``K`` chunks of the mean size hits, in expectation, at least
-    ``target`` × the distinct chunks hit by ``G`` samples drawn uniformly from all of them;
-    both expectations are exact hypergeometric ones. At most ``max_chunks`` and at most the
-    number of chunks.
-
-    Args:
-        chunk_sizes: items in each chunk (zeros are ignored).
-        global_batch: ``G``, samples per step over all ranks.
-        target: share of the uniform draw's distinct chunks to reach, in ``(0, 1]``.
-        max_chunks: upper bound on ``K`` (e.g. from a memory budget).
-    """
-    sizes, counts = np.unique(np.asarray(chunk_sizes, np.int64), return_counts=True)
-    counts, sizes = counts[sizes > 0], sizes[sizes > 0]
-    chunks = int(counts.sum())
-    if chunks == 0:
-        return 1
-    limit = chunks if max_chunks is None else max(1, min(chunks, int(max_chunks)))
-    n = int((sizes * counts).sum())
-    g = int(min(max(1, global_batch), n))
-    uniform = sum(int(c) * (1 - _p_missed(n, int(s), g)) for s, c in zip(sizes, counts))
-    mean = n / chunks
-    for k in range(max(1, math.ceil(g / mean)), limit + 1):
-        if k * (1 - _p_missed(k * mean, mean, g)) >= target * uniform:
-            return k
-    return limit
+def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = zip(*items)
+    return torch.stack(images), torch.stack(labels)
 
 
-def _item_nbytes(dataset: Any) -> int:
-    """Bytes of one ``(image, label)`` item: the dataset's ``item_nbytes``, else item 0's."""
-    nbytes = getattr(dataset, "item_nbytes", None)
-    if nbytes is None:
-        image, label = dataset[0]
-        nbytes = image.nbytes + label.nbytes
-    return max(1, int(nbytes))
-
-
-def default_window(dataset: Any, global_batch: int) -> int:
-    """:func:`mixing_window` for ``dataset`` (with ``chunk_ids``), within :data:`MAX_MIX_BYTES`."""
-    sizes = np.unique(np.asarray(dataset.chunk_ids, np.int64), return_counts=True)[1]
-    chunk_bytes = int(sizes.max(initial=1)) * _item_nbytes(dataset)
-    return mixing_window(sizes, global_batch, max_chunks=max(1, MAX_MIX_BYTES // chunk_bytes))
-
-
-class StepBatchSampler(Sampler[list[int]]):
-    """Yields, forever, the dataset positions of this rank's batch for steps ``start, start+1, …``.
-
-    The order is the module docstring's. Read through :func:`batch_stream`, which keeps a
-    window's chunks decoded; a plain ``DataLoader`` over this sampler decodes each chunk
-    once per epoch only if the dataset caches ``window`` chunks.
-
-    Args:
-        dataset: a :class:`StoreDataset` (anything with ``chunk_ids``).
-        batch_size: per-rank batch ``B``.
-        seed: data-order seed.
-        start_step: first step to yield.
-        rank, world_size: this process and the number of processes.
-        window: chunks mixed together; default :func:`default_window` for ``B × world_size``.
-    """
-
-    def __init__(self, dataset: StoreDataset, batch_size: int, *, seed: int = 0, start_step: int = 0,
-                 rank: int = 0, world_size: int = 1, window: int | None = None):
-        if len(dataset) == 0:
-            raise ValueError("cannot stream batches from an empty dataset")
-        self.n = len(dataset)
-        self.batch_size, self.start_step = int(batch_size), int(start_step)
-        self.rank, self.world_size = int(rank), int(world_size)
-        self.window = int(window) if window is not None else default_window(dataset, self.batch_size * self.world_size)
-        self.order_of = ChunkShuffleSampler(dataset, seed=seed, window=self.window)
-        self._epochs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def __copy__(self) -> StepBatchSampler:
-        clone = object.__new__(StepBatchSampler)
-        clone.__dict__.update(self.__dict__)
-        clone.order_of = copy.copy(self.order_of)
-        clone._epochs = {}
-        return clone
-
-    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(order, window starts)`` of ``epoch``; the previous epoch stays cached (a batch may straddle)."""
-        got = self._epochs.get(epoch)
-        if got is None:
-            self.order_of.set_epoch(epoch)
-            got = self.order_of.order_and_windows()
-            self._epochs = {e: v for e, v in self._epochs.items() if e == epoch - 1}
-            self._epochs[epoch] = got
-        return got
-
-    def locate(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This rank's batch at ``step``: ``(items, epochs, windows)``, int64 ``[B]`` each: the
-        dataset positions, and the epoch and window of the order each one comes from."""
-        first = step * self.batch_size * self.world_size + self.rank * self.batch_size
-        epochs, within = np.divmod(np.arange(first, first + self.batch_size, dtype=np.int64), self.n)
-        items = np.empty(self.batch_size, np.int64)
-        windows = np.empty(self.batch_size, np.int64)
-        for e in np.unique(epochs):
-            sel = epochs == e
-            order, starts = self._epoch(int(e))
-            items[sel] = order[within[sel]]
-            windows[sel] = np.searchsorted(starts, within[sel], side="right") - 1
-        return items, epochs, windows
-
-    def positions(self, step: int) -> list[int]:
-        """Dataset positions of this rank's batch at ``step``."""
-        return self.locate(step)[0].tolist()
-
-    def __iter__(self) -> Iterator[list[int]]:
-        step = self.start_step
-        while True:
-            yield self.positions(step)
-            step += 1
-
-    def __len__(self) -> int:  # DataLoader needs it only for len(); the stream is endless
-        return 2**62
-
-
-@dataclass(frozen=True)
-class _StepPlan:
-    """What one step reads: its items, the chunk group of each, the groups to decode first
-    (in order) and the groups no longer needed."""
-
-    items: np.ndarray
-    keys: list[GroupKey]
-    new: list[GroupKey]
-    drop: list[GroupKey]
-
-
-def _plans(sampler: StepBatchSampler, chunk_ids: np.ndarray, start_step: int) -> Iterator[_StepPlan]:
-    """The read plan of steps ``start_step, …``: a group is decoded at its first use and
-    dropped once the stream is past its window (a rank's positions only increase)."""
-    live: dict[GroupKey, tuple[int, int]] = {}  # group → (epoch, window)
-    step = start_step
-    while True:
-        items, epochs, windows = sampler.locate(step)
-        first = (int(epochs[0]), int(windows[0]))
-        drop = [key for key, where in live.items() if where < first]
-        for key in drop:
-            del live[key]
-        keys = list(zip(epochs.tolist(), chunk_ids[items].tolist()))
-        new = []
-        for key, e, w in zip(keys, epochs.tolist(), windows.tolist()):
-            if key not in live:
-                live[key] = (e, w)
-                new.append(key)
-        yield _StepPlan(items, keys, new, drop)
-        step += 1
-
-
-class _Groups:
-    """The dataset positions of each chunk (ascending) and each position's row in its chunk."""
-
-    def __init__(self, chunk_ids: np.ndarray):
-        by_chunk = np.argsort(chunk_ids, kind="stable")
-        self.by_chunk = by_chunk
-        self.ids, self.starts, sizes = np.unique(chunk_ids[by_chunk], return_index=True, return_counts=True)
-        self.row = np.empty(len(chunk_ids), np.int64)
-        self.row[by_chunk] = np.arange(len(chunk_ids)) - np.repeat(self.starts, sizes)
-        self.sizes = sizes
-
-    def items(self, chunk: int) -> np.ndarray:
-        g = int(np.searchsorted(self.ids, chunk))
-        return self.by_chunk[self.starts[g] : self.starts[g] + self.sizes[g]]
-
-
-def _fetch(dataset: Any, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """``items`` of ``dataset`` stacked, with the dataset's ``fetch`` when it has one."""
+def _fetch(dataset: Any, items: np.ndarray,
+           out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``items`` of ``dataset`` stacked, with the dataset's ``fetch`` when it has one (into
+    ``out`` when given, for :class:`StoreDataset`-like datasets: see :func:`_takes_out`)."""
     fetch = getattr(dataset, "fetch", None)
     if fetch is not None:
-        return fetch(items)
+        return fetch(items) if out is None else fetch(items, out)
     return _collate([dataset[int(i)] for i in items])
 
 
+def _takes_out(dataset: Any) -> bool:
+    """Whether ``dataset.fetch`` fills caller buffers (``out=``), as :class:`StoreDataset`'s does."""
+    fetch = getattr(dataset, "fetch", None)
+    try:
+        return fetch is not None and "out" in inspect.signature(fetch).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass
+class _Decoded:
+    """A decoded chunk group: its items' images and labels (rows in ascending dataset
+    position), what owns their memory, and the reusable full-size buffers they live in."""
+
+    key: GroupKey
+    images: np.ndarray
+    labels: np.ndarray
+    owners: tuple[Any, ...]
+    buffers: tuple[np.ndarray, np.ndarray] | None
+
+
+def _decode_ahead(dataset: Any, requests: Iterator[tuple[GroupKey, np.ndarray]], out: queue.Queue,
+                  spare: deque, stop: threading.Event, largest: int) -> None:
+    """Thread body of :class:`_ThreadReader`: decode the requested groups in order into
+    ``out`` (bounded), reusing the buffers handed back in ``spare``; an error is passed on."""
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    reuse, shapes = _takes_out(dataset), None
+    try:
+        for key, items in requests:
+            buffers = None
+            if reuse and shapes is not None:
+                try:
+                    buffers = spare.popleft()
+                except IndexError:
+                    buffers = (np.empty((largest, *shapes[0]), np.float32), np.empty((largest, *shapes[1]), np.uint8))
+            images, labels = _fetch(dataset, items, buffers)
+            shapes = (tuple(images.shape[1:]), tuple(labels.shape[1:]))
+            if not put(_Decoded(key, images.numpy(), labels.numpy(), (images, labels), buffers)):
+                return
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
+        put(exc)
+
+
+class _ThreadReader:
+    """Decodes a stream's chunk groups ahead of it in a thread of this process (decompression
+    and file reads release Python's lock), into buffers recycled from dropped groups.
+
+    The thread reads its own copy of the dataset (so its chunk cache is not shared) and
+    stops when :meth:`close` is called or the stream is garbage-collected.
+    """
+
+    def __init__(self, dataset: Any, requests: Iterator[tuple[GroupKey, np.ndarray]], *, ahead: int, largest: int):
+        try:
+            dataset = pickle.loads(pickle.dumps(dataset))
+        except (pickle.PicklingError, TypeError, AttributeError):
+            pass  # not picklable: the thread reads the dataset itself
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self._spare: deque = deque()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=_decode_ahead, name="synthmed-batch-stream", daemon=True,
+                                        args=(dataset, requests, self._queue, self._spare, self._stop, largest))
+        self._thread.start()
+
+    def next(self) -> _Decoded:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def recycle(self, group: _Decoded) -> None:
+        if group.buffers is not None:
+            self._spare.append(group.buffers)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 class _GroupReads(Dataset):
-    """Worker side: request ``(key, items)`` → ``(key, images, labels)``."""
+    """Worker side of :class:`_WorkerReader`: request ``(key, items)`` → ``(key, images, labels)``."""
 
     def __init__(self, dataset: Any):
         self.dataset = dataset
@@ -260,84 +185,124 @@ class _GroupReads(Dataset):
         return (key, *_fetch(self.dataset, items))
 
 
-class _GroupRequests(Sampler):
-    """The groups a stream decodes, in the order it needs them (its plan, walked ahead)."""
+class _Requests(Sampler):
+    """The group requests as a ``DataLoader`` sampler (iterated once, in the main process)."""
 
-    def __init__(self, sampler: StepBatchSampler, chunk_ids: np.ndarray, groups: _Groups, start_step: int):
-        self.sampler, self.chunk_ids, self.groups, self.start_step = sampler, chunk_ids, groups, start_step
+    def __init__(self, requests: Iterator[tuple[GroupKey, np.ndarray]]):
+        self.requests = requests
 
     def __iter__(self) -> Iterator[tuple[GroupKey, np.ndarray]]:
-        for plan in _plans(self.sampler, self.chunk_ids, self.start_step):
-            for key in plan.new:
-                yield key, self.groups.items(key[1])
+        return self.requests
 
 
 def _identity(x: Any) -> Any:
     return x
 
 
+class _WorkerReader:
+    """Decodes a stream's chunk groups ahead of it in ``DataLoader`` worker processes
+    (delivered in request order, through shared memory)."""
+
+    def __init__(self, dataset: Any, requests: Iterator[tuple[GroupKey, np.ndarray]], *, num_workers: int):
+        loader = DataLoader(_GroupReads(dataset), sampler=_Requests(requests), batch_size=None,
+                            num_workers=num_workers, collate_fn=_identity, prefetch_factor=2, persistent_workers=False)
+        self._reads = iter(loader)
+
+    def next(self) -> _Decoded:
+        key, images, labels = next(self._reads)
+        return _Decoded(tuple(key), images.numpy(), labels.numpy(), (images, labels), None)
+
+    def recycle(self, group: _Decoded) -> None:
+        pass
+
+    def close(self) -> None:
+        self._reads = iter(())
+
+
+@dataclass
+class _Pending:
+    """A batch being filled: its buffers and how many of its slots are filled."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    filled: int = 0
+
+
 class BatchStream(Iterator[tuple[torch.Tensor, torch.Tensor]]):
-    """The iterator :func:`batch_stream` returns.
+    """The iterator :func:`batch_stream` returns (see the module docstring).
+
+    At each step the chunk groups first needed then are decoded (read ahead by a thread or
+    by worker processes) and each is scattered at once into all of this rank's batches that
+    draw from it; the step's batch is then complete. Memory: the batches being filled (at
+    most a window's samples of this rank, plus two batches) and a few decoded chunks.
 
     Attributes:
         sampler: the :class:`StepBatchSampler` that defines the order.
         window: chunks mixed together (``sampler.window``).
-        peak_chunks: most chunk groups held decoded at once so far.
+        peak_pending: most batches held being filled at once so far.
     """
 
-    def __init__(self, dataset: Any, batch_size: int, *, seed: int, start_step: int, rank: int, world_size: int,
-                 num_workers: int, pin_memory: bool, window: int | None):
+    def __init__(self, dataset: Any, batch_size: int, *, seed: int = 0, start_step: int = 0, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 0, pin_memory: bool = False, window: int | None = None):
         self.sampler = StepBatchSampler(dataset, batch_size, seed=seed, start_step=start_step, rank=rank,
                                         world_size=world_size, window=window)
         self.window = self.sampler.window
-        self.peak_chunks = 0
-        self.dataset = dataset
+        self.peak_pending = 0
         chunk_ids = np.asarray(dataset.chunk_ids, np.int64)
-        self._groups = _Groups(chunk_ids)
-        self._plans = _plans(self.sampler, chunk_ids, start_step)
+        self._groups = ChunkGroups(chunk_ids)
+        self._start = self._step = int(start_step)
+        self._first_uses = first_uses(self.sampler, chunk_ids, start_step)
         self._pin = bool(pin_memory) and torch.cuda.is_available()
-        self._live: dict[GroupKey, tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]] = {}
-        self._reads: Iterator[tuple[GroupKey, torch.Tensor, torch.Tensor]] | None = None
+        self._pending: dict[int, _Pending] = {}
+        requests = group_requests(self.sampler, self._groups, chunk_ids, start_step)
+        self._reader: _ThreadReader | _WorkerReader
         if num_workers > 0:
-            requests = _GroupRequests(copy.copy(self.sampler), chunk_ids, self._groups, start_step)
-            loader = DataLoader(_GroupReads(dataset), sampler=requests, batch_size=None, num_workers=num_workers,
-                                collate_fn=_identity, prefetch_factor=2, persistent_workers=False)
-            self._reads = iter(loader)
+            self._reader = _WorkerReader(dataset, requests, num_workers=num_workers)
+        else:
+            self._reader = _ThreadReader(dataset, requests, ahead=4, largest=int(self._groups.sizes.max()))
+        weakref.finalize(self, self._reader.close)
 
     def __iter__(self) -> BatchStream:
         return self
 
-    def _read(self, key: GroupKey) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._reads is None:
-            return _fetch(self.dataset, self._groups.items(key[1]))
-        got, images, labels = next(self._reads)
-        if tuple(got) != key:
-            raise RuntimeError(f"batch stream out of step: read chunk group {got}, needed {key}")
-        return images, labels
+    def close(self) -> None:
+        """Stop reading ahead (also done when the stream is garbage-collected)."""
+        self._reader.close()
+
+    def _scatter(self, group: _Decoded) -> None:
+        """Copy each sample of ``group`` into the slot of the batch that draws it."""
+        epoch, chunk = group.key
+        rows, steps, slots = self.sampler.destinations(epoch, self._groups.items(chunk), self._start)
+        b = self.sampler.batch_size
+        for row, step, slot in zip(rows.tolist(), steps.tolist(), slots.tolist()):
+            batch = self._pending.get(step)
+            if batch is None:
+                batch = self._pending[step] = _Pending(self._empty((b, *group.images.shape[1:]), group.images.dtype),
+                                                       self._empty((b, *group.labels.shape[1:]), group.labels.dtype))
+            batch.images[slot] = group.images[row]
+            batch.labels[slot] = group.labels[row]
+            batch.filled += 1
+        self.peak_pending = max(self.peak_pending, len(self._pending))
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        plan = next(self._plans)
-        for key in plan.drop:
-            del self._live[key]
-        for key in plan.new:
-            images, labels = self._read(key)
-            self._live[key] = (images.numpy(), labels.numpy(), images, labels)
-        self.peak_chunks = max(self.peak_chunks, len(self._live))
-        first = self._live[plan.keys[0]]
-        b = len(plan.items)
-        images = torch.empty((b, *first[2].shape[1:]), dtype=first[2].dtype, pin_memory=self._pin)
-        labels = torch.empty((b, *first[3].shape[1:]), dtype=first[3].dtype, pin_memory=self._pin)
-        out_images, out_labels = images.numpy(), labels.numpy()
-        for j, (key, row) in enumerate(zip(plan.keys, self._groups.row[plan.items].tolist())):
-            group_images, group_labels, _, _ = self._live[key]
-            out_images[j] = group_images[row]
-            out_labels[j] = group_labels[row]
-        return images, labels
+        for key in next(self._first_uses):
+            group = self._reader.next()
+            if group.key != key:
+                raise RuntimeError(f"batch stream out of step: read chunk group {group.key}, needed {key}")
+            self._scatter(group)
+            self._reader.recycle(group)
+        batch = self._pending.pop(self._step, None)
+        if batch is None or batch.filled != self.sampler.batch_size:
+            raise RuntimeError(f"batch stream: the batch of step {self._step} is incomplete")
+        self._step += 1
+        return torch.from_numpy(batch.images), torch.from_numpy(batch.labels)
 
-
-def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = zip(*items)
-    return torch.stack(images), torch.stack(labels)
+    def _empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A batch buffer: pinned when asked for (torch's pinned allocator), else numpy's
+        (which reuses freed memory, where a fresh torch tensor faults in new pages)."""
+        if self._pin:
+            return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True).numpy()
+        return np.empty(shape, dtype)
 
 
 def batch_stream(dataset: StoreDataset, batch_size: int, *, seed: int = 0, start_step: int = 0, rank: int = 0,
@@ -346,9 +311,10 @@ def batch_stream(dataset: StoreDataset, batch_size: int, *, seed: int = 0, start
     """Endless ``(images float32 [B, C, *spatial] in [0, 1], labels uint8 [B, *spatial])`` batches
     for steps ``start_step, start_step + 1, …`` (see the module docstring).
 
-    ``num_workers`` > 0 decodes ahead in worker processes; the order is unchanged.
-    ``pin_memory`` allocates batches in pinned memory (when CUDA is available). ``window``
-    overrides the number of chunks mixed together (:func:`default_window`).
+    Chunks are decoded ahead of the batches, in a thread (``num_workers=0``) or in
+    ``num_workers`` worker processes; the order is the same either way. ``pin_memory``
+    allocates batches in pinned memory (when CUDA is available). ``window`` overrides the
+    number of chunks mixed together (:func:`default_window`).
     """
     return BatchStream(dataset, batch_size, seed=seed, start_step=start_step, rank=rank, world_size=world_size,
                        num_workers=num_workers, pin_memory=pin_memory, window=window)
