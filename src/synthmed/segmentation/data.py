@@ -46,7 +46,7 @@ class MixedDataset(torch.utils.data.Dataset):
 
     Item ``i`` is ``(image float32 [C, *spatial], label uint8 [*spatial])`` of the part it
     falls in. :attr:`chunk_ids` are made distinct across parts, so
-    :func:`~synthmed.training.data.batch_stream` groups reads by chunk as for one store.
+    :func:`~synthmed.training.data.batch_stream` mixes and decodes their chunks as for one store.
     """
 
     def __init__(self, parts: Sequence[StoreDataset]):

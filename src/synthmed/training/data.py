@@ -24,10 +24,11 @@ uniform draw's (``tests/training/test_batch_mixing.py``, ``benchmarks/batch_dive
 at once copies each of its samples into the slot of the (future) batch of this rank that
 holds it; the step's batch is then complete. So each chunk is decoded once per epoch and
 process, and memory is the batches being filled (at most a window's samples, ``2K`` chunks'
-worth, divided among the ranks) whatever the number of samples. Chunks are decoded ahead of
-the batches in a thread (``num_workers=0``: decompression and file reads release Python's
-lock) or in ``num_workers`` worker processes; the order is the same either way. Every rank
-draws from all chunks of a window, so under DDP each rank decodes every chunk once per epoch.
+worth, divided among the ranks) whatever the number of samples. With ``num_workers=0`` a
+thread builds the batches ahead of the training loop (decompression, file reads and copies
+release Python's lock, so this overlaps the step); with ``num_workers`` > 0 worker processes
+decode the chunks. The order is the same either way. Every rank draws from all chunks of a
+window, so under DDP each rank decodes every chunk once per epoch.
 
 Consequences:
 
@@ -39,12 +40,12 @@ Consequences:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import pickle
 import queue
 import threading
 import weakref
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,9 @@ from synthmed.training.order import (
     group_requests,
     mixing_window,
 )
+
+#: Batches the read-ahead thread keeps ready.
+READY_BATCHES = 2
 
 __all__ = ["MAX_MIX_BYTES", "MIX_TARGET", "BatchStream", "StepBatchSampler", "batch_stream", "default_window",
            "mixing_window"]
@@ -106,73 +110,25 @@ class _Decoded:
     buffers: tuple[np.ndarray, np.ndarray] | None
 
 
-def _decode_ahead(dataset: Any, requests: Iterator[tuple[GroupKey, np.ndarray]], out: queue.Queue,
-                  spare: deque, stop: threading.Event, largest: int) -> None:
-    """Thread body of :class:`_ThreadReader`: decode the requested groups in order into
-    ``out`` (bounded), reusing the buffers handed back in ``spare``; an error is passed on."""
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
+def _decode(dataset: Any, requests: Iterator[tuple[GroupKey, np.ndarray]], spare: list, largest: int,
+            stop: threading.Event) -> Iterator[_Decoded]:
+    """Decode the requested groups in order, into the full-size buffers handed back in
+    ``spare`` when the dataset's ``fetch`` takes them (no fresh pages per chunk); end at ``stop``."""
     reuse, shapes = _takes_out(dataset), None
-    try:
-        for key, items in requests:
-            buffers = None
-            if reuse and shapes is not None:
-                try:
-                    buffers = spare.popleft()
-                except IndexError:
-                    buffers = (np.empty((largest, *shapes[0]), np.float32), np.empty((largest, *shapes[1]), np.uint8))
-            images, labels = _fetch(dataset, items, buffers)
-            shapes = (tuple(images.shape[1:]), tuple(labels.shape[1:]))
-            if not put(_Decoded(key, images.numpy(), labels.numpy(), (images, labels), buffers)):
-                return
-    except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
-        put(exc)
-
-
-class _ThreadReader:
-    """Decodes a stream's chunk groups ahead of it in a thread of this process (decompression
-    and file reads release Python's lock), into buffers recycled from dropped groups.
-
-    The thread reads its own copy of the dataset (so its chunk cache is not shared) and
-    stops when :meth:`close` is called or the stream is garbage-collected.
-    """
-
-    def __init__(self, dataset: Any, requests: Iterator[tuple[GroupKey, np.ndarray]], *, ahead: int, largest: int):
-        try:
-            dataset = pickle.loads(pickle.dumps(dataset))
-        except (pickle.PicklingError, TypeError, AttributeError):
-            pass  # not picklable: the thread reads the dataset itself
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
-        self._spare: deque = deque()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=_decode_ahead, name="synthmed-batch-stream", daemon=True,
-                                        args=(dataset, requests, self._queue, self._spare, self._stop, largest))
-        self._thread.start()
-
-    def next(self) -> _Decoded:
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def recycle(self, group: _Decoded) -> None:
-        if group.buffers is not None:
-            self._spare.append(group.buffers)
-
-    def close(self) -> None:
-        self._stop.set()
+    for key, items in requests:
+        if stop.is_set():
+            return
+        buffers = None
+        if reuse and shapes is not None:
+            buffers = spare.pop() if spare else (np.empty((largest, *shapes[0]), np.float32),
+                                                 np.empty((largest, *shapes[1]), np.uint8))
+        images, labels = _fetch(dataset, items, buffers)
+        shapes = (tuple(images.shape[1:]), tuple(labels.shape[1:]))
+        yield _Decoded(key, images.numpy(), labels.numpy(), (images, labels), buffers)
 
 
 class _GroupReads(Dataset):
-    """Worker side of :class:`_WorkerReader`: request ``(key, items)`` → ``(key, images, labels)``."""
+    """Worker side of the ``num_workers`` > 0 path: request ``(key, items)`` → ``(key, images, labels)``."""
 
     def __init__(self, dataset: Any):
         self.dataset = dataset
@@ -199,24 +155,12 @@ def _identity(x: Any) -> Any:
     return x
 
 
-class _WorkerReader:
-    """Decodes a stream's chunk groups ahead of it in ``DataLoader`` worker processes
-    (delivered in request order, through shared memory)."""
-
-    def __init__(self, dataset: Any, requests: Iterator[tuple[GroupKey, np.ndarray]], *, num_workers: int):
-        loader = DataLoader(_GroupReads(dataset), sampler=_Requests(requests), batch_size=None,
-                            num_workers=num_workers, collate_fn=_identity, prefetch_factor=2, persistent_workers=False)
-        self._reads = iter(loader)
-
-    def next(self) -> _Decoded:
-        key, images, labels = next(self._reads)
-        return _Decoded(tuple(key), images.numpy(), labels.numpy(), (images, labels), None)
-
-    def recycle(self, group: _Decoded) -> None:
-        pass
-
-    def close(self) -> None:
-        self._reads = iter(())
+def _from_workers(dataset: Any, requests: Iterator[tuple[GroupKey, np.ndarray]], num_workers: int) -> Iterator[_Decoded]:
+    """The requested groups decoded in ``DataLoader`` worker processes (in request order)."""
+    loader = DataLoader(_GroupReads(dataset), sampler=_Requests(requests), batch_size=None, num_workers=num_workers,
+                        collate_fn=_identity, prefetch_factor=2, persistent_workers=False)
+    for key, images, labels in loader:
+        yield _Decoded(tuple(key), images.numpy(), labels.numpy(), (images, labels), None)
 
 
 @dataclass
@@ -228,18 +172,93 @@ class _Pending:
     filled: int = 0
 
 
+class _Assembler:
+    """Builds this rank's batches for steps ``start_step, …``: at each step the groups first
+    needed then are taken from ``decoded`` and each is scattered at once into all the batches
+    that draw from it, so the step's batch is complete. Yields ``(images, labels)`` arrays."""
+
+    def __init__(self, sampler: StepBatchSampler, groups: ChunkGroups, chunk_ids: np.ndarray, start_step: int,
+                 decoded: Iterator[_Decoded], spare: list, pin: bool):
+        self.sampler, self.groups, self.start, self.pin = sampler, groups, int(start_step), pin
+        self.first_uses = first_uses(sampler, chunk_ids, start_step)
+        self.decoded, self.spare = decoded, spare
+        self.pending: dict[int, _Pending] = {}
+        self.peak_pending = 0
+
+    def _empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A batch buffer: pinned when asked for (torch's pinned allocator), else numpy's
+        (which reuses freed memory, where a fresh torch tensor faults in new pages)."""
+        if self.pin:
+            return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True).numpy()
+        return np.empty(shape, dtype)
+
+    def _scatter(self, group: _Decoded) -> None:
+        """Copy each sample of ``group`` into the slot of the batch that draws it."""
+        epoch, chunk = group.key
+        rows, steps, slots = self.sampler.destinations(epoch, self.groups.items(chunk), self.start)
+        b = self.sampler.batch_size
+        for row, step, slot in zip(rows.tolist(), steps.tolist(), slots.tolist()):
+            batch = self.pending.get(step)
+            if batch is None:
+                batch = self.pending[step] = _Pending(self._empty((b, *group.images.shape[1:]), group.images.dtype),
+                                                      self._empty((b, *group.labels.shape[1:]), group.labels.dtype))
+            batch.images[slot] = group.images[row]
+            batch.labels[slot] = group.labels[row]
+            batch.filled += 1
+        self.peak_pending = max(self.peak_pending, len(self.pending))
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        step = self.start
+        for new in self.first_uses:
+            for key in new:
+                group = next(self.decoded, None)
+                if group is None:  # the reader was stopped
+                    return
+                if group.key != key:
+                    raise RuntimeError(f"batch stream out of step: read chunk group {group.key}, needed {key}")
+                self._scatter(group)
+                if group.buffers is not None:
+                    self.spare.append(group.buffers)
+            batch = self.pending.pop(step, None)
+            if batch is None or batch.filled != self.sampler.batch_size:
+                raise RuntimeError(f"batch stream: the batch of step {step} is incomplete")
+            yield batch.images, batch.labels
+            step += 1
+
+
+def _produce(batches: Iterator[tuple[np.ndarray, np.ndarray]], out: queue.Queue, stop: threading.Event) -> None:
+    """Thread body: put the assembled batches into ``out`` (bounded) until ``stop``; an
+    error is passed on to the consumer."""
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return not stop.is_set()
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for batch in batches:
+            if not put(batch):
+                return
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
+        put(exc)
+
+
 class BatchStream(Iterator[tuple[torch.Tensor, torch.Tensor]]):
     """The iterator :func:`batch_stream` returns (see the module docstring).
 
-    At each step the chunk groups first needed then are decoded (read ahead by a thread or
-    by worker processes) and each is scattered at once into all of this rank's batches that
-    draw from it; the step's batch is then complete. Memory: the batches being filled (at
-    most a window's samples of this rank, plus two batches) and a few decoded chunks.
+    With ``num_workers=0`` a thread of this process reads a copy of the dataset (its own
+    chunk cache), decodes, assembles and keeps up to :data:`READY_BATCHES` batches ready, so
+    the data work overlaps the training step (decompression, file reads and copies release
+    Python's lock); it stops when the stream is closed or garbage-collected. With
+    ``num_workers`` > 0 worker processes decode and this process assembles.
 
     Attributes:
         sampler: the :class:`StepBatchSampler` that defines the order.
         window: chunks mixed together (``sampler.window``).
-        peak_pending: most batches held being filled at once so far.
     """
 
     def __init__(self, dataset: Any, batch_size: int, *, seed: int = 0, start_step: int = 0, rank: int = 0,
@@ -247,62 +266,61 @@ class BatchStream(Iterator[tuple[torch.Tensor, torch.Tensor]]):
         self.sampler = StepBatchSampler(dataset, batch_size, seed=seed, start_step=start_step, rank=rank,
                                         world_size=world_size, window=window)
         self.window = self.sampler.window
-        self.peak_pending = 0
         chunk_ids = np.asarray(dataset.chunk_ids, np.int64)
-        self._groups = ChunkGroups(chunk_ids)
-        self._start = self._step = int(start_step)
-        self._first_uses = first_uses(self.sampler, chunk_ids, start_step)
-        self._pin = bool(pin_memory) and torch.cuda.is_available()
-        self._pending: dict[int, _Pending] = {}
-        requests = group_requests(self.sampler, self._groups, chunk_ids, start_step)
-        self._reader: _ThreadReader | _WorkerReader
+        groups = ChunkGroups(chunk_ids)
+        requests = group_requests(self.sampler, groups, chunk_ids, start_step)
+        pin = bool(pin_memory) and torch.cuda.is_available()
+        spare: list = []
+        self._queue: queue.Queue | None = None
+        self._stop = threading.Event()
         if num_workers > 0:
-            self._reader = _WorkerReader(dataset, requests, num_workers=num_workers)
+            decoded = _from_workers(dataset, requests, num_workers)
         else:
-            self._reader = _ThreadReader(dataset, requests, ahead=4, largest=int(self._groups.sizes.max()))
-        weakref.finalize(self, self._reader.close)
+            try:
+                dataset = pickle.loads(pickle.dumps(dataset))  # the thread's own chunk cache
+            except (pickle.PicklingError, TypeError, AttributeError):
+                pass
+            decoded = _decode(dataset, requests, spare, int(groups.sizes.max()), self._stop)
+        self._assembler = _Assembler(copy.copy(self.sampler), groups, chunk_ids, start_step, decoded, spare, pin)
+        self._batches = iter(self._assembler)
+        self._thread: threading.Thread | None = None
+        if num_workers == 0:
+            self._queue = queue.Queue(maxsize=READY_BATCHES)
+            self._thread = threading.Thread(target=_produce, args=(self._batches, self._queue, self._stop),
+                                            name="synthmed-batch-stream", daemon=True)
+            self._thread.start()
+        weakref.finalize(self, self._stop.set)
+
+    @property
+    def peak_pending(self) -> int:
+        """Most batches held being filled at once so far (besides the ready ones)."""
+        return self._assembler.peak_pending
 
     def __iter__(self) -> BatchStream:
         return self
 
     def close(self) -> None:
-        """Stop reading ahead (also done when the stream is garbage-collected)."""
-        self._reader.close()
-
-    def _scatter(self, group: _Decoded) -> None:
-        """Copy each sample of ``group`` into the slot of the batch that draws it."""
-        epoch, chunk = group.key
-        rows, steps, slots = self.sampler.destinations(epoch, self._groups.items(chunk), self._start)
-        b = self.sampler.batch_size
-        for row, step, slot in zip(rows.tolist(), steps.tolist(), slots.tolist()):
-            batch = self._pending.get(step)
-            if batch is None:
-                batch = self._pending[step] = _Pending(self._empty((b, *group.images.shape[1:]), group.images.dtype),
-                                                       self._empty((b, *group.labels.shape[1:]), group.labels.dtype))
-            batch.images[slot] = group.images[row]
-            batch.labels[slot] = group.labels[row]
-            batch.filled += 1
-        self.peak_pending = max(self.peak_pending, len(self._pending))
+        """Stop the read-ahead thread and wait for it (a garbage-collected stream's thread
+        stops by itself)."""
+        self._stop.set()
+        if self._queue is not None:
+            try:  # make room, so that a thread waiting to hand over a batch sees the stop now
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+        if self._thread is not None:
+            self._thread.join()
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        for key in next(self._first_uses):
-            group = self._reader.next()
-            if group.key != key:
-                raise RuntimeError(f"batch stream out of step: read chunk group {group.key}, needed {key}")
-            self._scatter(group)
-            self._reader.recycle(group)
-        batch = self._pending.pop(self._step, None)
-        if batch is None or batch.filled != self.sampler.batch_size:
-            raise RuntimeError(f"batch stream: the batch of step {self._step} is incomplete")
-        self._step += 1
-        return torch.from_numpy(batch.images), torch.from_numpy(batch.labels)
-
-    def _empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A batch buffer: pinned when asked for (torch's pinned allocator), else numpy's
-        (which reuses freed memory, where a fresh torch tensor faults in new pages)."""
-        if self._pin:
-            return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True).numpy()
-        return np.empty(shape, dtype)
+        if self._queue is None:
+            images, labels = next(self._batches)
+        else:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            images, labels = item
+        return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def batch_stream(dataset: StoreDataset, batch_size: int, *, seed: int = 0, start_step: int = 0, rank: int = 0,
