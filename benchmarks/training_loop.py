@@ -1,7 +1,7 @@
 """Training-loop overhead: the full loop vs a bare loop stepping the same model.
 
 - full: ``synthmed.training.train`` with the diffusion task — store → batch stream
-  (DataLoader over StoreDataset) → device → step, with per-step seeding, progress bar and
+  (``batch_stream``) → device → step, with per-step seeding, progress bar and
   TensorBoard logging;
 - bare: the same task's ``training_step`` called in a plain ``for`` loop on batches preloaded
   in memory (same model, batch, steps, seed), same process.

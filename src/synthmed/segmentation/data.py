@@ -46,7 +46,7 @@ class MixedDataset(torch.utils.data.Dataset):
 
     Item ``i`` is ``(image float32 [C, *spatial], label uint8 [*spatial])`` of the part it
     falls in. :attr:`chunk_ids` are made distinct across parts, so
-    :func:`~synthmed.training.data.batch_stream` groups reads by chunk as for one store.
+    :func:`~synthmed.training.data.batch_stream` mixes and decodes their chunks as for one store.
     """
 
     def __init__(self, parts: Sequence[StoreDataset]):
@@ -74,16 +74,34 @@ class MixedDataset(torch.utils.data.Dataset):
         k = int(self.part_of(np.array([i]))[0])
         return self.parts[k][int(i - self.offsets[k])]
 
-    def __getitems__(self, items: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    @property
+    def item_nbytes(self) -> int:
+        """Bytes of one item (image and label tensors; the parts share a sample shape)."""
+        return max((p.item_nbytes for p in self.parts), default=0)
+
+    def fetch(self, items: Sequence[int] | np.ndarray,
+              out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items stacked: ``(images float32 [k, C, *spatial], labels [k, *spatial])``, each
+        part read with :meth:`StoreDataset.fetch` (``out`` is used when all items are in one part)."""
         items = np.asarray(items, np.int64)
         parts = self.part_of(items)
-        out: list = [None] * len(items)
-        for k in np.unique(parts):
-            where = np.flatnonzero(parts == k)
-            got = self.parts[k].__getitems__((items[where] - self.offsets[k]).tolist())
-            for w, value in zip(where, got):
-                out[w] = value
-        return out
+        present = np.unique(parts)
+        if len(present) <= 1:  # one part (or no item): that part's fetch as it is
+            k = int(present[0]) if len(present) else 0
+            return self.parts[k].fetch(items - self.offsets[k], out)
+        images = labels = None
+        for k in present:
+            where = torch.from_numpy(np.flatnonzero(parts == k))
+            img, lab = self.parts[k].fetch(items[where.numpy()] - self.offsets[k])
+            if images is None or labels is None:
+                images = img.new_empty((len(items), *img.shape[1:]))
+                labels = lab.new_empty((len(items), *lab.shape[1:]))
+            images[where], labels[where] = img, lab
+        return images, labels
+
+    def __getitems__(self, items: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        images, labels = self.fetch(items)
+        return list(zip(images.unbind(0), labels.unbind(0)))
 
 
 @dataclass
