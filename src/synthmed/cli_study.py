@@ -123,7 +123,6 @@ def study_run(
     if address is not None and executor is None:
         overrides["kind"] = "ray"
     runner = build_config(ExecutorSpec, "options", **{**spec.executor.model_dump(), **overrides})
-    folder.mkdir(parents=True, exist_ok=True)  # the dataset's hash cache goes here: the plan below is not hashed twice
     outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec, folder), executor=runner,
                         overwrite=overwrite, inputs=[spec_path])
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: "
@@ -134,10 +133,12 @@ def _stage_printer(console, spec, out=None):  # noqa: ANN001, ANN202
     """A ``run_study`` callback printing ``stage i/N kind labels`` as each stage starts."""
     from synthmed.study import make_plan
 
-    total = len(make_plan(spec, out=out))
-    seen = {"n": 0}
+    seen = {"n": 0, "total": 0}
 
     def on_stage(stage, event: str) -> None:  # noqa: ANN001
+        if not seen["total"]:  # planned on the first event: the study folder (and its hash cache) exists by then
+            seen["total"] = len(make_plan(spec, out=out))
+        total = seen["total"]
         if event in ("start", "skip"):
             seen["n"] += 1
         if event == "start":
