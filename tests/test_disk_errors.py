@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from cli_inprocess import invoke
 from synthmed.cli import main
 
 
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["synthmed", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code or 0, capsys.readouterr().err
+    code, _, err = invoke(monkeypatch, capsys, *args)
+    return code, err
 
 
 def one_red_line(code: int, err: str) -> str:

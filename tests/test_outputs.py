@@ -12,25 +12,15 @@ One table, one row per (command, case); every row must be refused with one red l
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from synthmed.cli import main
+from cli_inprocess import invoke as cli
 
 FAST = ["--no-progress"]
-
-
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """Run `synthmed ARGS` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["synthmed", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
 
 
 @dataclass

@@ -12,19 +12,10 @@ from safetensors.torch import load_file
 
 from tiny_stores import make_store
 
-from synthmed.cli import main
+from cli_inprocess import invoke_joined as cli
 from synthmed.training import open_run
 
 TRAIN = ["--steps", "3", "--lr", "1e-3", "--train-timesteps", "20", "--device", "cpu", "--no-progress"]
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `synthmed ARGS` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["synthmed", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, " ".join(out.out.split()), out.err
 
 
 def free_port() -> int:

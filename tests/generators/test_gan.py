@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from tiny_stores import make_store
 
+from cli_inprocess import invoke_joined as cli
 from synthmed.parallel import torch_threads
-from synthmed.cli import main
 from synthmed.errors import SynthmedError
 from synthmed.generators.api import sample_run, train_generator
 from synthmed.generators.diffusion import DiffusionGenerator
@@ -159,14 +159,6 @@ def test_bad_input(store3d, tmp_path):
     with pytest.raises(SynthmedError, match="truncation"):  # the diffusion model has none
         sample_to_store(DiffusionGenerator(), tmp_path / "s", 2, truncation=0.5, progress=False)
     assert not (tmp_path / "s").exists()
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["synthmed", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, " ".join(out.out.split()), out.err
 
 
 def test_cli_train_sample_truncation(store2d, runs, tmp_path, monkeypatch, capsys):

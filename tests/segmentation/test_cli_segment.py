@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -12,18 +11,10 @@ import torch
 from medpy.metric import binary as medpy
 from monai.metrics import compute_hausdorff_distance
 
-from synthmed.cli import main
+from cli_inprocess import invoke as cli
 from synthmed.data.nifti import save_nifti
 
 TRAIN = ["--steps", "2", "--batch", "2", "--device", "cpu", "--no-progress"]
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["synthmed", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
 
 
 def error(monkeypatch, capsys, *args: str) -> str:

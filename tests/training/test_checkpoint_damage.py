@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from synthmed.cli import main
+from cli_inprocess import invoke_joined as cli
 
 TRAIN = ["--lr", "1e-3", "--train-timesteps", "20", "--device", "cpu", "--no-progress", "--batch", "2",
          "--checkpoint-every", "1"]
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["synthmed", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, " ".join(out.out.split()), out.err
 
 
 def truncate(path: Path) -> None:
