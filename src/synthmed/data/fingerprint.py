@@ -27,9 +27,10 @@ HASH = "sha256"
 _BLOCK = 1 << 20
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 hex of one file's bytes, read in 1 MiB blocks (memory stays flat)."""
-    digest = hashlib.new(HASH)
+def file_digest(path: str | Path, digest: "hashlib._Hash | None" = None) -> str:
+    """Hex digest of one file's bytes, read in 1 MiB blocks (memory stays flat): SHA-256, or
+    the fresh hash object ``digest`` (e.g. ``hashlib.blake2b(digest_size=32)``)."""
+    digest = hashlib.new(HASH) if digest is None else digest
     with open(path, "rb", buffering=0) as handle:
         buffer = bytearray(_BLOCK)
         view = memoryview(buffer)

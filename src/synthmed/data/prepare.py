@@ -22,6 +22,7 @@ import numpy as np
 import synthmed
 from synthmed.config import PrepareConfig
 from synthmed.data.case import CANONICAL_CHANNELS, Case
+from synthmed.data.fingerprint import file_digest
 from synthmed.data.layouts import CaseSource, detect_layout, discover_cases
 from synthmed.data.preprocess import CaseSamples, case_to_slices, case_to_volume, normalisation_record
 from synthmed.data.store import Store, StoreWriter
@@ -58,14 +59,6 @@ def split_cases(case_ids: list[str], test_fraction: float, seed: int) -> dict[st
     return {case_id: ("test" if case_id in test else "train") for case_id in ids}
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=32)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class _Job:
     source: CaseSource
@@ -88,7 +81,7 @@ def _load(job: _Job) -> _Outcome:
     try:
         case = job.source.load()
         digest = hashlib.blake2b(
-            "".join(f"{p.name}:{_file_digest(p)};" for p in job.source.files()).encode(), digest_size=32
+            "".join(f"{p.name}:{file_digest(p, hashlib.blake2b(digest_size=32))};" for p in job.source.files()).encode(), digest_size=32
         ).hexdigest()
     except DataError as exc:
         return _Outcome(job.source.id, error=exc)
