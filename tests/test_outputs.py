@@ -259,6 +259,22 @@ def test_a_study_folder_is_continued_and_another_studys_results_need_overwrite(t
     guard_study(spec, folder, overwrite=True)
 
 
+def test_a_study_of_several_datasets_guards_every_dataset_folder(tmp_path):
+    from synthmed.outputs import OutputIsInputError
+    from synthmed.study import load_spec
+    from synthmed.study.run import guard_study
+
+    for year in ("a", "b"):
+        (tmp_path / year).mkdir()
+    spec_file = tmp_path / "two.yaml"
+    spec_file.write_text("datasets: [{name: A, path: a}, {name: B, path: b}]\ntrain_sets: [real]\n"
+                         "segmenters: [{name: unet, steps: 1}]\n")
+    spec = load_spec(spec_file)
+    guard_study(spec, tmp_path / "study")
+    with pytest.raises(OutputIsInputError):
+        guard_study(spec, tmp_path / "b" / "study")
+
+
 def test_dot_containing_the_input(world, monkeypatch, capsys):
     """`data prepare proj_ph/ph . --overwrite` from the folder above: refused, not a traceback."""
     monkeypatch.chdir(world.ph.parent)

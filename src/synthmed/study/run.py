@@ -59,8 +59,8 @@ def results_owner(out: str | Path) -> str | None:
 
 
 def spec_inputs(spec: StudySpec) -> list[str]:
-    """The paths a study reads: its dataset folder and fidelity weights."""
-    return [p for p in (spec.data.path, *spec.fidelity_weights.values()) if p]
+    """The paths a study reads: its datasets' folders and fidelity weights."""
+    return [p for p in (*(data.path for data in spec.data_sections()), *spec.fidelity_weights.values()) if p]
 
 
 def guard_study(spec: StudySpec, out: str | Path, *, inputs: Iterable[str | Path] = (), overwrite: bool = False) -> Path:
