@@ -105,6 +105,23 @@ def test_source_hash_cache_rehashes_only_what_changed(dataset: Path, tmp_path: P
     assert source_hash(moved) == changed  # not where the dataset is
 
 
+def test_source_hash_cache_serves_every_dataset_of_a_study(dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(dataset, other)
+    for path in [*dataset.rglob("*"), *other.rglob("*")]:
+        os.utime(path, (1e9, 1e9))
+    cache = tmp_path / "cache.json"
+    hashes = [source_hash(dataset, cache=cache), source_hash(other, cache=cache)]
+    read: list[Path] = []
+    digest = fingerprint.file_digest
+    monkeypatch.setattr(fingerprint, "file_digest", lambda p: read.append(Path(p)) or digest(p))
+    # a second plan of the two-dataset study: one shared cache, nothing read again
+    assert [source_hash(dataset, cache=cache), source_hash(other, cache=cache)] == hashes and read == []
+    shutil.rmtree(other / "BraTS2021_00001")  # a deleted case's digests leave the cache
+    source_hash(other, cache=cache)
+    assert not any("/other/BraTS2021_00001/" in key for key in json.loads(cache.read_text()))
+
+
 def test_stages_record_their_code_and_older_ones_are_reported_not_rerun(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "study"
     outcome = run_study(spec_for(dataset), out, progress=False)

@@ -101,7 +101,8 @@ def source_hash(src: str | Path, layout: str = "auto", *, cache: str | Path | No
 
     With ``cache`` (a JSON file), a file whose absolute path, size and modification time
     (ns) are as recorded reuses its recorded digest: a rerun reads only file metadata, and a
-    changed file is hashed again. The cache is rewritten (atomically) when it changed and
+    changed file is hashed again. Entries of other datasets' files are kept (one cache serves
+    a study's datasets); those of deleted files are dropped. The cache is rewritten (atomically) when it changed and
     its folder exists.
 
     Raises:
@@ -120,11 +121,13 @@ def source_hash(src: str | Path, layout: str = "auto", *, cache: str | Path | No
             known = json.loads(Path(cache).read_text())
         except (OSError, ValueError):
             known = {}
-    fresh: dict[str, list] = {}
+    files = [(case, path, str(path.resolve())) for case, path in source_files(src, layout)]
+    listed = {key for _, _, key in files}
+    # one cache serves every dataset of a study: keep the entries of files other datasets list
+    fresh: dict[str, list] = {k: v for k, v in known.items() if k not in listed and os.path.lexists(k)}
     total = hashlib.new(HASH)
     now = time.time()
-    for case, path in source_files(src, layout):
-        key = str(path.resolve())
+    for case, path, key in files:
         st = path.stat()
         entry = known.get(key)
         if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [st.st_size, st.st_mtime_ns]:
