@@ -202,12 +202,11 @@ def demo(
     """Run the offline demo study: phantom → prepare → diffusion and ProGAN (tiny) → U-Net on
     real, synthetic and synthetic+real data → fidelity and memorization → OUT/report.html.
     Finished stages are reused: a second run returns in seconds."""
-    from synthmed.cli_study import _stage_printer
+    from synthmed.cli_study import _StagePrinter
     from synthmed.demo import run_demo
-    from synthmed.study import DEMO_SPEC, load_spec
 
-    outcome = run_demo(out, progress=progress, on_stage=_stage_printer(console, load_spec(DEMO_SPEC)),
-                       overwrite=overwrite)
+    printer = _StagePrinter(console)
+    outcome = run_demo(out, progress=progress, on_stage=printer.on_stage, on_plan=printer.on_plan, overwrite=overwrite)
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: {escape(str(outcome.results))}")
     stdout.print(f"report: {escape(str(outcome.report))}")
 

@@ -123,28 +123,29 @@ def study_run(
     if address is not None and executor is None:
         overrides["kind"] = "ray"
     runner = build_config(ExecutorSpec, "options", **{**spec.executor.model_dump(), **overrides})
-    outcome = run_study(spec, folder, progress=progress, on_stage=_stage_printer(console, spec, folder), executor=runner,
-                        overwrite=overwrite, inputs=[spec_path])
+    printer = _StagePrinter(console)
+    outcome = run_study(spec, folder, progress=progress, on_stage=printer.on_stage, on_plan=printer.on_plan,
+                        executor=runner, overwrite=overwrite, inputs=[spec_path])
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: "
                  f"{escape(str(outcome.results))}; report: {escape(str(outcome.report))}")
 
 
-def _stage_printer(console, spec, out=None):  # noqa: ANN001, ANN202
-    """A ``run_study`` callback printing ``stage i/N kind labels`` as each stage starts."""
-    from synthmed.study import make_plan
+class _StagePrinter:
+    """``run_study``'s ``on_plan`` and ``on_stage`` callbacks: prints ``stage i/N kind labels`` as
+    each stage starts (N from the plan the study made; nothing is planned twice)."""
 
-    seen = {"n": 0, "total": 0}
+    def __init__(self, console) -> None:  # noqa: ANN001
+        self.console, self.n, self.total = console, 0, 0
 
-    def on_stage(stage, event: str) -> None:  # noqa: ANN001
-        if not seen["total"]:  # planned on the first event: the study folder (and its hash cache) exists by then
-            seen["total"] = len(make_plan(spec, out=out))
-        total = seen["total"]
+    def on_plan(self, plan) -> None:  # noqa: ANN001
+        self.total = len(plan)
+
+    def on_stage(self, stage, event: str) -> None:  # noqa: ANN001
         if event in ("start", "skip"):
-            seen["n"] += 1
+            self.n += 1
         if event == "start":
-            console.print(f"[bold]stage {seen['n']}/{total}[/] {stage.name} {escape(_describe(stage))}", soft_wrap=True)
-
-    return on_stage
+            self.console.print(f"[bold]stage {self.n}/{self.total}[/] {stage.name} {escape(_describe(stage))}",
+                               soft_wrap=True)
 
 
 @study_app.command("report")

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from synthmed.study import DEMO_SPEC, StudyOutcome, load_spec, run_study
-from synthmed.study.plan import Stage
+from synthmed.study.plan import Plan, Stage
 
 
-def run_demo(out: str | Path, *, progress: bool = True,
-             on_stage: Callable[[Stage, str], None] | None = None, overwrite: bool = False) -> StudyOutcome:
+def run_demo(out: str | Path, *, progress: bool = True, on_stage: Callable[[Stage, str], None] | None = None,
+             on_plan: Callable[[Plan], None] | None = None, overwrite: bool = False) -> StudyOutcome:
     """Run (or finish) the demo study into ``out``; ``out/report.html`` is its report
-    (``overwrite``: see :func:`~synthmed.study.run.guard_study`)."""
-    return run_study(load_spec(DEMO_SPEC), out, progress=progress, on_stage=on_stage, overwrite=overwrite)
+    (``on_stage``, ``on_plan``, ``overwrite``: see :func:`~synthmed.study.run.run_study`)."""
+    return run_study(load_spec(DEMO_SPEC), out, progress=progress, on_stage=on_stage, on_plan=on_plan,
+                     overwrite=overwrite)

@@ -89,6 +89,7 @@ def guard_study(spec: StudySpec, out: str | Path, *, inputs: Iterable[str | Path
 
 def run_study(spec: StudySpec, out: str | Path, *, progress: bool = True,
               on_stage: Callable[[Stage, str], None] | None = None,
+              on_plan: Callable[[Plan], None] | None = None,
               executor: ExecutorSpec | None = None, overwrite: bool = False,
               inputs: Iterable[str | Path] = ()) -> StudyOutcome:
     """Run the pending stages of ``spec`` into the study folder ``out``, then write
@@ -97,6 +98,7 @@ def run_study(spec: StudySpec, out: str | Path, *, progress: bool = True,
     Args:
         progress: show each stage's progress bars (one local worker only).
         on_stage: called with ``(stage, event)``, event ``"start"``, ``"done"`` or ``"skip"``.
+        on_plan: called with the plan once it is made, before any stage runs.
         executor: runs the stages instead of ``spec.executor`` (stage keys do not depend on it).
         overwrite: replace another study's results and report in ``out`` (:func:`guard_study`).
         inputs: more paths the study reads (e.g. its YAML file), for :func:`guard_study`.
@@ -108,6 +110,8 @@ def run_study(spec: StudySpec, out: str | Path, *, progress: bool = True,
     out = guard_study(spec, out, inputs=inputs, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)  # holds the source-hash cache the plan reads
     plan = make_plan(spec, out=out)
+    if on_plan is not None:
+        on_plan(plan)
     runner = make_executor(executor or spec.executor, progress=progress)
     with FolderLock(out, "study folder"):
         remove_stale(out, ownerless=True)  # results and report temporaries of a killed run
