@@ -144,3 +144,13 @@ def test_good_overrides_pass() -> None:
                                          "model_overrides": {"schedule": "cosine"}}],
                             segmenters=[{"name": "unet", "train_overrides": {"aug": False}}]))
     assert spec.generators[0].train_overrides["lr"] == 1e-3
+
+
+def test_a_spec_without_overrides_validates_without_loading_torch() -> None:
+    """`study plan` stays quick: override checks load a model's code only where there are overrides."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from synthmed.study import DEMO_SPEC, load_spec; load_spec(DEMO_SPEC); "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

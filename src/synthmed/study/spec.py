@@ -235,16 +235,20 @@ def check_overrides(spec: StudySpec, source: str = "study") -> None:
         SynthmedError: naming the YAML path of each bad key or value, e.g.
             ``study.yaml: generators.0.train_overrides.lrr: Extra inputs are not permitted``.
     """
-    from synthmed.generators.registry import generator_class
-    from synthmed.segmentation.config import PRESETS, SegmentModelConfig, SegmentTrainConfig
-
+    # only entries with overrides are checked, so a study without any loads no model code (nor torch)
     checks: list[tuple[str, type, Any, dict[str, Any]]] = []
-    for i, gen in enumerate(spec.generators):
+    generators = [(i, gen) for i, gen in enumerate(spec.generators) if gen.model_overrides or gen.train_overrides]
+    segmenters = [(i, seg) for i, seg in enumerate(spec.segmenters) if seg.model_overrides or seg.train_overrides]
+    if generators:
+        from synthmed.generators.registry import generator_class
+    for i, gen in generators:
         cls = generator_class(gen.name)
         preset = cls.check_preset(gen.preset)[gen.preset]
         checks += [(f"generators.{i}.model_overrides.", cls.model_config, preset.model, gen.model_overrides),
                    (f"generators.{i}.train_overrides.", cls.train_config_model, preset.train, gen.train_overrides)]
-    for i, seg in enumerate(spec.segmenters):
+    if segmenters:
+        from synthmed.segmentation.config import PRESETS, SegmentModelConfig, SegmentTrainConfig
+    for i, seg in segmenters:
         preset = PRESETS[seg.preset]
         checks += [(f"segmenters.{i}.model_overrides.", SegmentModelConfig, getattr(preset, seg.name),
                     seg.model_overrides),
