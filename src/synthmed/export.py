@@ -113,10 +113,12 @@ def training_provenance(store: Store) -> dict[str, str]:
 
 @dataclass
 class _Training:
-    """The training store a synthetic store's provenance names: its absolute path and content hash."""
+    """The training store a synthetic store's provenance names: its absolute path and content
+    hash (``hashed``: computed from the store now, rather than taken from the provenance)."""
 
     path: Path
     hash: str
+    hashed: bool = False
 
 
 def _refuse(store: Store, why: str) -> PrivacyGateError:
@@ -145,12 +147,13 @@ def _training_store(store: Store) -> _Training:
         return _Training(path, str(expected))
     if not path.is_dir():
         raise _refuse(store, f"its training store {path} (provenance.trained_on) does not exist")
-    return _Training(path, store_hash(path))
+    return _Training(path, store_hash(path), hashed=True)
 
 
-def _saved_audit(store: Store, path: Path, training: _Training, similarity: str, max_shift: int, *,
-                 required: bool) -> MemorizationAudit | None:
-    """The saved audit at ``path`` if it is bound to ``store``'s content and its training store.
+def _saved_audit(store: Store, synthetic_hash: str, path: Path, training: _Training, similarity: str,
+                 max_shift: int, *, required: bool) -> MemorizationAudit | None:
+    """The saved audit at ``path`` if it is bound to ``store``'s content (``synthetic_hash``) and
+    its training store.
 
     Returns ``None`` for an audit that is missing or does not fit (when not ``required``).
 
@@ -172,7 +175,7 @@ def _saved_audit(store: Store, path: Path, training: _Training, similarity: str,
     why = None
     if not extra.get("synthetic_hash") or not extra.get("train_hash"):
         why = "it records no content hashes (made by an older synthmed)"
-    elif extra["synthetic_hash"] != store_hash(store.path):
+    elif extra["synthetic_hash"] != synthetic_hash:
         why = (f"it was made for other content ({saved.synthetic_path}); this store is not the one audited, or it "
                "changed after the audit")
     elif extra["train_hash"] != training.hash:
@@ -215,14 +218,15 @@ def check_privacy(
     if similarity not in SIMILARITIES:
         raise SynthmedError(f"--similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
     training = _training_store(store)
-    result = _saved_audit(store, Path(audit_file) if audit_file else audit_path(store.path), training, similarity,
-                          max_shift, required=audit_file is not None)
+    synthetic_hash = store_hash(store.path)  # each store is read for its hash at most once
+    result = _saved_audit(store, synthetic_hash, Path(audit_file) if audit_file else audit_path(store.path), training,
+                          similarity, max_shift, required=audit_file is not None)
     source = "saved"
     if result is None:
         if not training.path.is_dir():
             raise _refuse(store, f"cannot audit for near copies: its training store {training.path} "
                                  "(provenance.trained_on) does not exist")
-        if store_hash(training.path) != training.hash:
+        if not training.hashed and store_hash(training.path) != training.hash:
             raise _refuse(store, f"its training store {training.path} changed since the generator was trained on "
                                  "it (content hash differs from provenance.trained_on_hash), so an audit against it "
                                  "would not be against the generator's training data")
@@ -230,7 +234,8 @@ def check_privacy(
             train = Store.open(training.path)
         except DataError as exc:
             raise _refuse(store, f"cannot audit for near copies against its training store: {exc}") from None
-        result = audit(store, train, threshold=threshold, device=device, similarity=similarity, max_shift=max_shift)
+        result = audit(store, train, threshold=threshold, device=device, similarity=similarity, max_shift=max_shift,
+                       hashes={"synthetic_hash": synthetic_hash, "train_hash": training.hash})
         source = "computed"
     values, indices = result.gate_values(similarity)
     above = np.flatnonzero(values > threshold)

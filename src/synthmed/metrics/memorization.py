@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -485,11 +485,13 @@ def audit(
     train_batch: int = 256,
     similarity: str = "pixel",
     max_shift: int = DEFAULT_MAX_SHIFT,
+    hashes: Mapping[str, str] | None = None,
 ) -> MemorizationAudit:
     """Audit a synthetic store against a training store (its ``train_split``; ``None``: all).
 
     The record holds both stores' absolute paths and content hashes
-    (:func:`~synthmed.data.fingerprint.store_hash`), which the export gate checks.
+    (:func:`~synthmed.data.fingerprint.store_hash`), which the export gate checks; a caller
+    that has just computed them passes ``hashes`` (``synthetic_hash``, ``train_hash``) instead.
     ``similarity="shift-flip"`` adds the shift- and flip-tolerant maxima
     (:func:`nearest_correlation_tolerant`, shifts up to ``max_shift`` pixels).
 
@@ -509,7 +511,8 @@ def audit(
             "channels and sample sizes must match")
     idx = train.indices(train_split) if train_split is not None else train.indices()
     kw = dict(device=device, block=block, train_batch=train_batch)
-    hashes = {"synthetic_hash": store_hash(synthetic.path), "train_hash": store_hash(train.path)}
+    hashes = dict(hashes) if hashes is not None else {"synthetic_hash": store_hash(synthetic.path),
+                                                      "train_hash": store_hash(train.path)}
     values, pos = nearest_correlation(synthetic, (train, idx), mode="joint", **kw)
     cvalues, cpos = nearest_correlation(synthetic, (train, idx), mode="channel", **kw)
     shift_flip = None
