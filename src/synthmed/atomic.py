@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from synthmed.errors import OutputExistsError, file_system_error
+from synthmed.errors import OutputExistsError, reraise_naming
 from synthmed.interrupts import deferred
 from synthmed.locks import LOCK_FILE, pid_alive, this_host
 
@@ -90,14 +90,6 @@ def remove_stale(folder: str | Path, name: str | None = None, *, ownerless: bool
     return done
 
 
-def _reraise(exc: OSError, path: Path) -> None:
-    """Raise ``exc`` as a :class:`~synthmed.errors.FileSystemError` naming ``path`` when it is one, else as is."""
-    error = file_system_error(exc, path)
-    if error is None:
-        raise exc
-    raise error from None
-
-
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` atomically."""
@@ -108,7 +100,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
-        _reraise(exc, path)
+        reraise_naming(exc, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -131,12 +123,12 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
     except OSError as exc:
-        _reraise(exc, path)
+        reraise_naming(exc, path)
     try:
         yield tmp
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        _reraise(exc, path)
+        reraise_naming(exc, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -152,6 +144,6 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
             os.replace(tmp, path)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        _reraise(exc, path)
+        reraise_naming(exc, path)
     if old is not None:
         _remove(old)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import NoReturn
 
 #: ``OSError`` numbers that are the user's to fix (a full disk, a read-only or forbidden
 #: place), with how they are worded.
@@ -80,3 +81,12 @@ def file_system_error(exc: OSError, output: str | Path | None = None) -> FileSys
     if name is not None:
         return FileSystemError(f"{name}: {what}")
     return FileSystemError(f"{what} ({exc.strerror or exc})")
+
+
+def reraise_naming(exc: OSError, output: str | Path) -> NoReturn:
+    """Raise ``exc`` as the :class:`FileSystemError` naming ``output`` when it is one
+    (:func:`file_system_error`), else as it is."""
+    error = file_system_error(exc, output)
+    if error is None:
+        raise exc
+    raise error from None

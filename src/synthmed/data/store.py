@@ -57,7 +57,7 @@ from zarr.storage import LocalStore
 from synthmed import __version__
 from synthmed.atomic import atomic_directory
 from synthmed.data.case import LABEL_NAMES
-from synthmed.errors import DataError, file_system_error
+from synthmed.errors import DataError, reraise_naming
 
 #: ``store.json["format"]`` of every store.
 FORMAT = "synthmed-store"
@@ -231,9 +231,8 @@ class StoreWriter:
             self.close()
         else:
             self.abort()
-            error = file_system_error(exc, self.path) if isinstance(exc, OSError) else None
-            if error is not None:  # a full disk or a read-only place: one line naming the store
-                raise error from None
+            if isinstance(exc, OSError):  # a full disk or a read-only place: one line naming the store
+                reraise_naming(exc, self.path)
 
     def __len__(self) -> int:
         """Samples appended so far."""
@@ -370,10 +369,7 @@ class StoreWriter:
             zarr.open_group(self._tmp, mode="r+").attrs.update({"synthmed": meta})
         except OSError as exc:
             self.abort()
-            error = file_system_error(exc, self.path)
-            if error is None:
-                raise
-            raise error from None
+            reraise_naming(exc, self.path)
         except BaseException:
             self.abort()
             raise

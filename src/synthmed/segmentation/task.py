@@ -27,10 +27,8 @@ from synthmed.segmentation.networks import build_network
 from synthmed.segmentation.regions import REGION_NAMES, labels_to_regions
 from synthmed.training.checkpoint import load_weights
 from synthmed.training.loop import StepContext
-from synthmed.training.seeding import derive_seed
+from synthmed.training.seeding import INIT_STREAM, derive_seed
 
-#: ``derive_seed`` tag of the weight initialisation.
-INIT_STREAM = 1
 
 
 class SegmentationTask:

@@ -14,10 +14,9 @@ from synthmed.generators.diffusion.samplers import default_sampler, sample_encod
 from synthmed.generators.diffusion.schedulers import ddpm_scheduler, rflow_scheduler, training_loss
 from synthmed.training.ema import EMA
 from synthmed.training.loop import StepContext
-from synthmed.training.seeding import derive_seed, make_generator
+from synthmed.training.seeding import INIT_STREAM, derive_seed, make_generator
 
 #: ``derive_seed`` tags (distinct streams of one run seed).
-INIT_STREAM = 1
 PREVIEW_STREAM = 2
 
 

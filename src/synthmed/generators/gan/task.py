@@ -46,9 +46,8 @@ from synthmed.generators.gan.config import GANModelConfig, GANTrainConfig
 from synthmed.generators.gan.networks_progan import growth, upscale
 from synthmed.training.ema import EMA, half_life_decay
 from synthmed.training.loop import StepContext
-from synthmed.training.seeding import derive_seed, make_generator
+from synthmed.training.seeding import INIT_STREAM, derive_seed, make_generator
 
-INIT_STREAM = 1
 PREVIEW_STREAM = 2
 PROGRESSIVE = ("progan", "stylegan1")
 
