@@ -62,7 +62,7 @@ def test_disk_full_in_train_and_sample(store2d, tmp_path, monkeypatch, capsys):
     import synthmed.training.checkpoint as checkpoint
     from synthmed.data.store import StoreWriter
 
-    train = ["--steps", "2", "--batch", "2", "--train-timesteps", "20", "--device", "cpu", "--no-progress"]
+    train = ["--steps", "2", "--batch", "2", "--train-timesteps", "100", "--device", "cpu", "--no-progress"]
     real_save = checkpoint.save_file
 
     def full_at(tensors, filename, metadata=None):

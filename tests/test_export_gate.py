@@ -171,7 +171,7 @@ def test_export_from_another_directory_audits_the_real_training_store(tmp_path, 
     make_store(a / "train", n=8, side=16, seed=0)
     make_store(b / "train", n=8, side=16, seed=7)
     monkeypatch.chdir(a)
-    train_generator("train", "run", model="ddpm", preset="tiny", model_overrides={"train_timesteps": 20},
+    train_generator("train", "run", model="ddpm", preset="tiny", model_overrides={"train_timesteps": 100},
                     train_overrides={"steps": 1, "batch": 2}, progress=False)
     sampled = sample_run("run", "sampled", n=2, steps=2, batch=2, device="cpu", progress=False)
     prov = sampled.meta["provenance"]

@@ -50,7 +50,7 @@ def test_interrupted_phantom_cleans_up_and_says_how_to_run_again(tmp_path, sig):
 def test_interrupted_training_resumes_with_the_printed_command(tmp_path):
     store = make_store(tmp_path / "store")
     run = tmp_path / "run"
-    args = ["generator", "train", str(store.path), str(run), "--train-timesteps", "10", "--device", "cpu",
+    args = ["generator", "train", str(store.path), str(run), "--train-timesteps", "100", "--device", "cpu",
             "--no-progress", "--steps", "1000000", "--checkpoint-every", "3"]
     proc = start_cli(*args)
     try:
@@ -93,7 +93,7 @@ def test_resume_removes_a_dead_writers_checkpoint_temporary(tmp_path):
     store = make_store(tmp_path / "store")
     run = tmp_path / "run"
     base = [sys.executable, "-m", "synthmed", "generator", "train", str(store.path), str(run), "--train-timesteps",
-            "10", "--device", "cpu", "--no-progress"]
+            "100", "--device", "cpu", "--no-progress"]
     assert subprocess.run([*base, "--steps", "1"], env=ENV, capture_output=True).returncode == 0
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

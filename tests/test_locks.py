@@ -74,7 +74,7 @@ def test_a_study_in_use_refuses_a_second_study_run(tmp_path):
 def test_two_concurrent_resumes_of_one_run(tmp_path):
     store = make_store(tmp_path / "store")
     run = tmp_path / "run"
-    base = ["generator", "train", str(store.path), str(run), "--train-timesteps", "10", "--device", "cpu",
+    base = ["generator", "train", str(store.path), str(run), "--train-timesteps", "100", "--device", "cpu",
             "--no-progress"]
     assert subprocess.run([sys.executable, "-m", "synthmed", *base, "--steps", "1"], env=ENV,
                           capture_output=True).returncode == 0

@@ -66,7 +66,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
               dirs["seg"] / "seg", dirs["study"] / "study.yaml", root / "junk")
     write_phantom(w.ph, cases=2, seed=0, shape=(24, 24, 24), progress=False)
     prepare(w.ph, w.st, build_config(PrepareConfig, size=16, test_fraction=0.5), progress=False)
-    train_generator(w.st, w.run, train_overrides={"steps": 1}, model_overrides={"train_timesteps": 10},
+    train_generator(w.st, w.run, train_overrides={"steps": 1}, model_overrides={"train_timesteps": 100},
                     progress=False)
     sample_run(w.run, w.syn, n=4, steps=2, device="cpu", progress=False)
     train_segmenter(w.seg, [w.st], train_overrides={"steps": 1}, progress=False)
@@ -223,7 +223,7 @@ def test_overwrite_replaces_the_commands_own_output(world, tmp_path, monkeypatch
     assert cli(monkeypatch, capsys, "data", "inspect", str(store), "--out", str(png))[0] == 2
     assert cli(monkeypatch, capsys, "data", "inspect", str(store), "--out", str(png), "--overwrite")[0] == 0
     run = tmp_path / "run"
-    args = ["generator", "train", str(store), str(run), "--steps", "1", "--train-timesteps", "10", "--device", "cpu",
+    args = ["generator", "train", str(store), str(run), "--steps", "1", "--train-timesteps", "100", "--device", "cpu",
             "--no-progress"]
     assert cli(monkeypatch, capsys, *args)[0] == 0
     code, _, err = cli(monkeypatch, capsys, *args, "--overwrite")

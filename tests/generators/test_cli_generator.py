@@ -15,7 +15,7 @@ from tiny_stores import make_store
 from cli_inprocess import invoke_joined as cli
 from synthmed.training import open_run
 
-TRAIN = ["--steps", "3", "--lr", "1e-3", "--train-timesteps", "20", "--device", "cpu", "--no-progress"]
+TRAIN = ["--steps", "3", "--lr", "1e-3", "--train-timesteps", "100", "--device", "cpu", "--no-progress"]
 
 
 def free_port() -> int:
@@ -72,7 +72,7 @@ def test_train_and_sample_then_bad_inputs(store2d, store3d, tmp_path, monkeypatc
     assert "already exists" in error("generator", "train", str(store2d.path), run, *TRAIN)
     # --resume with a changed model config
     assert "changed model config" in error("generator", "train", str(store2d.path), run, "--resume",
-                                           *TRAIN[:2], "--train-timesteps", "30", *TRAIN[6:])
+                                           *TRAIN[:2], "--train-timesteps", "200", *TRAIN[6:])
     # --resume on a store of another dimension
     assert "different store" in error("generator", "train", str(store3d.path), run, "--resume", *TRAIN)
     assert (tmp_path / "syn" / "store.json").read_text() == before

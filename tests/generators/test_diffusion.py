@@ -24,7 +24,7 @@ FAST = {"steps": 3, "batch": 4, "checkpoint_every": 2, "log_every": 1}
 
 
 def fit(store, run, *, model=None, train=None, **kwargs):
-    return train_generator(store.path, run, model_overrides={"train_timesteps": 20, **(model or {})},
+    return train_generator(store.path, run, model_overrides={"train_timesteps": 100, **(model or {})},
                            train_overrides={**FAST, **(train or {})}, fabric=CPU, progress=False, **kwargs)
 
 
@@ -53,16 +53,16 @@ def test_same_seed_same_samples_and_valid_labels(run2d):
 
 def test_samplers_full_ddpm_chain_and_ddim(run2d):
     gen = DiffusionGenerator.load(run2d, device="cpu")
-    assert gen.resolve_sampler("ddpm", None) == ("ddpm", 20)  # the full ancestral chain by default
+    assert gen.resolve_sampler("ddpm", None) == ("ddpm", 100)  # the full ancestral chain by default
     calls = []
     out = list(gen.sample(2, 0, batch_size=2, sampler="ddpm", on_step=lambda m, k: calls.append(k)))
-    assert len(calls) == 20 and out[0][0].shape == (2, 4, 16, 16)
+    assert len(calls) == 100 and out[0][0].shape == (2, 4, 16, 16)
     ddim = sample(run2d, sampler="ddim", steps=3)
     assert not torch.equal(ddim[0][0], sample(run2d, sampler="ddpm", steps=3)[0][0])
     with pytest.raises(SynthmedError, match="rflow"):
         gen.resolve_sampler("rflow", 3)
     with pytest.raises(SynthmedError, match="--steps"):
-        gen.resolve_sampler("ddim", 21)
+        gen.resolve_sampler("ddim", 101)
 
 
 def test_checkpoints_are_safetensors_and_weights_only(run2d):
@@ -145,7 +145,7 @@ def test_2d_nifti_stacks_slices(run2d, tmp_path):
 def test_rectified_flow_objective(store2d, tmp_path):
     assert fit(store2d, tmp_path / "rf", model={"objective": "rflow"}, train={"steps": 2}) == 2
     gen = DiffusionGenerator.load(tmp_path / "rf", device="cpu")
-    assert gen.resolve_sampler(None, None) == ("rflow", 20)
+    assert gen.resolve_sampler(None, None) == ("rflow", 50)
     a, b = sample(tmp_path / "rf", sampler="rflow", steps=3), sample(tmp_path / "rf", sampler="rflow", steps=3)
     assert torch.equal(a[0][0], b[0][0]) and torch.isfinite(a[0][0]).all()
     with pytest.raises(SynthmedError, match="ddim"):

@@ -23,7 +23,7 @@ def _one_thread():
 
 
 def fit(store, run, model: str, **model_overrides) -> None:
-    extra = {"train_timesteps": 20} if model == "ddpm" else {}
+    extra = {"train_timesteps": 100} if model == "ddpm" else {}
     train = {"steps": 2, "batch": 4, "checkpoint_every": 2, "log_every": 1}
     if model != "ddpm":
         train["growth_steps"] = 1

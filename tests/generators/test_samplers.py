@@ -7,7 +7,7 @@ import torch
 
 from synthmed.generators.config import DiffusionModelConfig
 from synthmed.generators.diffusion.samplers import sample_encoded
-from synthmed.generators.diffusion.schedulers import ddim_scheduler, ddpm_scheduler, rflow_scheduler, training_loss
+from synthmed.generators.diffusion.schedulers import ddim_scheduler, ddpm_scheduler, scheduler_for, training_loss
 from synthmed.generators.diffusion.steps import ancestral_step, chain, ddim_step, split_prediction
 from synthmed.training.seeding import StepRandom, make_generator
 
@@ -15,6 +15,7 @@ X0 = torch.linspace(-0.9, 0.9, 5 * 8 * 8).reshape(1, 5, 8, 8)
 
 
 def config(**kw) -> DiffusionModelConfig:
+    kw.setdefault("objective", "epsilon")
     return DiffusionModelConfig(image_shape=(8, 8), train_timesteps=100, **kw)
 
 
@@ -63,7 +64,7 @@ def test_rflow_with_exact_velocity_returns_the_clean_sample():
 
 def test_training_losses_are_zero_for_oracles_and_not_otherwise():
     for cfg, oracle in ((config(), EpsOracle), (config(objective="rflow"), VelocityOracle)):
-        sched = ddpm_scheduler(cfg) if cfg.objective == "ddpm" else rflow_scheduler(cfg)
+        sched = scheduler_for(cfg)
         x0 = X0.expand(4, -1, -1, -1)
         loss = training_loss(oracle(cfg), x0, cfg, sched, StepRandom(0, 1))
         assert loss < 1e-6, cfg.objective
@@ -97,6 +98,7 @@ N_GAUSS = 64  # 64 samples × 5 channels × 16 × 16 = 81,920 independent pixels
 
 
 def gauss_config(**kw) -> DiffusionModelConfig:
+    kw.setdefault("objective", "epsilon")
     return DiffusionModelConfig(image_shape=GAUSS_SHAPE, train_timesteps=T_GAUSS, **kw)
 
 

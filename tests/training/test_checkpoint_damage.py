@@ -12,7 +12,7 @@ import torch
 
 from cli_inprocess import invoke_joined as cli
 
-TRAIN = ["--lr", "1e-3", "--train-timesteps", "20", "--device", "cpu", "--no-progress", "--batch", "2",
+TRAIN = ["--lr", "1e-3", "--train-timesteps", "100", "--device", "cpu", "--no-progress", "--batch", "2",
          "--checkpoint-every", "1"]
 
 

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthmed.config import Config, LoopConfig
 from synthmed.data.encoding import LABEL_MODE_HELP, LabelMode
+from synthmed.generators.noise_schedules import MAX_TERMINAL_SIGNAL, terminal_signal
+
+Objective = Literal["epsilon", "v", "x0", "rflow"]
+OBJECTIVES: tuple[str, ...] = ("epsilon", "v", "x0", "rflow")
+OBJECTIVE_HELP = ("what the network predicts: epsilon (the noise), v (the velocity sqrt(abar) eps - "
+                  "sqrt(1 - abar) x0), x0 (the clean sample) or rflow (rectified flow, for few-step sampling); "
+                  "'ddpm' is read as epsilon")
 
 
 class DiffusionModelConfig(Config):
@@ -26,18 +33,41 @@ class DiffusionModelConfig(Config):
     attention_levels: tuple[bool, ...] = Field((False, False), description="self-attention per level")
     num_head_channels: int = Field(8, ge=1, description="channels per attention head")
     norm_num_groups: int = Field(8, ge=1, description="GroupNorm groups (must divide every level's channels)")
-    objective: Literal["ddpm", "rflow"] = Field("ddpm", description="ddpm: epsilon prediction; rflow: rectified flow (velocity)")
-    schedule: Literal["linear", "cosine"] = Field("linear", description="DDPM noise schedule")
+    objective: Objective = Field("v", description=OBJECTIVE_HELP)
+    schedule: Literal["linear", "cosine"] = Field("linear", description="DDPM noise schedule (linear: betas given "
+                                                  "for T=1000, scaled by 1000/T)")
+    zero_terminal_snr: bool = Field(False, description="rescale the schedule so that the last timestep is pure "
+                                    "noise (needs objective v or x0)")
+    min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-gamma loss weighting (None: unweighted; "
+                                        "5 in Hang et al. 2023)")
     train_timesteps: int = Field(1000, ge=2, description="training timesteps T")
-    beta_start: float = Field(1e-4, gt=0, lt=1, description="linear schedule: first beta")
-    beta_end: float = Field(2e-2, gt=0, lt=1, description="linear schedule: last beta")
+    beta_start: float = Field(1e-4, gt=0, lt=1, description="linear schedule: first beta at T=1000")
+    beta_end: float = Field(2e-2, gt=0, lt=1, description="linear schedule: last beta at T=1000")
     label_mode: LabelMode = Field("nested", description=LABEL_MODE_HELP)
     spatial_dims: int = Field(2, ge=2, le=3, description="2 or 3 (from the store)")
     image_channels: int = Field(4, ge=1, description="image channels (from the store)")
     image_shape: tuple[int, ...] = Field((32, 32), description="spatial shape (from the store)")
 
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _legacy_objective(cls, value: object) -> object:
+        return "epsilon" if value == "ddpm" else value
+
     @model_validator(mode="after")
     def _consistent(self) -> DiffusionModelConfig:
+        if self.zero_terminal_snr and self.objective not in ("v", "x0"):
+            raise ValueError(f"zero_terminal_snr needs objective v or x0: {self.objective} has no x0 estimate "
+                             "at the pure-noise step")
+        if self.min_snr_gamma is not None and self.objective == "rflow":
+            raise ValueError("min_snr_gamma weights the DDPM objectives, not rflow")
+        signal = terminal_signal(self.objective, self.schedule, self.train_timesteps, self.beta_start,
+                                 self.beta_end, self.zero_terminal_snr)
+        if signal > MAX_TERMINAL_SIGNAL:
+            what = "rectified flow" if self.objective == "rflow" else f"the {self.schedule} schedule"
+            raise ValueError(f"{what} with train_timesteps={self.train_timesteps} does not reach noise: "
+                             f"{signal:.3f} of the signal is left at the last timestep (at most "
+                             f"{MAX_TERMINAL_SIGNAL} allowed), while sampling starts from pure noise; "
+                             "use more train_timesteps, larger betas or zero_terminal_snr")
         if len(self.attention_levels) != len(self.channels):
             raise ValueError(f"attention_levels needs one entry per level ({len(self.channels)})")
         bad = [c for c in self.channels if c % self.norm_num_groups]

@@ -9,8 +9,8 @@
 ``set_timesteps``) and jump from each to the next one, then to the clean sample (see
 :mod:`.steps`); the estimate of ``x0`` is clamped to ``[-1, 1]`` (the encoding's range) at every
 step, as MONAI's ``clip_sample`` does.
-``ddpm`` and ``ddim`` need an ``objective="ddpm"`` model (ε-prediction), ``rflow`` an
-``objective="rflow"`` one.
+``ddpm`` and ``ddim`` need a model trained with a DDPM objective (``epsilon``, ``v`` or ``x0``),
+``rflow`` an ``objective="rflow"`` one.
 Every random number comes from the ``generator`` passed in, so the same generator state
 gives the same samples.
 """
@@ -24,19 +24,15 @@ import torch
 
 from synthmed.errors import SynthmedError
 from synthmed.generators.config import DiffusionModelConfig
-from synthmed.generators.diffusion.schedulers import ddpm_scheduler, rflow_scheduler
-from synthmed.generators.diffusion.steps import PredictionType, ancestral_step, chain, ddim_step, split_prediction
+from synthmed.generators.diffusion.schedulers import PREDICTION, ddpm_scheduler, rflow_scheduler
+from synthmed.generators.diffusion.steps import ancestral_step, chain, ddim_step, split_prediction
 
 SamplerName = Literal["ddpm", "ddim", "rflow"]
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "rflow")
 
-#: What an ``objective="ddpm"`` network predicts.
-PREDICTION: PredictionType = "epsilon"
-
-
 def default_sampler(config: DiffusionModelConfig) -> str:
     """``ddim`` for DDPM-trained models, ``rflow`` for rectified-flow ones."""
-    return "ddim" if config.objective == "ddpm" else "rflow"
+    return "rflow" if config.objective == "rflow" else "ddim"
 
 
 def default_steps(config: DiffusionModelConfig, sampler: str) -> int:
@@ -106,7 +102,7 @@ def sample_encoded(
     sched.set_timesteps(steps)
     for jump in chain(sched.betas, sched.timesteps):
         out = model(x, torch.full((n,), jump.t, device=device, dtype=torch.long)).float()
-        x0, eps = split_prediction(out, x, jump.abar_t, PREDICTION)
+        x0, eps = split_prediction(out, x, jump.abar_t, PREDICTION[config.objective])
         x0 = x0.clamp(-1.0, 1.0)
         x = ancestral_step(x, x0, jump, generator) if sampler == "ddpm" else ddim_step(x0, eps, jump)
         if on_step:

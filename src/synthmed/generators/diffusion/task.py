@@ -11,7 +11,7 @@ from synthmed.data.encoding import JointEncoding
 from synthmed.generators.config import DiffusionModelConfig, TrainConfig
 from synthmed.generators.diffusion.networks import build_unet
 from synthmed.generators.diffusion.samplers import default_sampler, sample_encoded
-from synthmed.generators.diffusion.schedulers import ddpm_scheduler, rflow_scheduler, training_loss
+from synthmed.generators.diffusion.schedulers import scheduler_for, training_loss
 from synthmed.training.ema import EMA
 from synthmed.training.loop import StepContext
 from synthmed.training.seeding import INIT_STREAM, derive_seed, make_generator
@@ -30,7 +30,7 @@ class DiffusionTask:
     def __init__(self, config: DiffusionModelConfig, train: TrainConfig, seed: int):
         self.config, self.train, self.seed = config, train, int(seed)
         self.encoding = JointEncoding(config.image_channels, config.label_mode)
-        self.scheduler = ddpm_scheduler(config) if config.objective == "ddpm" else rflow_scheduler(config)
+        self.scheduler = scheduler_for(config)
 
     def setup(self, fabric: Fabric) -> None:
         torch.manual_seed(derive_seed(self.seed, INIT_STREAM))
