@@ -2,90 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_study import GENERATORS, SPEC, run_fake_study
 from report_html import report_tables
-from tiny_stores import make_store
 from typer.testing import CliRunner
 
 from synthmed.cli import app
-from synthmed.data.store import Store
-from synthmed.metrics.memorization import audit
-from synthmed.study import SECTIONS, LocalExecutor, build_spec, make_plan, write_report, write_results
-from synthmed.study.stages import STAGE_FUNCTIONS
-
-GENERATORS = {"ddpm": 0.7, "progan": 0.5, "stylegan2": 0.3}  # the Dice each reaches on synthetic data
-SPEC = {"name": "fake", "data": {"phantom": {"cases": 3, "shape": [32, 48, 48]}, "size": 16},
-        "generators": [{"name": g, "preset": "tiny", "steps": 5} for g in GENERATORS], "samples": 4,
-        "segmenters": [{"name": "unet", "preset": "tiny", "steps": 3}],
-        "train_sets": ["real", "synthetic", "synthetic+real"], "augmentation": [False], "seeds": [0, 1],
-        "real_fractions": [0.5], "pretraining": {"subject_fractions": [0.5]}, "fidelity": ["domain"], "device": "cpu"}
-
-
-def _settings(stage, inputs) -> dict:  # noqa: ANN001
-    """What an evaluation records of its run (see ``evaluate_run``), from the train stage's config."""
-    train = json.loads((inputs["train"] / "stage.json").read_text())["config"]
-    steps, aug = train["train_overrides"].get("steps"), train["train_overrides"]["aug"]
-    pretrained = train["train_set"] == "pretrained"
-    return {"test_store": str(inputs["prepare"] / "store"), "checkpoint": {"name": "best", "step": steps},
-            "network": train["model"], "aug": aug, "seed": train["seed"], "model": {"network": train["model"]},
-            "training": {"steps": steps, "aug": aug, "preset": train["preset"],
-                         "pretrain": {"kind": "run"} if pretrained else None},
-            "train_set": {"kind": "real" if pretrained else train["train_set"],
-                          "subject_fraction": train.get("subject_fraction", 1.0)}}
-
-
-def _functions() -> dict:
-    """Stage functions writing what the report reads, with made-up numbers (better generator: lower FD)."""
-
-    def prepare(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        make_store(tmp / "store", n=4)
-
-    def sample(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        make_store(tmp / "store", n=4, seed=1)
-
-    def fidelity(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        d = GENERATORS[stage.labels["generator"]]
-        (tmp / "result.json").write_text(json.dumps({"fd": 10 * (1 - d), "kid_mean": 1 - d, "precision": d,
-                                                     "recall": d / 2, "ms_ssim": 0.2, "kid_std": 0.1, "n_real": 4}))
-
-    def memorization(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        summary = {"max": 0.9, "mean": 0.5, "median": 0.5, "fraction_above": 0.0, "n_above": 0,
-                   "histogram": {"edges": [-1.0, 0.0, 0.5, 1.0], "counts": [0, 2, 2]}}
-        (tmp / "result.json").write_text(json.dumps(summary))
-        if stage.labels["generator"] == "ddpm":  # one real audit: its closest pairs are drawn
-            audit(Store.open(inputs["sample"] / "store"), Store.open(inputs["prepare"] / "store")).save(
-                tmp / "memorization.json")
-
-    def curves(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        from torch.utils.tensorboard import SummaryWriter
-
-        with SummaryWriter(str(tmp / "run" / "tensorboard")) as writer:
-            for step in (1, 2, 3):
-                writer.add_scalar("train/loss", 1.0 / step, step)
-            writer.add_scalar("val/dice", 0.5, 3)
-
-    def evaluate(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        labels = stage.labels
-        base = 0.8 if labels["train_set"] in ("real", "pretrained") else GENERATORS[labels["generator"]]
-        if labels["train_set"] == "synthetic+real":
-            base = (base + 0.8) / 2
-        base -= 0.2 * (1 - labels["subject_fraction"]) - (0.05 if labels["train_set"] == "pretrained" else 0.0)
-        dice = base + 0.01 * labels["seed"]
-        mean = {r: {"dice": dice, "hd95": 10 * (1 - dice)} for r in ("WT", "TC", "ET")}
-        sd = {r: {"dice": 0.05, "hd95": 1.0} for r in ("WT", "TC", "ET")}
-        (tmp / "result.json").write_text(json.dumps({"mean": mean, "sd": sd, **_settings(stage, inputs)}))
-
-    def nothing(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        pass
-
-    return {**{kind: nothing for kind in STAGE_FUNCTIONS}, "prepare": prepare, "sample": sample,
-            "fidelity": fidelity, "memorization": memorization, "evaluate": evaluate, "fit": curves, "train": curves}
+from synthmed.study import SECTIONS, write_report
 
 
 class _Page(HTMLParser):
@@ -126,11 +54,7 @@ class _Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("report") / "fake"
-    plan = make_plan(build_spec(SPEC))
-    LocalExecutor(progress=False, functions=_functions()).run(plan, out)
-    write_results(plan, out)
-    return out
+    return run_fake_study(tmp_path_factory.mktemp("report") / "fake")
 
 
 def test_report_has_every_section_its_rows_and_only_embedded_images(study: Path) -> None:
@@ -142,9 +66,9 @@ def test_report_has_every_section_its_rows_and_only_embedded_images(study: Path)
     parser.feed(page.read_text())
     assert parser.sections == [sid for sid, _ in SECTIONS]
     assert parser.external == []
-    # 3 generators + 1 real prepare gallery, 1 sweep plot, 1 pre-training plot, 3 memorization histograms,
-    # 1 closest-pair gallery, generator and segmenter training curves
-    assert len(parser.images) == 3 + 1 + 1 + 1 + 3 + 1 + 2
+    # 1 summary figure (real beside synthetic), 3 generators + 1 real prepare gallery, 1 sweep plot,
+    # 1 pre-training plot, 3 memorization histograms, 1 closest-pair gallery, generator and segmenter training curves
+    assert len(parser.images) == 1 + 3 + 1 + 1 + 1 + 3 + 1 + 2
     assert all(src.startswith("data:image/png;base64,") for src in parser.images)
     assert "phantom: ddpm: closest pairs (synthetic | nearest training sample | difference)" in parser.alts
     assert {"phantom: generator training curves", "phantom: unet training curves"} <= set(parser.alts)
@@ -157,7 +81,8 @@ def test_report_has_every_section_its_rows_and_only_embedded_images(study: Path)
     assert pretraining.count("<td>0.05 ± 0</td>") == 3 * 3  # the gain, per generator and region, both seeds
     assert rows["rank-correlation"] == 4  # fd, kid_mean, precision, recall (ms_ssim is not ranked)
     text = page.read_text()
-    assert "too small for conclusions" in text  # tiny presets are flagged
+    # tiny presets are flagged, naming the scale: the fake prepare store holds 2 patients of 16 px
+    assert "Small scale — tiny preset, 3–5 training steps; phantom: 2 phantom patients (1 train + 1 test), 16 px" in text
     assert "0.705 ± 0.0071" in text  # ddpm synthetic Dice: mean ± sd over seeds 0, 1
     # FD, KID, precision and recall all order the generators as Dice does: ρ = 1
     correlation = text.split('id="rank-correlation"')[1].split("</section>")[0]
@@ -208,10 +133,8 @@ TWO = {**{k: v for k, v in SPEC.items() if k != "data"}, "name": "two", "real_fr
 
 
 def test_two_datasets_group_every_table_rank_and_figure_by_dataset(tmp_path: Path) -> None:
-    out = tmp_path / "two"
-    plan = make_plan(build_spec(TWO))
-    LocalExecutor(progress=False, functions=_functions()).run(plan, out)
-    results = pd.read_csv(write_results(plan, out))
+    out = run_fake_study(tmp_path / "two", TWO)
+    results = pd.read_csv(out / "results.csv")
     years = {"BraTS2020", "BraTS2021"}
     assert set(results.dataset) == years
     counts = results.groupby("dataset").size()
@@ -233,5 +156,5 @@ def test_two_datasets_group_every_table_rank_and_figure_by_dataset(tmp_path: Pat
     parser.feed(page.read_text())
     for year in years:  # each figure once per dataset, named by it
         mine = [alt for alt in parser.alts if year in alt]
-        assert len(mine) == 3 + 1 + 1 + 1 + 3 + 1 + 2, mine
+        assert len(mine) == 1 + 3 + 1 + 1 + 1 + 3 + 1 + 2, mine
         assert f"{year}: Dice vs real fraction" in mine and f"{year}: generator training curves" in mine

@@ -1,4 +1,5 @@
-"""Look at a store: a summary (counts, label balance, intensities) and a PNG grid of samples.
+"""Look at a store: a summary (counts, label balance, intensities), a PNG grid of samples and
+a PNG of real samples beside synthetic ones (:func:`render_side_by_side`).
 
 The grid has one row per sample and one column per channel, plus a last column with the
 tumour mask over the last channel (FLAIR for canonical stores). Label colours follow the
@@ -9,7 +10,7 @@ anterior side up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from synthmed.atomic import atomic_file  # noqa: E402
 from synthmed.data.case import LABEL_NAMES  # noqa: E402
 from synthmed.data.store import Store  # noqa: E402
+from synthmed.errors import DataError  # noqa: E402
 
 LABEL_COLOURS = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.6), (0.1, 0.8, 0.1, 0.45), (1.0, 0.9, 0.1, 0.7)])
 
@@ -66,10 +68,7 @@ def summarize(store: Store, batch_size: int = 256) -> dict:
 
 def pick_samples(store: Store, n: int, seed: int = 0) -> np.ndarray:
     """``n`` sample indices spread over the store (seeded), sorted."""
-    total = len(store)
-    if total <= n:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    return pick_samples_of(len(store), n, seed)
 
 
 def _axial(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,12 +97,7 @@ def render_grid(store: Store, out: str | Path, *, n: int = 8, seed: int = 0,
         image, label = _axial(image, label)
         for col in range(cols):
             ax = axes[row, col]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            shown = image[min(col, len(channels) - 1)]
-            ax.imshow(shown, cmap="gray", vmin=0, vmax=1, origin="lower")
-            if col == len(channels):
-                ax.imshow(label, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin="lower", interpolation="nearest")
+            _show(ax, image[min(col, len(channels) - 1)], label if col == len(channels) else None)
             if row == 0:
                 ax.set_title(channels[col] if col < len(channels) else "mask", fontsize=9)
         if row_label is None:
@@ -112,6 +106,61 @@ def render_grid(store: Store, out: str | Path, *, n: int = 8, seed: int = 0,
         else:
             where = row_label(int(index))
         axes[row, 0].set_ylabel(where, fontsize=6)
+    return _save(fig, out)
+
+
+def render_side_by_side(real: Store, synthetic: Sequence[tuple[str, Store]], out: str | Path, *, n: int = 3,
+                        seed: int = 0, split: str | None = "train") -> Path:
+    """Write a PNG with one row per ``(name, store)`` of ``synthetic``: ``n`` samples of ``real``
+    (its ``split``, when the store has one; the same samples in every row) beside ``n`` of that
+    store's, each as its last channel with the tumour mask overlaid; returns its path.
+
+    Raises:
+        DataError: ``synthetic`` is empty.
+    """
+    if not synthetic:
+        raise DataError("no synthetic store to show beside the real samples", path=real.path)
+    pool = real.indices(split) if split in real.splits else real.indices()
+    real_images, real_labels = real.read(pool[pick_samples_of(len(pool), n, seed)])
+    fig, axes = plt.subplots(len(synthetic), 2 * n, figsize=(1.1 * 2 * n, 1.15 * len(synthetic)), squeeze=False)
+    for row, (name, store) in enumerate(synthetic):
+        images, labels = store.read(pick_samples(store, n, seed))
+        for half, (shown, masks) in enumerate(((real_images, real_labels), (images, labels))):
+            for k in range(n):
+                ax = axes[row, half * n + k]
+                if k < len(shown):
+                    image, label = _axial(shown[k], masks[k])
+                    _show(ax, image[-1], label)
+                else:  # a store with fewer than n samples: an empty cell
+                    _show(ax, None, None)
+                if row == 0 and k == 0:
+                    ax.set_title("synthetic" if half else "real (training)", fontsize=7, loc="left")
+        axes[row, 0].set_ylabel(name, fontsize=7)
+    return _save(fig, out)
+
+
+def pick_samples_of(total: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` positions in ``range(total)`` spread over it (seeded), sorted (all when ``total <= n``)."""
+    if total <= n:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+
+
+def _show(ax, image: np.ndarray | None, label: np.ndarray | None) -> None:  # noqa: ANN001
+    """One grid cell: a 2D ``image`` in [0, 1] (grey), ``label`` overlaid in the BraTS colours; no
+    ticks (no frame either when both are ``None``: an empty cell)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if image is None and label is None:
+        ax.set_axis_off()
+    if image is not None:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, origin="lower")
+    if label is not None:
+        ax.imshow(label, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin="lower", interpolation="nearest")
+
+
+def _save(fig, out: str | Path) -> Path:  # noqa: ANN001
+    """Write ``fig`` as a PNG to ``out`` (atomically) and close it."""
     fig.tight_layout()
     out = Path(out)
     with atomic_file(out) as tmp:

@@ -1,7 +1,8 @@
 """Studies: a YAML spec → a plan (DAG of content-hashed stages) → an executor → one results table.
 
 See :mod:`.spec` for the study file, :mod:`.plan` for stages and their keys, :mod:`.executors`
-for running them resumably, :mod:`.results` for the tidy table, :mod:`.report` for the report.
+for running them resumably, :mod:`.results` for the tidy table, :mod:`.report` for the report
+(opening with :mod:`.summary`; :mod:`.browser` screenshots it).
 """
 
 from synthmed.study.executor_ray import RayExecutor

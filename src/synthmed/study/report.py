@@ -2,13 +2,14 @@
 
 Built from the study folder alone — the finished stages' ``stage.json`` / ``result.json`` /
 stores and ``results.csv`` — so it needs neither the YAML nor a rerun. Sections (each an
-``<h2 id=…>`` in the HTML and a ``##`` heading in Markdown, in :data:`SECTIONS` order):
-settings (with a warning when tiny / few-step settings are in use), generation metrics, rank
-tables, Dice and HD95 per region (mean ± sd over seeds), relative Dice (synthetic / matched
-real-only), Spearman correlation of generation-metric ranks with Dice ranks, Dice vs real
-fraction, the synthetic pre-training curve, memorization histograms and closest-pair
-galleries, sample galleries (masks overlaid) and training curves (from each run's
-TensorBoard scalars). Images are embedded as base64 PNG data URIs in both files: nothing
+``<h2 id=…>`` in the HTML and a ``##`` heading in Markdown, in :data:`SECTIONS` order): the
+summary first (:mod:`.summary`: the study's scale, one row per generator — relative WT Dice,
+FD rank, memorization — and real beside synthetic samples), then the details: settings
+(presets and steps), generation metrics, rank tables, Dice and HD95 per region (mean ± sd
+over seeds), relative Dice (synthetic / matched real-only), Spearman correlation of
+generation-metric ranks with Dice ranks, Dice vs real fraction, the synthetic pre-training
+curve, memorization histograms and closest-pair galleries, sample galleries (masks overlaid)
+and training curves (from each run's TensorBoard scalars). Images are embedded as base64 PNG data URIs in both files: nothing
 external is referenced.
 
 Everything is grouped by dataset: each table's first column is ``dataset`` (a study of two
@@ -17,7 +18,7 @@ correlated within each dataset, and each figure is drawn per dataset, its captio
 ``<dataset>: ``. Ranks, relative Dice and rank correlations come from :mod:`.analysis`.
 
 Rebuilding is skipped when nothing it reads has changed: ``.report.json`` keeps a
-fingerprint of the finished stages, ``results.csv``, the options and this module's code.
+fingerprint of the finished stages, ``results.csv``, the options and the report modules' code.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import html
 import io
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,19 @@ from synthmed.atomic import atomic_file
 from synthmed.study.analysis import dice_ranks, rank_correlation, rank_generators, relative_dice_table
 from synthmed.study.plan import DONE_JSON, STAGE_JSON, STAGES_DIR
 from synthmed.study.results import COLUMNS, RESULTS_CSV
+from synthmed.study.sections import Section, fmt, mean_sd
 from synthmed.study.stages import RESULT_JSON
+from synthmed.study.summary import write_summary
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 REPORT_CACHE = ".report.json"
+#: the modules (in this folder) whose code the report's fingerprint covers.
+REPORT_CODE = ("report.py", "summary.py", "sections.py")
 
 #: (id, title) of each section, in order.
 SECTIONS = (
+    ("summary", "Summary"),
     ("settings", "Settings"),
     ("generation-metrics", "Generation metrics"),
     ("rank-tables", "Rank tables"),
@@ -63,31 +68,6 @@ SECTIONS = (
 #: generation metrics shown in the table, in this order (others, like sample counts, are left out).
 SHOWN = ("fd", "fd_train", "relative_fd", "kid_mean", "kid_std", "is_mean", "precision", "recall", "density", "coverage",
          "ms_ssim")
-
-#: a study whose generators or segmenters train fewer steps than this (or use preset tiny) is flagged.
-FEW_STEPS = 1000
-
-
-@dataclass
-class Section:
-    """One report section: blocks of ``("text"|"warning", str)``, ``("table", DataFrame)`` or
-    ``("image", (png_bytes, alt))``."""
-
-    id: str
-    title: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)
-
-    def text(self, value: str) -> None:
-        self.blocks.append(("text", value))
-
-    def warning(self, value: str) -> None:
-        self.blocks.append(("warning", value))
-
-    def table(self, frame: pd.DataFrame) -> None:
-        self.blocks.append(("table", frame))
-
-    def image(self, png: bytes, alt: str) -> None:
-        self.blocks.append(("image", (png, alt)))
 
 
 # ----------------------------------------------------------------------------- reading the study
@@ -124,14 +104,6 @@ def _all_subjects(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame.subject_fraction.isna() | (frame.subject_fraction == 1.0)]
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def _png(fig) -> bytes:  # noqa: ANN001
     import matplotlib.pyplot as plt
 
@@ -141,22 +113,13 @@ def _png(fig) -> bytes:  # noqa: ANN001
     return buffer.getvalue()
 
 
-def _mean_sd(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
-        return "—"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.4g}"
-    return f"{values.mean():.4g} ± {values.std(ddof=1):.2g}"
-
-
 def _labels(frame: pd.DataFrame) -> pd.DataFrame:
     """Evaluate rows with printable group labels (empty generator / real fraction as '—')."""
     frame = frame.copy()
     frame["dataset"] = frame["dataset"].fillna("—")
     frame["generator"] = frame["generator"].fillna("—").replace("", "—")
-    frame["real_fraction"] = frame["real_fraction"].map(_fmt)
-    frame["subject_fraction"] = frame["subject_fraction"].map(_fmt)
+    frame["real_fraction"] = frame["real_fraction"].map(fmt)
+    frame["subject_fraction"] = frame["subject_fraction"].map(fmt)
     frame["augmentation"] = frame["augmentation"].astype(str)
     return frame
 
@@ -169,30 +132,24 @@ GROUP = ["dataset", "generator", "segmenter", "train_set", "augmentation", "real
 
 def _settings(stages: list[dict], section: Section) -> None:
     rows = []
-    small = False
     for record in stages:
         c, labels = record["config"], record["labels"]
         dataset = str(labels.get("dataset", ""))
         if record["kind"] == "encoder":
             rows.append({"dataset": dataset, "stage": "encoder", "name": "domain", "model": "domain encoder",
-                         "preset": "—", "steps": _fmt(c.get("steps"))})
+                         "preset": "—", "steps": fmt(c.get("steps"))})
         if record["kind"] not in ("fit", "train", "sample"):
             continue
         steps = c.get("steps") if record["kind"] == "sample" else (c.get("train_overrides") or {}).get("steps")
         preset = c.get("preset") or "—"
-        if record["kind"] != "sample":
-            small |= preset == "tiny" or (steps is not None and int(steps) < FEW_STEPS)
         name = labels.get("generator") if record["kind"] != "train" else labels.get("segmenter")
         model = c.get("model", "")
         if record["kind"] == "sample":
             model = f"{c.get('n')} samples, {c.get('sampler') or 'default sampler'}"
         rows.append({"dataset": dataset, "stage": record["kind"], "name": name or "", "model": model,
-                     "preset": preset, "steps": _fmt(steps)})
+                     "preset": preset, "steps": fmt(steps)})
     seeds = sorted({r["labels"]["seed"] for r in stages if r["kind"] == "train" and "seed" in r["labels"]})
     section.text(f"{len(stages)} finished stages; segmenter seeds: {', '.join(map(str, seeds)) or '—'}.")
-    if small:
-        section.warning("This study uses tiny presets or few training steps: its numbers check that the pipeline "
-                        "runs and are too small for conclusions.")
     table = pd.DataFrame(rows, columns=["dataset", "stage", "name", "model", "preset", "steps"]).drop_duplicates()
     section.table(table.sort_values(["dataset", "stage", "name"], kind="stable").reset_index(drop=True))
 
@@ -207,7 +164,7 @@ def _generation(results: pd.DataFrame, section: Section) -> pd.DataFrame:
     table = rows.pivot_table(index=["dataset", "generator", "features"], columns="name", values="value",
                              aggfunc="mean")
     table = table[[c for c in SHOWN if c in table.columns] or list(table.columns)]
-    section.table(table.reset_index().map(_fmt))
+    section.table(table.reset_index().map(fmt))
     return table
 
 
@@ -220,7 +177,7 @@ def _ranks(table: pd.DataFrame, section: Section) -> pd.DataFrame:
         return pd.DataFrame()
     section.text("1 = best, within each dataset; lower is better for FD, KID and HD95, higher for IS, precision, "
                  "recall, density, coverage and Dice; ties share the best rank.")
-    section.table(ranks.reset_index().map(lambda v: _fmt(int(v)) if isinstance(v, float) and v == v else _fmt(v)))
+    section.table(ranks.reset_index().map(lambda v: fmt(int(v)) if isinstance(v, float) and v == v else fmt(v)))
     return ranks
 
 
@@ -230,7 +187,7 @@ def _segmentation(results: pd.DataFrame, section: Section) -> None:
         section.text("No finished evaluate stages.")
         return
     rows = _labels(rows)
-    summary = rows.groupby([*GROUP, "metric", "region"], dropna=False)["value"].apply(_mean_sd).unstack(
+    summary = rows.groupby([*GROUP, "metric", "region"], dropna=False)["value"].apply(mean_sd).unstack(
         ["metric", "region"])
     summary.columns = [f"{m} {r}" for m, r in summary.columns]
     order = [f"{m} {r}" for m in ("dice", "hd95") for r in ("WT", "TC", "ET") if f"{m} {r}" in summary.columns]
@@ -261,8 +218,9 @@ def _evaluations(stages: list[dict]) -> tuple[list[dict], list[dict]]:
     return evaluations, labels
 
 
-def _relative(stages: list[dict], section: Section) -> None:
-    matched, unmatched = relative_dice_table(*_evaluations(stages))
+def _relative(matched: pd.DataFrame, unmatched: pd.DataFrame, section: Section) -> None:
+    """The relative Dice table of :func:`~synthmed.study.analysis.relative_dice_table`'s
+    ``matched`` runs, and the ``unmatched`` ones listed with why."""
     if matched.empty and unmatched.empty:
         section.text("Needs both real-only and synthetic runs.")
         return
@@ -271,7 +229,7 @@ def _relative(stages: list[dict], section: Section) -> None:
                  "segmenter, preset and settings, steps, augmentation, seed and share of real subjects; "
                  "mean ± sd over seeds.")
     if not matched.empty:
-        table = _labels(matched).groupby([*GROUP, "region"], dropna=False)["value"].apply(_mean_sd).unstack("region")
+        table = _labels(matched).groupby([*GROUP, "region"], dropna=False)["value"].apply(mean_sd).unstack("region")
         section.table(table[[r for r in ("WT", "TC", "ET") if r in table.columns]].reset_index())
     if not unmatched.empty:
         groups = []
@@ -301,8 +259,8 @@ def _correlation(results: pd.DataFrame, ranks: pd.DataFrame, section: Section) -
         counts = few.groupby("dataset", sort=False)["generators"].max()
         section.text("n/a: needs at least 3 generators with both (" + ", ".join(
             f"{dataset} has {n}" for dataset, n in counts.items()) + ").")
-    section.table(table.assign(rho=table.rho.map(lambda v: "n/a" if math.isnan(v) else _fmt(v)),
-                               p=table.p.map(lambda v: "n/a" if math.isnan(v) else _fmt(v))))
+    section.table(table.assign(rho=table.rho.map(lambda v: "n/a" if math.isnan(v) else fmt(v)),
+                               p=table.p.map(lambda v: "n/a" if math.isnan(v) else fmt(v))))
 
 
 def _pyplot():  # noqa: ANN202
@@ -384,7 +342,7 @@ def _pretraining(results: pd.DataFrame, section: Section) -> None:
     gain = dice[dice.train_set == "pretrained"].merge(scratch, on=keys)
     gain = _labels(gain.assign(value=gain.value - gain.scratch))
     table = gain.groupby(["dataset", "generator", "segmenter", "augmentation", "subject_fraction", "region"])[
-        "value"].apply(_mean_sd).unstack("region")
+        "value"].apply(mean_sd).unstack("region")
     section.text("Dice gain of pre-training (pre-trained − scratch), mean ± sd over seeds.")
     section.table(table[_regions(gain)].reset_index())
 
@@ -400,7 +358,7 @@ def _memorization(stages: list[dict], results: pd.DataFrame, section: Section, c
                 if f"memorization/{m}" in set(rows.metric)]
         table = rows.assign(name=rows.metric.str.split("/", n=1).str[1]).pivot_table(
             index=["dataset", "generator"], columns="name", values="value", aggfunc="mean")
-        section.table(table[keep or list(table.columns)].reset_index().map(_fmt))
+        section.table(table[keep or list(table.columns)].reset_index().map(fmt))
     finished = {r["key"]: r for r in stages}
     for record in sorted(mem, key=lambda r: (str(r["labels"].get("dataset")), str(r["labels"].get("generator")))):
         gen = f"{record['labels'].get('dataset', '')}: {record['labels'].get('generator', '')}"
@@ -562,13 +520,13 @@ def _table_md(frame: pd.DataFrame) -> str:
     columns = [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |")
     return "\n".join(lines)
 
 
 def _table_html(frame: pd.DataFrame, section_id: str) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>"
                    for row in frame.itertuples(index=False))
     return f'<table class="{section_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -634,8 +592,10 @@ def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: 
     _settings(stages, sections["settings"])
     table = _generation(results, sections["generation-metrics"])
     ranks = _ranks(table, sections["rank-tables"])
+    matched, unmatched = relative_dice_table(*_evaluations(stages))
+    write_summary(stages, results, matched, ranks, sections["summary"])
     _segmentation(results, sections["segmentation"])
-    _relative(stages, sections["relative-dice"])
+    _relative(matched, unmatched, sections["relative-dice"])
     _correlation(results, ranks, sections["rank-correlation"])
     _real_fraction(results, sections["real-fraction"])
     _pretraining(results, sections["pretraining"])
@@ -647,9 +607,11 @@ def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: 
 
 def report_fingerprint(out: str | Path, **options: Any) -> str:
     """SHA-256 of what the report is built from: the finished stages' names, ``results.csv``,
-    the ``options`` and the code of this module."""
+    the ``options`` and the code of the report's modules (:data:`REPORT_CODE`)."""
     out = Path(out)
-    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest = hashlib.sha256()
+    for name in REPORT_CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
     root = out / STAGES_DIR
     names = sorted(f.name for f in root.iterdir() if (f / DONE_JSON).is_file()) if root.is_dir() else []
     digest.update(json.dumps({"stages": names, "options": options}, sort_keys=True).encode())
