@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench validity clean
 
 # Re-installs only when the package's metadata or the pins change: a second run returns in seconds.
 $(STAMP): pyproject.toml constraints.txt
@@ -22,6 +22,10 @@ test: setup
 
 bench: setup
 	@set -e; for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script; done
+
+# The larger phantom study at the laptop presets (about 90 minutes on a 2-core CPU; not in the tests).
+validity: setup
+	$(BIN)/python benchmarks/validity.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

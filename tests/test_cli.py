@@ -47,10 +47,10 @@ def test_unknown_command_is_usage_error():
 
 def test_demo_runs_the_study_and_reuses_it(tmp_path):
     out = tmp_path / "demo"
-    first = run_cli("demo", str(out), "--no-progress")
+    first = run_cli("demo", str(out), "--smoke", "--no-progress")
     assert first.returncode == 0, first.stderr
     assert f"report: {out / 'report.html'}" in first.stdout
-    assert "ran 26 of 26 stages" in first.stdout
+    assert "ran 34 of 34 stages" in first.stdout
     assert (out / "results.csv").is_file() and "<h2" in (out / "report.html").read_text()
-    again = run_cli("demo", str(out), "--no-progress")
-    assert again.returncode == 0 and "ran 0 of 26 stages" in again.stdout
+    again = run_cli("demo", str(out), "--smoke", "--no-progress")
+    assert again.returncode == 0 and "ran 0 of 34 stages" in again.stdout

@@ -21,7 +21,7 @@ def generator_train(
     store: Annotated[Path, typer.Argument(help="Training store (its 'train' split is used; test patients stay unseen).")],
     run: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints, TensorBoard logs.")],
     model: Annotated[str, typer.Option(help="Generator: ddpm (diffusion; --objective picks DDPM or rectified flow), progan, stylegan1, stylegan2 or stylegan3.")] = "ddpm",
-    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 16-32 px), small (one GPU, 64-128 px) or paper (the reference study at 256²).")] = "tiny",
+    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 16-32 px, unit tests), laptop (real results on a 2-core CPU in minutes, 32-64 px), small (one GPU, 64-128 px) or paper (the reference study at 256²).")] = "tiny",
     steps: Annotated[Optional[int], typer.Option(help="Total training steps (default: the preset's); with --resume, train up to this.")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's); the global batch is batch × processes.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's).")] = None,

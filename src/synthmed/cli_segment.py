@@ -24,7 +24,7 @@ def segment_train(
     out: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints (last and best by validation Dice), logs.")],
     train: Annotated[list[Path], typer.Option("--train", help="Training store (repeat for several: real, synthetic or both); their 'train' splits are used.")],
     model: Annotated[str, typer.Option(help="unet (MONAI DynUNet, nnU-Net style) or swin (SwinUNETR).")] = "unet",
-    preset: Annotated[str, typer.Option(help="tiny (CPU seconds), small (one GPU, 64-128 px) or paper (the reference study's 256² set-up).")] = "tiny",
+    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, unit tests), laptop (real results on a 2-core CPU in minutes, 32 px), small (one GPU, 64-128 px) or paper (the reference study's 256² set-up).")] = "tiny",
     aug: Annotated[bool, typer.Option("--aug/--no-aug", help="Augment: rotation ±30°, scaling 0.9-1.1, noise, blur, gamma.")] = True,
     real_fraction: Annotated[Optional[float], typer.Option(help="Share F of real samples in a fixed budget of --budget samples (needs real and synthetic --train stores).")] = None,
     budget: Annotated[Optional[int], typer.Option(help="Samples in a --real-fraction training set (default: the smaller of the real and synthetic pools).")] = None,

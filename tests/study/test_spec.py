@@ -27,7 +27,8 @@ def test_loads_yaml_and_resolves_relative_data_path(tmp_path: Path) -> None:
 
 def test_demo_example_is_valid() -> None:
     spec = load_spec(Path(__file__).parents[2] / "examples" / "demo.yaml")
-    assert [g.name for g in spec.generators] == ["ddpm", "progan"]
+    assert [g.name for g in spec.generators] == ["ddpm", "progan", "stylegan2"]
+    assert {g.preset for g in spec.generators} == {s.preset for s in spec.segmenters} == {"laptop"}
 
 
 def test_paper_example_plans_the_whole_grid_for_both_years() -> None:

@@ -6,7 +6,7 @@ reader can interpret, and each catches a known failure.
 * ``background``: mean image value (all channels) of the pixels outside the sample's brain.
   Preprocessing makes the real background exactly 0; a diffusion model that never reached noise
   leaves it grey (0.15–0.35 in [0, 1] units).
-* ``brain_fraction``: share of pixels inside the brain, ``brain = mean over channels > 0.05``.
+* ``brain_fraction``: share of pixels inside the brain, ``brain = mean over channels > 0.1``.
 * ``brain_mean``: per-channel mean intensity inside each sample's own brain, averaged over
   samples (``[C]``).
 * ``label_fractions``: share of all pixels with each label 1 … L (``[L]``; BraTS: NCR, ED, ET).
@@ -32,8 +32,9 @@ import torch.nn.functional as F
 
 from synthmed.metrics.fidelity import frechet_distance, ms_ssim_diversity
 
-#: ``mean over channels > BRAIN_LEVEL`` is brain (the normalised background is 0, brain ≥ ~0.1).
-BRAIN_LEVEL = 0.05
+#: ``mean over channels > BRAIN_LEVEL`` is brain: the normalised background is 0, and a generator's
+#: background noise of a few hundredths must not count as brain.
+BRAIN_LEVEL = 0.1
 #: Side of the average-pooled maps of :func:`pooled_features`.
 POOLED_SIDE = 4
 

@@ -1,4 +1,4 @@
-"""Segmentation configuration (pydantic) and the ``tiny`` / ``small`` / ``paper`` presets.
+"""Segmentation configuration (pydantic) and the ``tiny`` / ``laptop`` / ``small`` / ``paper`` presets.
 
 A run's config has two parts: :class:`SegmentModelConfig` (what the weights depend on; fixed
 for the life of a run: ``--resume`` refuses a change) and :class:`SegmentTrainConfig` (how
@@ -81,7 +81,7 @@ class SegmentPreset(Config):
     description: str
 
 
-#: ``tiny``: CPU seconds at 16-32 px (tests, demo); ``small``: one GPU at 64-128 px;
+#: ``tiny``: CPU seconds at 16-32 px (tests); ``laptop``: real results on a 2-core CPU in minutes at 32 px (the demo); ``small``: one GPU at 64-128 px;
 #: ``paper``: the reference study's 256² slices (nnU-Net-like 2D U-Net, SwinUNETR at feature size 48).
 PRESETS: dict[str, SegmentPreset] = {
     "tiny": SegmentPreset(
@@ -89,6 +89,13 @@ PRESETS: dict[str, SegmentPreset] = {
         unet=SegmentModelConfig(network="unet", filters=(8, 16, 32)),
         swin=SegmentModelConfig(network="swin", feature_size=12, depths=(1, 1, 1, 1)),
         train=SegmentTrainConfig(steps=20, batch=4, lr=1e-3, validate_every=10, checkpoint_every=10, log_every=5),
+    ),
+    "laptop": SegmentPreset(
+        description="a 2-core CPU in minutes at 32 px: unet filters (16, 32, 64), 400 steps at batch 16",
+        unet=SegmentModelConfig(network="unet", filters=(16, 32, 64)),
+        swin=SegmentModelConfig(network="swin", feature_size=12, depths=(1, 1, 1, 1)),
+        train=SegmentTrainConfig(steps=400, batch=16, lr=2e-3, validate_every=100, checkpoint_every=100,
+                                 log_every=20),
     ),
     "small": SegmentPreset(
         description="one GPU, 64-128 px: unet filters (32, 64, 128, 256) with deep supervision, swin feature size 24",

@@ -195,7 +195,7 @@ def _segmentation(results: pd.DataFrame, section: Section) -> None:
     section.table(summary[order + [c for c in summary.columns if c not in order]].reset_index())
 
 
-def _evaluations(stages: list[dict]) -> tuple[list[dict], list[dict]]:
+def evaluations(stages: list[dict]) -> tuple[list[dict], list[dict]]:
     """The finished ``evaluate`` stages' evaluations and labels. One written before evaluations
     recorded their run's settings gets them from the train stage's ``run/run.json`` (and the
     preset from its config)."""
@@ -592,7 +592,7 @@ def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: 
     _settings(stages, sections["settings"])
     table = _generation(results, sections["generation-metrics"])
     ranks = _ranks(table, sections["rank-tables"])
-    matched, unmatched = relative_dice_table(*_evaluations(stages))
+    matched, unmatched = relative_dice_table(*evaluations(stages))
     write_summary(stages, results, matched, ranks, sections["summary"])
     _segmentation(results, sections["segmentation"])
     _relative(matched, unmatched, sections["relative-dice"])

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from synthmed.config import Config, LayoutName, PhantomShape, build_config
 from synthmed.errors import SynthmedError
 
-Preset = Literal["tiny", "small", "paper"]
+Preset = Literal["tiny", "laptop", "small", "paper"]
 TrainSet = Literal["real", "synthetic", "synthetic+real"]
 FeatureSpace = Literal["domain", "radimagenet", "inception"]
 

@@ -127,6 +127,14 @@ def _presets(family: str) -> dict[str, GANPreset]:
                              ema_kimg=ema_kimg_for(4), checkpoint_every=10, log_every=2,
                              **{k: v for k, v in common.items()}),
     )
+    laptop = GANPreset(
+        description=f"{family}, a 2-core CPU in minutes at 32 px: 32-d latents, <= 32 feature maps, batch 16",
+        model=GANModelConfig(family=family, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32,
+                             num_layers=6, margin=2, sg3_channel_base=256, resolution=32),
+        train=GANTrainConfig(steps=1500, batch=16, lr=2e-3, r1_gamma=0.5, ada_kimg=5.0,
+                             growth_steps=150 if progressive else 0, ema_kimg=ema_kimg_for(16), checkpoint_every=500,
+                             log_every=50, **common),
+    )
     small = GANPreset(
         description=f"{family}, one GPU at 64-128 px: 256-d latents, <= 256 feature maps, batch 16",
         model=GANModelConfig(family=family, z_dim=256, w_dim=256, mapping_layers=4 if style else 1, channel_base=8192,
@@ -145,7 +153,7 @@ def _presets(family: str) -> dict[str, GANPreset]:
                              ema_kimg=ema_kimg_for(32), checkpoint_every=5000, log_every=100, image_every=10_000,
                              **common),
     )
-    return {"tiny": tiny, "small": small, "paper": paper}
+    return {"tiny": tiny, "laptop": laptop, "small": small, "paper": paper}
 
 
 #: ``PRESETS[family][preset]``.
