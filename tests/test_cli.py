@@ -50,7 +50,7 @@ def test_demo_runs_the_study_and_reuses_it(tmp_path):
     first = run_cli("demo", str(out), "--smoke", "--no-progress")
     assert first.returncode == 0, first.stderr
     assert f"report: {out / 'report.html'}" in first.stdout
-    assert "ran 34 of 34 stages" in first.stdout
+    assert "ran 40 of 40 stages" in first.stdout
     assert (out / "results.csv").is_file() and "<h2" in (out / "report.html").read_text()
     again = run_cli("demo", str(out), "--smoke", "--no-progress")
-    assert again.returncode == 0 and "ran 0 of 34 stages" in again.stdout
+    assert again.returncode == 0 and "ran 0 of 40 stages" in again.stdout

@@ -118,10 +118,10 @@ PRESETS: dict[str, Preset] = {
     ),
     "laptop": Preset(
         description="a 2-core CPU in minutes at 32 px: channels (16, 32, 64), attention at the lowest level, "
-                    "v-prediction, T=1000, 1500 steps at batch 16",
+                    "v-prediction, T=1000, 1200 steps at batch 16",
         model=DiffusionModelConfig(channels=(16, 32, 64), num_res_blocks=1, attention_levels=(False, False, True),
                                    norm_num_groups=8, num_head_channels=16, objective="v", train_timesteps=1000),
-        train=TrainConfig(steps=1500, batch=16, lr=1e-3, ema_decay=0.99, checkpoint_every=500, log_every=50,
+        train=TrainConfig(steps=1200, batch=16, lr=1e-3, ema_decay=0.99, checkpoint_every=400, log_every=50,
                           preview_steps=20),
     ),
     "small": Preset(

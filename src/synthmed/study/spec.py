@@ -162,8 +162,9 @@ class StudySpec(Config):
     train_sets: list[TrainSet] = Field(default_factory=lambda: ["real", "synthetic"])
     augmentation: list[bool] = Field(default_factory=lambda: [True])
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    real_fractions: list[float] = Field(default_factory=list,
-                                        description="proportion sweep for synthetic+real (empty: all of both)")
+    real_fractions: list[float | None] = Field(
+        default_factory=list, description="proportion sweep for synthetic+real: the share of real samples in a fixed "
+        "budget; null (or an empty list): all of both stores")
     pretraining: PretrainingSpec = Field(default_factory=PretrainingSpec,
                                          description="synthetic pre-training curve (subject_fractions, finetune_steps)")
     fidelity: list[FeatureSpace] = Field(default_factory=lambda: ["domain"])
@@ -176,8 +177,8 @@ class StudySpec(Config):
 
     @field_validator("real_fractions")
     @classmethod
-    def _fractions(cls, values: list[float]) -> list[float]:
-        if any(not 0.0 <= v <= 1.0 for v in values):
+    def _fractions(cls, values: list[float | None]) -> list[float | None]:
+        if any(v is not None and not 0.0 <= v <= 1.0 for v in values):
             raise ValueError("every real fraction must be in [0, 1]")
         return values
 

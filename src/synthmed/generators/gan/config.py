@@ -131,8 +131,8 @@ def _presets(family: str) -> dict[str, GANPreset]:
         description=f"{family}, a 2-core CPU in minutes at 32 px: 32-d latents, <= 32 feature maps, batch 16",
         model=GANModelConfig(family=family, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32,
                              num_layers=6, margin=2, sg3_channel_base=256, resolution=32),
-        train=GANTrainConfig(steps=1500, batch=16, lr=2e-3, r1_gamma=0.5, ada_kimg=5.0,
-                             growth_steps=150 if progressive else 0, ema_kimg=ema_kimg_for(16), checkpoint_every=500,
+        train=GANTrainConfig(steps=1200, batch=16, lr=2e-3, r1_gamma=0.5, ada_kimg=5.0,
+                             growth_steps=150 if progressive else 0, ema_kimg=ema_kimg_for(16), checkpoint_every=400,
                              log_every=50, **common),
     )
     small = GANPreset(
