@@ -81,7 +81,8 @@ class SegmentPreset(Config):
     description: str
 
 
-#: ``tiny``: CPU seconds at 16-32 px (tests); ``laptop``: real results on a 2-core CPU in minutes at 32 px (the demo); ``small``: one GPU at 64-128 px;
+#: ``tiny``: CPU seconds at 16-32 px (tests); ``laptop``: real results on a 2-core CPU in about
+#: 30 s per run at 32 px (the demo); ``small``: one GPU at 64-128 px;
 #: ``paper``: the reference study's 256² slices (nnU-Net-like 2D U-Net, SwinUNETR at feature size 48).
 PRESETS: dict[str, SegmentPreset] = {
     "tiny": SegmentPreset(
