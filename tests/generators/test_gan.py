@@ -51,7 +51,7 @@ def runs(store2d, tmp_path_factory):
 def test_registered_with_presets():
     assert set(FAMILIES) <= set(names())
     for family in FAMILIES:
-        assert set(PRESETS[family]) == {"tiny", "small", "paper"}
+        assert set(PRESETS[family]) == {"tiny", "laptop", "small", "paper"}
         paper = PRESETS[family]["paper"]
         assert paper.model.resolution == 256 and paper.train.batch == 32 and paper.train.mirror
         assert paper.train.steps * paper.train.batch == 25_000_000  # 25,000 kimg

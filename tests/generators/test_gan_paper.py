@@ -221,7 +221,7 @@ def test_ema_beta_is_nvlabs_half_life_in_images_with_ramp_up():
     # the old 0.9999 per step at batch 32 is a 222-kimg half-life
     assert 32 * math.log(0.5) / math.log(0.9999) / 1000 == pytest.approx(221.8, abs=0.1)
     for family in FAMILIES:  # NVlabs' 10 kimg at batch 32, scaled with the batch; ramp-up 0.05
-        for name in ("tiny", "small", "paper"):
+        for name in ("tiny", "laptop", "small", "paper"):
             tc = PRESETS[family][name].train
             assert tc.ema_kimg == pytest.approx(tc.batch * 10 / 32) and tc.ema_rampup == 0.05, (family, name)
     assert PRESETS["stylegan3"]["paper"].train.ema_kimg == 10
