@@ -48,7 +48,7 @@ def _preset_steps(name: str) -> int:
 
 def studies(quick: bool) -> dict[str, dict]:
     """The two study specs (dicts as a YAML file would hold them)."""
-    cut = (lambda n: 10) if quick else (lambda n: n)
+    cut = (lambda n: max(2, n // 120)) if quick else (lambda n: n)  # quick: 10 and 3 steps, distinct stages
     data = {"dims": 2, "size": 32, "test_fraction": 0.25}
     gens = [{"name": g, "preset": "laptop", "steps": cut(_preset_steps(g))} for g in GENERATORS]
     short = [{"name": g, "label": f"{g}@{max(1, _preset_steps(g) // SHORT)}", "preset": "laptop",

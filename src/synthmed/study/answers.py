@@ -27,6 +27,9 @@ import pandas as pd
 from synthmed.study.analysis import MIN_GENERATORS, dice_ranks, rank_correlation, rank_generators, relative_dice_table
 
 
+NONE = pd.Series(dtype=float)
+
+
 def _stats(values: pd.Series) -> dict[str, float | int | None]:
     values = pd.to_numeric(values, errors="coerce").dropna()
     if values.empty:
@@ -85,7 +88,7 @@ def study_answers(out: str | Path) -> dict[str, Any]:
             m = memo[(memo.dataset.astype(str) == dataset) & (memo.generator.astype(str) == gen)]
             mem = m.groupby(m.metric.str.split("/", n=1).str[1])["value"].mean()
             entry["generators"][gen] = {
-                "relative_synthetic": _stats(rel[rel.train_set == "synthetic"].value) if not rel.empty else _stats(rel),
+                "relative_synthetic": _stats(rel[rel.train_set == "synthetic"].value if not rel.empty else NONE),
                 "relative_mixed": mixed,
                 "dice_synthetic": _stats(own[own.train_set == "synthetic"].value),
                 "dice_mixed": mixed_dice,
