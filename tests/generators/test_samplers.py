@@ -277,3 +277,45 @@ def test_chain_rejects_timesteps_out_of_order():
     for bad in ([], [5, 5], [3, 7], [100], [4, -1]):
         with pytest.raises(ValueError, match="strictly decreasing"):
             chain(betas, bad)
+
+
+class VOracle(torch.nn.Module):
+    """The exact velocity v = sqrt(ᾱ) ε − sqrt(1 − ᾱ) x0 of ``x_t`` for X0: (sqrt(ᾱ) x_t − X0) / sqrt(1 − ᾱ)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.abar = ddpm_scheduler(cfg).alphas_cumprod.double()
+
+    def forward(self, x, t):
+        a = self.abar[t].view(-1, 1, 1, 1)
+        return ((a.sqrt() * x.double() - X0) / (1 - a).sqrt()).float()
+
+
+class X0Oracle(torch.nn.Module):
+    def forward(self, x, t):
+        return X0.expand_as(x)
+
+
+@pytest.mark.parametrize("zero_terminal_snr", [False, True])
+@pytest.mark.parametrize(("objective", "oracle"), [("v", VOracle), ("x0", lambda cfg: X0Oracle())])
+def test_v_and_x0_objectives_with_exact_predictions_return_the_clean_sample(objective, oracle, zero_terminal_snr):
+    """DDIM from pure noise, also when the last timestep has exactly zero signal (ᾱ = 0)."""
+    cfg = config(objective=objective, zero_terminal_snr=zero_terminal_snr)
+    assert (float(ddpm_scheduler(cfg).alphas_cumprod[-1]) == 0.0) == zero_terminal_snr
+    out = sample_encoded(oracle(cfg), cfg, 1, sampler="ddim", steps=10, generator=make_generator(0), device="cpu")
+    torch.testing.assert_close(out, X0, atol=1e-4, rtol=0)
+    loss = training_loss(oracle(cfg), X0.expand(4, -1, -1, -1), cfg, scheduler_for(cfg), StepRandom(0, 1))
+    assert loss < 1e-6
+
+
+def test_min_snr_weighting_is_the_formula():
+    """Weights min(SNR, γ) / SNR (ε), / (SNR + 1) (v), and min(SNR, γ) (x0), SNR = ᾱ / (1 − ᾱ)."""
+    from synthmed.generators.diffusion.schedulers import _snr_weight
+
+    abar = torch.tensor([0.999, 0.5, 0.01, 0.0], dtype=torch.float64)
+    snr = abar / (1 - abar)
+    for objective, ref in (("epsilon", snr.clamp(max=5) / snr), ("v", snr.clamp(max=5) / (snr + 1)),
+                           ("x0", snr.clamp(max=5))):
+        got = _snr_weight(abar, objective, 5.0)
+        torch.testing.assert_close(got[:3], ref[:3])
+    assert float(_snr_weight(abar, "v", 5.0)[3]) == 0.0
