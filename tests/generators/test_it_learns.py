@@ -4,7 +4,7 @@ The store (``learning_store.make_learning_store``: 80 training samples of 16 px,
 brain with four channels of distinct intensity and a three-label tumour on an exact-zero
 background) is simple enough that a working generator at its ``tiny`` preset gets its
 statistics right within a CPU minute, and a broken one does not. Each family trains with the
-preset's networks and losses (only steps, batch and learning rate set here) and draws 64
+preset's networks and losses (only steps, batch, learning rate and growth phase set here) and draws 64
 samples, compared with the training split (:mod:`synthmed.metrics.sample_stats`):
 
 * background (mean image value outside the brain) within 0.06 of the data's (0.0; 0.06 in [0, 1] is −0.88 in
