@@ -99,7 +99,7 @@ def read_results(out: str | Path) -> pd.DataFrame:
     return frame[[c for c in COLUMNS if c in frame.columns]]
 
 
-def _all_subjects(frame: pd.DataFrame) -> pd.DataFrame:
+def all_subjects(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows trained on every real training subject (the pre-training curve's others left out)."""
     return frame[frame.subject_fraction.isna() | (frame.subject_fraction == 1.0)]
 
@@ -154,15 +154,23 @@ def _settings(stages: list[dict], section: Section) -> None:
     section.table(table.sort_values(["dataset", "stage", "name"], kind="stable").reset_index(drop=True))
 
 
-def _generation(results: pd.DataFrame, section: Section) -> pd.DataFrame:
-    """The generation-metric table (one row per dataset × generator × feature space); returned for ranking."""
+def generation_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The generation metrics, mean over rows: index ``(dataset, generator, features)``, a column
+    per metric name (``fd``, ``kid_mean``, …); empty without fidelity rows."""
     rows = results[results.metric.str.contains("/", na=False) & ~results.metric.str.startswith("memorization/")]
     if rows.empty:
-        section.text("No finished fidelity stages.")
         return pd.DataFrame()
     rows = rows.assign(features=rows.metric.str.split("/").str[0], name=rows.metric.str.split("/", n=1).str[1])
-    table = rows.pivot_table(index=["dataset", "generator", "features"], columns="name", values="value",
-                             aggfunc="mean")
+    return rows.pivot_table(index=["dataset", "generator", "features"], columns="name", values="value",
+                            aggfunc="mean")
+
+
+def _generation(results: pd.DataFrame, section: Section) -> pd.DataFrame:
+    """The generation-metric table (one row per dataset × generator × feature space); returned for ranking."""
+    table = generation_table(results)
+    if table.empty:
+        section.text("No finished fidelity stages.")
+        return table
     table = table[[c for c in SHOWN if c in table.columns] or list(table.columns)]
     section.table(table.reset_index().map(fmt))
     return table
@@ -298,7 +306,7 @@ def _by_dataset(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def _real_fraction(results: pd.DataFrame, section: Section) -> None:
-    sweeps = _all_subjects(results[results.metric == "dice"])
+    sweeps = all_subjects(results[results.metric == "dice"])
     if sweeps[(sweeps.train_set == "synthetic+real") & sweeps.real_fraction.notna()].empty:
         section.text("No real-fraction sweep in this study (real_fractions is empty).")
         return

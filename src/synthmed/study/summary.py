@@ -145,7 +145,7 @@ def _spread(values: pd.Series) -> str:
     return f"{mean_sd(values)} (n={n})" if n else MISSING
 
 
-def _fd_ranks(ranks: pd.DataFrame) -> tuple[pd.Series, str]:
+def fd_ranks(ranks: pd.DataFrame) -> tuple[pd.Series, str]:
     """The FD rank column of :func:`~synthmed.study.analysis.rank_generators`' table (``domain``
     features first) and its feature space; an empty series and ``""`` without one."""
     columns = [c for c in ranks.columns if str(c).endswith("/fd")] if not ranks.empty else []
@@ -155,7 +155,7 @@ def _fd_ranks(ranks: pd.DataFrame) -> tuple[pd.Series, str]:
     return ranks[column], column.split("/", 1)[0]
 
 
-def _memorization(stages: list[dict], results: pd.DataFrame) -> dict[tuple[str, str], dict[str, float]]:
+def memorization_by_generator(stages: list[dict], results: pd.DataFrame) -> dict[tuple[str, str], dict[str, float]]:
     """``{(dataset, generator): {"fraction_above", "max", "threshold"}}`` from the memorization
     rows of ``results`` (the threshold from the stage's config when the row is missing)."""
     rows = results[results.metric.str.startswith("memorization/", na=False)] if not results.empty else results
@@ -193,8 +193,8 @@ def summary_table(stages: list[dict], results: pd.DataFrame, matched: pd.DataFra
     mixed, mix = _mix(wt[wt.train_set == "synthetic+real"])
     runs = pd.concat([wt[wt.train_set == "synthetic"], mixed]) if not wt.empty else wt
     extra = [c for c in ("segmenter", "augmentation") if c in runs.columns and runs[c].astype(str).nunique() > 1]
-    fd, features = _fd_ranks(ranks)
-    memorization = _memorization(stages, results)
+    fd, features = fd_ranks(ranks)
+    memorization = memorization_by_generator(stages, results)
     rows = []
     for dataset, generator in _generators(stages, results):
         mine = runs[(runs.dataset.astype(str) == dataset) & (runs.generator.astype(str) == generator)]
