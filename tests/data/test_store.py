@@ -15,7 +15,6 @@ import torch
 import zarr
 
 import synthmed
-from synthmed.data import store as store_module
 from synthmed.data.case import CANONICAL_CHANNELS, LABEL_NAMES
 from synthmed.data.store import (
     SAMPLE_COLUMNS,
@@ -24,6 +23,7 @@ from synthmed.data.store import (
     StoreWriter,
     default_chunk_samples,
 )
+from synthmed.data.store.chunk_reader import ChunkReader
 from synthmed.errors import DataError, OutputExistsError
 
 
@@ -68,7 +68,7 @@ def test_round_trip(tmp_path: Path, spatial: tuple[int, ...]) -> None:
     assert got_images.dtype == np.float32 and got_labels.dtype == np.uint8
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)
-    cache = store._cache()
+    cache = store.chunk_cache()
     assert cache.image._root is not None and cache.label._root is not None  # the direct reader is used
     # the zarr-only path reads the same
     for a, b in zip(store.read(slice(None), fast=False), (images, labels)):
@@ -154,14 +154,14 @@ def test_read_any_indices(tmp_path: Path) -> None:
 def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the chunk index of every image-chunk decode."""
     calls: list[int] = []
-    original = store_module._ChunkReader.read_into
+    original = ChunkReader.read_into
 
     def read_into(self, k, out):  # type: ignore[no-untyped-def]
         if out.dtype == np.float32:
             calls.append(k)
         return original(self, k, out)
 
-    monkeypatch.setattr(store_module._ChunkReader, "read_into", read_into)
+    monkeypatch.setattr(ChunkReader, "read_into", read_into)
     return calls
 
 

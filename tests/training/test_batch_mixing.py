@@ -17,8 +17,8 @@ import pytest
 import torch
 from scipy.stats import hypergeom
 
-from synthmed.data import store as store_module
 from synthmed.data.store import Store, StoreWriter
+from synthmed.data.store.chunk_reader import ChunkReader
 from synthmed.errors import DataError
 from synthmed.training import batch_stream
 from synthmed.training.data import StepBatchSampler, mixing_window
@@ -101,14 +101,14 @@ def test_mixed_stream_is_exact_on_resume_and_across_ranks(tmp_path: Path) -> Non
 def test_mixed_stream_decodes_each_chunk_once_per_epoch_with_flat_memory(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     decodes: list[int] = []
-    original = store_module._ChunkReader.read_into
+    original = ChunkReader.read_into
 
     def read_into(self, k, out):  # type: ignore[no-untyped-def]
         if out.dtype == np.float32:
             decodes.append(k)
         return original(self, k, out)
 
-    monkeypatch.setattr(store_module._ChunkReader, "read_into", read_into)
+    monkeypatch.setattr(ChunkReader, "read_into", read_into)
     windows, peaks = [], []
     for cases in (62, 122):  # 600 and 1200 training samples in chunks of 5
         store = case_ordered_store(tmp_path / f"s{cases}", cases=cases, slices=10, chunk=5)
