@@ -36,22 +36,24 @@ def main() -> None:
 
     start = time.perf_counter()
     from synthmed.data import phantom
+    from synthmed.data.layouts.brats import write_brats_case
+    from synthmed.data.phantom.template import mni_template
 
     imported = time.perf_counter()
-    phantom._template()
+    mni_template()
     setup = time.perf_counter() - imported
     import_seconds = imported - start
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        phantom.write_brats_case(phantom.phantom_case(10_000, seed=args.seed), tmp)  # warm-up, not timed
+        write_brats_case(phantom.phantom_case(10_000, seed=args.seed), tmp)  # warm-up, not timed
         warmup = time.perf_counter() - start
         synth, write, total, cpu = [], [], [], []
         for index in range(args.cases):
             cpu0, t0 = time.process_time(), time.perf_counter()
             case = phantom.phantom_case(index, seed=args.seed)
             t1 = time.perf_counter()
-            phantom.write_brats_case(case, tmp)
+            write_brats_case(case, tmp)
             t2 = time.perf_counter()
             synth.append(t1 - t0)
             write.append(t2 - t1)

@@ -37,7 +37,7 @@ def no_leftovers(folder: Path) -> None:
 
 
 def test_disk_full_in_phantom_and_prepare(tmp_path, monkeypatch, capsys):
-    import synthmed.data.phantom as phantom
+    import synthmed.data.phantom.writer as phantom
     from synthmed.data.store import StoreWriter
 
     real_write = phantom.write_brats_case

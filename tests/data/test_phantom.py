@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synthmed.data import phantom
 from synthmed.data.case import CANONICAL_CHANNELS
 from synthmed.data.phantom import (
     DEFAULT_SHAPE,
@@ -26,6 +25,7 @@ from synthmed.data.phantom import (
     phantom_tissues,
     write_phantom,
 )
+from synthmed.data.phantom import fields, template, writer
 from synthmed.errors import OutputExistsError, SynthmedError
 from synthmed.outputs import NotOwnOutputError
 
@@ -158,8 +158,8 @@ def test_geometry_is_ras_and_one_millimetre_by_default():
 def test_bspline_weights_reproduce_linear_functions():
     """The warp writes its affine part as B-spline controls; that must be exact."""
     positions = np.linspace(-120.0, 120.0, 97)
-    weights = phantom._bspline_weights(positions, 11, -120.0, 240.0)
-    controls = phantom._control_positions(11, -120.0, 240.0)
+    weights = fields.bspline_weights(positions, 11, -120.0, 240.0)
+    controls = fields.control_positions(11, -120.0, 240.0)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(weights @ (3.0 * controls - 7.0), 3.0 * positions - 7.0, atol=1e-9)
     assert (weights >= 0).all()
@@ -236,8 +236,8 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real_write(case, root, **options)
 
-    real_write = phantom.write_brats_case
-    monkeypatch.setattr(phantom, "write_brats_case", failing_write)
+    real_write = writer.write_brats_case
+    monkeypatch.setattr(writer, "write_brats_case", failing_write)
     with pytest.raises(RuntimeError, match="disk full"):
         write_phantom(tmp_path / "phantom", cases=3, seed=0, shape=SHAPE, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -265,7 +265,7 @@ def test_phantom_tissues_matches_the_case():
 def test_template_matches_nilearn_loaders():
     """The bundled files are read as nilearn.datasets.load_mni152_* (resolution 1) would."""
     datasets = pytest.importorskip("nilearn.datasets")
-    gm, wm, mask, affine = phantom._load_mni152()
+    gm, wm, mask, affine = template.load_mni152()
     expected = [
         datasets.load_mni152_gm_template(resolution=1),
         datasets.load_mni152_wm_template(resolution=1),
