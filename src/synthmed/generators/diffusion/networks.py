@@ -14,7 +14,7 @@ from synthmed.generators.config import DiffusionModelConfig
 
 
 def n_encoded_channels(config: DiffusionModelConfig) -> int:
-    """Channels of the joint encoding: image channels + 1 (nested, levels) or + 4 (one-hot)."""
+    """Channels of the joint encoding of ``config`` (:attr:`~synthmed.data.encoding.JointEncoding.n_channels`)."""
     return JointEncoding(config.image_channels, config.label_mode).n_channels
 
 

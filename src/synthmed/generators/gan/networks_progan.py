@@ -52,7 +52,7 @@ class ProGANGenerator(nn.Module):
 
     Args:
         z_dim: latent size.
-        img_channels: output channels (the joint encoding: 4 images + 1 label).
+        img_channels: output channels, the joint encoding's (:attr:`GANModelConfig.img_channels`).
         max_level: ``log2(resolution) - 2``.
         channel_base, channel_max: feature maps per level (:func:`channels_at`).
     """
