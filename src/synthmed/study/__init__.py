@@ -7,7 +7,8 @@ for running them resumably, :mod:`.results` for the tidy table, :mod:`.report` f
 
 from synthmed.study.executor_ray import RayExecutor
 from synthmed.study.executors import LocalExecutor, clean_stale, make_executor, run_stage
-from synthmed.study.plan import DONE_JSON, KINDS, STAGES_DIR, Plan, Stage, make_plan, stage_key
+from synthmed.study.kinds import KINDS
+from synthmed.study.plan import DONE_JSON, STAGES_DIR, Plan, Stage, make_plan, stage_key
 from synthmed.study.report import SECTIONS, build_sections, write_report
 from synthmed.study.results import COLUMNS, gather, write_results
 from synthmed.study.run import DEMO_SPEC, StudyOutcome, run_study

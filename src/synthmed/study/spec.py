@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from synthmed.config import Config, LayoutName, PhantomShape, build_config
 from synthmed.errors import SynthmedError
+from synthmed.study.kinds import KINDS
 
 Preset = Literal["tiny", "laptop", "small", "paper"]
 TrainSet = Literal["real", "synthetic", "synthetic+real"]
@@ -112,8 +113,6 @@ class ExecutorSpec(Config):
     @field_validator("resources")
     @classmethod
     def _kinds(cls, resources: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        from synthmed.study.plan import KINDS
-
         for kind, values in resources.items():
             if kind not in KINDS:
                 raise ValueError(f"unknown stage kind {kind!r}: keys must be among {', '.join(KINDS)}")
