@@ -1,0 +1,185 @@
+"""The import graph of ``synthmed`` is a DAG and no module imports another's private names.
+
+The graph is read from the source with :mod:`ast`, nothing is imported. Its rules:
+
+- a node is a module under ``src/synthmed`` (a package is its ``__init__.py``);
+- every ``import`` statement counts wherever it stands: at the top, inside a function (a lazy
+  import that closes a cycle is still a cycle) or under ``if TYPE_CHECKING:``;
+- ``import a.b.c`` is an edge to ``a.b.c`` (the longest prefix that is a module); the parent
+  packages Python initialises on the way are not edges, so a package's ``__init__`` re-exporting
+  its modules does not by itself make a cycle with them;
+- ``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``;
+  relative imports are resolved against the importing module's package.
+
+The root scanned is ``src/synthmed`` next to ``tests/``, or ``$SYNTHMED_IMPORT_ROOT`` (a
+``synthmed`` package folder) to check another tree.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(os.environ.get("SYNTHMED_IMPORT_ROOT") or Path(__file__).resolve().parents[1] / "src" / "synthmed")
+PACKAGE = "synthmed"
+
+
+def module_files(root: Path = ROOT) -> dict[str, Path]:
+    """``{dotted module name: file}`` of every module under ``root`` (the ``synthmed`` folder)."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = [PACKAGE, *path.relative_to(root).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _package_of(module: str, path: Path) -> str:
+    """The package relative imports in ``module`` resolve against."""
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def _imports(module: str, path: Path, modules: set[str]) -> Iterator[tuple[str, list[str], int]]:
+    """``(imported module, names taken from it, line)`` of every synthmed import in ``module``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                target = next((".".join(parts[:n]) for n in range(len(parts), 0, -1)
+                               if ".".join(parts[:n]) in modules), None)
+                if target is not None:
+                    yield target, [], node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = _package_of(module, path).split(".")
+                base = base[:len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source not in modules:
+                continue
+            plain = []
+            for alias in node.names:
+                if f"{source}.{alias.name}" in modules:
+                    yield f"{source}.{alias.name}", [], node.lineno
+                else:
+                    plain.append(alias.name)
+            if plain:
+                yield source, plain, node.lineno
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """``{module: modules it imports}`` among the synthmed modules under ``root`` (self-imports left out)."""
+    files = module_files(root)
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for module, path in files.items():
+        for target, _, _ in _imports(module, path, set(files)):
+            if target != module:
+                graph[module].add(target)
+    return graph
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` with more than one module, each sorted
+    (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return sorted(found)
+
+
+def _cycle(component: list[str], graph: dict[str, set[str]]) -> list[str]:
+    """One cycle through ``component``'s first module, as the modules along it (first repeated at the end)."""
+    members = set(component)
+    start = component[0]
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for child in sorted(graph[node] & members):
+            if child == start:
+                return paths[node] + [start]
+            if child not in paths:
+                paths[child] = paths[node] + [child]
+                queue.append(child)
+    return component
+
+
+def private_imports(root: Path = ROOT) -> list[str]:
+    """``"module:line imports _name from other"`` for every underscore-prefixed name one
+    synthmed module imports from another (``from x import _y``, or ``import x._y``)."""
+    files = module_files(root)
+    found = []
+    for module, path in files.items():
+        for target, names, line in _imports(module, path, set(files)):
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            if target != module and target.rpartition(".")[2].startswith("_") \
+                    and not target.rpartition(".")[2].startswith("__"):
+                private.append(target.rpartition(".")[2])
+            found += [f"{module}:{line} imports {name} from {target}" for name in private]
+    return found
+
+
+def test_import_graph_is_acyclic() -> None:
+    graph = import_graph()
+    assert len(graph) > 50, f"found only {len(graph)} modules under {ROOT}"
+    cycles = [" -> ".join(_cycle(c, graph)) + f"  (component: {', '.join(c)})" for c in strongly_connected(graph)]
+    assert not cycles, "import cycles inside synthmed:\n" + "\n".join(cycles)
+
+
+def test_no_private_names_imported_across_modules() -> None:
+    found = private_imports()
+    assert not found, "private names imported from other synthmed modules:\n" + "\n".join(found)
+
+
+def test_the_checks_catch_a_cycle_and_a_private_import(tmp_path: Path) -> None:
+    pkg = tmp_path / PACKAGE
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from synthmed.sub import a\n")
+    (pkg / "sub" / "a.py").write_text("from . import b\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from synthmed.sub.a import _hidden\n")
+    (pkg / "c.py").write_text("import synthmed.sub.b\nfrom synthmed.sub import a\n")
+    graph = import_graph(pkg)
+    assert graph["synthmed.sub.a"] == {"synthmed.sub.b"}
+    assert graph["synthmed.c"] == {"synthmed.sub.a", "synthmed.sub.b"}
+    assert strongly_connected(graph) == [["synthmed.sub.a", "synthmed.sub.b"]]
+    assert private_imports(pkg) == ["synthmed.sub.b:2 imports _hidden from synthmed.sub.a"]
