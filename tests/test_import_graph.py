@@ -11,6 +11,11 @@ The graph is read from the source with :mod:`ast`, nothing is imported. Its rule
 - ``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``;
   relative imports are resolved against the importing module's package.
 
+A private name is one starting with a single underscore. Taking one from another synthmed
+module fails the second test: ``from x import _y``, ``import x._y``, and ``m._y`` on a module
+``m`` imported whole; a private attribute of an object (``store._cache``) needs types and is
+not seen.
+
 The root scanned is ``src/synthmed`` next to ``tests/``, or ``$SYNTHMED_IMPORT_ROOT`` (a
 ``synthmed`` package folder) to check another tree.
 """
@@ -21,6 +26,7 @@ import ast
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(os.environ.get("SYNTHMED_IMPORT_ROOT") or Path(__file__).resolve().parents[1] / "src" / "synthmed")
 PACKAGE = "synthmed"
@@ -37,14 +43,19 @@ def module_files(root: Path = ROOT) -> dict[str, Path]:
     return out
 
 
-def _package_of(module: str, path: Path) -> str:
-    """The package relative imports in ``module`` resolve against."""
-    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+class Import(NamedTuple):
+    """One synthmed import: the module it reaches, the names it takes from it (empty when it
+    takes the module itself), its line and, for a module taken whole, the name it is bound to
+    (``m`` for ``import a.b as m`` or ``from a import b as m``, ``a.b`` for ``import a.b``)."""
+
+    target: str
+    names: list[str]
+    line: int
+    bound: str | None
 
 
-def _imports(module: str, path: Path, modules: set[str]) -> Iterator[tuple[str, list[str], int]]:
-    """``(imported module, names taken from it, line)`` of every synthmed import in ``module``."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+def _imports(tree: ast.Module, package: str, modules: set[str]) -> Iterator[Import]:
+    """Every import of one of ``modules`` in a module's ``tree`` (relative imports resolve against ``package``)."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -52,10 +63,10 @@ def _imports(module: str, path: Path, modules: set[str]) -> Iterator[tuple[str, 
                 target = next((".".join(parts[:n]) for n in range(len(parts), 0, -1)
                                if ".".join(parts[:n]) in modules), None)
                 if target is not None:
-                    yield target, [], node.lineno
+                    yield Import(target, [], node.lineno, (alias.asname or alias.name) if target == alias.name else None)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = _package_of(module, path).split(".")
+                base = package.split(".")
                 base = base[:len(base) - (node.level - 1)]
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
@@ -65,22 +76,27 @@ def _imports(module: str, path: Path, modules: set[str]) -> Iterator[tuple[str, 
             plain = []
             for alias in node.names:
                 if f"{source}.{alias.name}" in modules:
-                    yield f"{source}.{alias.name}", [], node.lineno
+                    yield Import(f"{source}.{alias.name}", [], node.lineno, alias.asname or alias.name)
                 else:
                     plain.append(alias.name)
             if plain:
-                yield source, plain, node.lineno
+                yield Import(source, plain, node.lineno, None)
+
+
+def parsed(root: Path = ROOT) -> dict[str, tuple[ast.Module, list[Import]]]:
+    """``{module: (its syntax tree, its synthmed imports)}`` of every module under ``root``."""
+    files = module_files(root)
+    out = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        out[module] = tree, list(_imports(tree, package, set(files)))
+    return out
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """``{module: modules it imports}`` among the synthmed modules under ``root`` (self-imports left out)."""
-    files = module_files(root)
-    graph: dict[str, set[str]] = {m: set() for m in files}
-    for module, path in files.items():
-        for target, _, _ in _imports(module, path, set(files)):
-            if target != module:
-                graph[module].add(target)
-    return graph
+    return {module: {i.target for i in imports if i.target != module} for module, (_, imports) in parsed(root).items()}
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -143,19 +159,40 @@ def _cycle(component: list[str], graph: dict[str, set[str]]) -> list[str]:
     return component
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` of a chain of attribute accesses on a name, else ``None``."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
 def private_imports(root: Path = ROOT) -> list[str]:
-    """``"module:line imports _name from other"`` for every underscore-prefixed name one
-    synthmed module imports from another (``from x import _y``, or ``import x._y``)."""
-    files = module_files(root)
+    """``"module:line …"`` for every underscore-prefixed name one synthmed module takes from
+    another: ``from x import _y``, ``import x._y``, or ``m._y`` where ``m`` is a synthmed module
+    it imported whole (``import x as m``, ``from pkg import m``, ``import x`` then ``x._y``).
+    Private attributes of objects (``store._cache``) are not seen: that needs types."""
     found = []
-    for module, path in files.items():
-        for target, names, line in _imports(module, path, set(files)):
-            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
-            if target != module and target.rpartition(".")[2].startswith("_") \
-                    and not target.rpartition(".")[2].startswith("__"):
-                private.append(target.rpartition(".")[2])
-            found += [f"{module}:{line} imports {name} from {target}" for name in private]
-    return found
+    for module, (tree, imports) in parsed(root).items():
+        bound = {}
+        for i in imports:
+            private = [n for n in i.names if _private(n)]
+            if i.target != module and _private(i.target.rpartition(".")[2]):
+                private.append(i.target.rpartition(".")[2])
+            found += [(i.line, f"{module}:{i.line} imports {name} from {i.target}") for name in private]
+            if i.bound is not None:
+                bound[i.bound] = i.target
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr):
+                target = bound.get(_dotted(node.value) or "")
+                if target is not None and target != module:
+                    found.append((node.lineno, f"{module}:{node.lineno} uses {node.attr} of {target}"))
+    return [text for _, text in sorted(set(found), key=lambda f: (f[1].split(":")[0], f[0], f[1]))]
 
 
 def test_import_graph_is_acyclic() -> None:
@@ -175,11 +212,15 @@ def test_the_checks_catch_a_cycle_and_a_private_import(tmp_path: Path) -> None:
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "__init__.py").write_text("from synthmed.sub import a\n")
-    (pkg / "sub" / "a.py").write_text("from . import b\n")
-    (pkg / "sub" / "b.py").write_text("def f():\n    from synthmed.sub.a import _hidden\n")
-    (pkg / "c.py").write_text("import synthmed.sub.b\nfrom synthmed.sub import a\n")
+    (pkg / "sub" / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import b\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from synthmed.sub.a import _hidden, shown\n")
+    (pkg / "c.py").write_text("import synthmed.sub.b\nfrom synthmed.sub import a as m\nimport os\n"
+                              "x = m._x + m.y + synthmed.sub.b._z + os._exit\n")
     graph = import_graph(pkg)
-    assert graph["synthmed.sub.a"] == {"synthmed.sub.b"}
+    assert graph["synthmed.sub"] == {"synthmed.sub.a"}
+    assert graph["synthmed.sub.a"] == {"synthmed.sub.b"}  # under TYPE_CHECKING: still an edge
     assert graph["synthmed.c"] == {"synthmed.sub.a", "synthmed.sub.b"}
     assert strongly_connected(graph) == [["synthmed.sub.a", "synthmed.sub.b"]]
-    assert private_imports(pkg) == ["synthmed.sub.b:2 imports _hidden from synthmed.sub.a"]
+    assert _cycle(["synthmed.sub.a", "synthmed.sub.b"], graph) == ["synthmed.sub.a", "synthmed.sub.b", "synthmed.sub.a"]
+    assert private_imports(pkg) == ["synthmed.c:4 uses _x of synthmed.sub.a", "synthmed.c:4 uses _z of synthmed.sub.b",
+                                    "synthmed.sub.b:2 imports _hidden from synthmed.sub.a"]
