@@ -1,6 +1,6 @@
-"""Comparisons of runs: relative Dice against a matched real-only reference, generator ranks and
-their rank correlation with Dice — one implementation for ``synthmed segment relative``, the
-study report and :mod:`.answers`.
+"""The comparisons a study is judged by — relative Dice against a matched real-only reference,
+generator ranks and their rank correlation with Dice — computed once for ``synthmed segment
+relative``, the study report and :mod:`.answers`.
 
 **Relative Dice** of a run = its mean Dice on the test patients / the mean Dice of its
 *reference*, per region (``nan`` where the reference's Dice is 0), and ``mean`` = the mean of
