@@ -35,7 +35,7 @@ COLOUR_TARGET = 0.001
 
 def generators(study: Path) -> list[str]:
     """The generators of the study's finished ``fit`` stages."""
-    from synthmed.study.report import finished_stages
+    from synthmed.study.records import finished_stages
 
     return sorted({str(r["labels"]["generator"]) for r in finished_stages(study) if r["kind"] == "fit"})
 

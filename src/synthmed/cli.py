@@ -205,10 +205,10 @@ def demo(
     diffusion, ProGAN and StyleGAN 2 (laptop presets) → U-Net on real, synthetic and
     synthetic+real data → fidelity and memorization → OUT/report.html.
     Finished stages are reused: a second run returns in seconds."""
-    from synthmed.cli_study import _StagePrinter
+    from synthmed.cli_study import StagePrinter
     from synthmed.demo import run_demo
 
-    printer = _StagePrinter(console)
+    printer = StagePrinter(console)
     outcome = run_demo(out, progress=progress, on_stage=printer.on_stage, on_plan=printer.on_plan, overwrite=overwrite,
                        smoke=smoke)
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: {escape(str(outcome.results))}")

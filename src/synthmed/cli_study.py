@@ -123,14 +123,14 @@ def study_run(
     if address is not None and executor is None:
         overrides["kind"] = "ray"
     runner = build_config(ExecutorSpec, "options", **{**spec.executor.model_dump(), **overrides})
-    printer = _StagePrinter(console)
+    printer = StagePrinter(console)
     outcome = run_study(spec, folder, progress=progress, on_stage=printer.on_stage, on_plan=printer.on_plan,
                         executor=runner, overwrite=overwrite, inputs=[spec_path])
     stdout.print(f"ran {len(outcome.executed)} of {len(outcome.plan)} stages; results: "
                  f"{escape(str(outcome.results))}; report: {escape(str(outcome.report))}")
 
 
-class _StagePrinter:
+class StagePrinter:
     """``run_study``'s ``on_plan`` and ``on_stage`` callbacks: prints ``stage i/N kind labels`` as
     each stage starts (N from the plan the study made; nothing is planned twice)."""
 

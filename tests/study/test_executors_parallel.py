@@ -22,7 +22,7 @@ import pytest
 from synthmed.errors import SynthmedError
 from synthmed.study import DONE_JSON, STAGES_DIR, LocalExecutor, Plan, build_spec, make_executor, make_plan
 from synthmed.study.executor_ray import RayExecutor, stage_resources
-from synthmed.study.executors import run_concurrently
+from synthmed.study.scheduler import run_concurrently
 from synthmed.study.results import write_results
 from synthmed.study.stages import STAGE_FUNCTIONS
 

@@ -19,7 +19,7 @@ from report_html import report_tables
 from synthmed.errors import SynthmedError
 from synthmed.study import write_report
 from synthmed.study.browser import find_browser, screen_fractions, screenshot
-from synthmed.study.report import read_results
+from synthmed.study.results import read_results
 from synthmed.study.summary import MAX_CORRELATION, MEMORIZED, MIXED, SYNTHETIC, summary_table
 
 SEEDS = (0, 1)

@@ -131,14 +131,3 @@ def sample_to_store(
                      progress=progress)
     return store
 
-
-def export_nifti(store: Store, folder: str | Path, *, overwrite: bool = False, slices_per_case: int = 64,
-                 progress: bool = True) -> Path:
-    """Write ``store`` as a BraTS-layout folder (see the module docstring); atomic, through the privacy gate.
-
-    Kept for callers of the old API; :func:`synthmed.export.export_store` is the implementation.
-    """
-    from synthmed.export import export_store
-
-    return export_store(store, folder, fmt="nifti", overwrite=overwrite, slices_per_case=slices_per_case,
-                        progress=progress).path

@@ -1,6 +1,6 @@
-"""Comparisons of runs: relative Dice against a matched real-only reference, generator ranks and
-their rank correlation with Dice — one implementation for ``synthmed segment relative`` and the
-study report.
+"""The comparisons a study is judged by — relative Dice against a matched real-only reference,
+generator ranks and their rank correlation with Dice — computed once for ``synthmed segment
+relative``, the study report and :mod:`.answers`.
 
 **Relative Dice** of a run = its mean Dice on the test patients / the mean Dice of its
 *reference*, per region (``nan`` where the reference's Dice is 0), and ``mean`` = the mean of
@@ -17,6 +17,11 @@ reason (:func:`relative_dice_table`) — never a ratio of unlike runs.
 (``min``, "1 2 2 4"). **Rank correlation**: Spearman's ρ (scipy; tied ranks averaged) between
 a metric's ranks and the generators' Dice ranks, per dataset; ``nan`` with fewer than
 :data:`MIN_GENERATORS` generators having both.
+
+The results-table views they start from are here too: the generation metrics per generator
+(:func:`generation_table`), the runs on every real subject (:func:`all_subjects`), the FD rank
+column (:func:`fd_ranks`) and the memorization numbers per generator
+(:func:`memorization_by_generator`).
 
 Evaluations are the dicts :func:`synthmed.segmentation.evaluate_run` returns (and writes as
 ``RUN/eval/<store>.json``; a study's ``evaluate`` stages keep them as ``result.json``).
@@ -221,6 +226,49 @@ def _nearest(run: Mapping[str, Any], references: Sequence[Mapping[str, Any]]) ->
         return "no real-only run to compare with"
     closest = min((differences(run, ref) for ref in references), key=len)
     return "the closest real-only run differs in " + "; ".join(closest)
+
+
+# ----------------------------------------------------------------------------- the results table
+
+
+def all_subjects(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows trained on every real training subject (the pre-training curve's others left out)."""
+    return frame[frame.subject_fraction.isna() | (frame.subject_fraction == 1.0)]
+
+
+def generation_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The generation metrics, mean over rows: index ``(dataset, generator, features)``, a column
+    per metric name (``fd``, ``kid_mean``, …); empty without fidelity rows."""
+    rows = results[results.metric.str.contains("/", na=False) & ~results.metric.str.startswith("memorization/")]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(features=rows.metric.str.split("/").str[0], name=rows.metric.str.split("/", n=1).str[1])
+    return rows.pivot_table(index=["dataset", "generator", "features"], columns="name", values="value",
+                            aggfunc="mean")
+
+
+def fd_ranks(ranks: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The FD rank column of :func:`~synthmed.study.analysis.rank_generators`' table (``domain``
+    features first) and its feature space; an empty series and ``""`` without one."""
+    columns = [c for c in ranks.columns if str(c).endswith("/fd")] if not ranks.empty else []
+    if not columns:
+        return pd.Series(dtype=float), ""
+    column = "domain/fd" if "domain/fd" in columns else columns[0]
+    return ranks[column], column.split("/", 1)[0]
+
+
+def memorization_by_generator(stages: list[dict], results: pd.DataFrame) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(dataset, generator): {"fraction_above", "max", "threshold"}}`` from the memorization
+    rows of ``results`` (the threshold from the stage's config when the row is missing)."""
+    rows = results[results.metric.str.startswith("memorization/", na=False)] if not results.empty else results
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for (dataset, generator), sub in (rows.groupby(["dataset", "generator"]) if not rows.empty else []):
+        out[(str(dataset), str(generator))] = sub.groupby(sub.metric.str.split("/", n=1).str[1])["value"].mean().to_dict()
+    for record in stages:
+        key = (str(record["labels"].get("dataset", "")), str(record["labels"].get("generator", "")))
+        if record["kind"] == "memorization" and key in out and "threshold" not in out[key]:
+            out[key]["threshold"] = record["config"].get("threshold")
+    return out
 
 
 # ----------------------------------------------------------------------------- ranks

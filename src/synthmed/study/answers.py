@@ -24,7 +24,19 @@ from typing import Any
 
 import pandas as pd
 
-from synthmed.study.analysis import MIN_GENERATORS, dice_ranks, rank_correlation, rank_generators, relative_dice_table
+from synthmed.study.analysis import (
+    MIN_GENERATORS,
+    all_subjects,
+    dice_ranks,
+    fd_ranks,
+    generation_table,
+    memorization_by_generator,
+    rank_correlation,
+    rank_generators,
+    relative_dice_table,
+)
+from synthmed.study.records import evaluations, finished_stages
+from synthmed.study.results import read_results
 
 NONE = pd.Series(dtype=float)
 
@@ -51,9 +63,6 @@ def _by_fraction(rows: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
 
 def study_answers(out: str | Path) -> dict[str, Any]:
     """The headline numbers of the study in ``out`` (see the module); ``{}`` before any stage finished."""
-    from synthmed.study.report import all_subjects, evaluations, finished_stages, generation_table, read_results
-    from synthmed.study.summary import fd_ranks, memorization_by_generator
-
     out = Path(out)
     stages, results = finished_stages(out), read_results(out)
     if results.empty:

@@ -1,6 +1,6 @@
 """The Ray executor: each pending stage of a study is a Ray task on a cluster.
 
-A stage is submitted as soon as its inputs are done (:func:`~synthmed.study.executors.run_concurrently`,
+A stage is submitted as soon as its inputs are done (:func:`~synthmed.study.scheduler.run_concurrently`,
 the loop the local process pool shares) and declares the CPUs and GPUs it needs, so Ray packs
 stages onto nodes by their resources. One training spread over several GPUs or nodes is not
 Ray's job: it stays Fabric/DDP inside its stage.
@@ -34,12 +34,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthmed.errors import SynthmedError
-from synthmed.study.executors import Callback, run_concurrently, run_stage_in_worker
 from synthmed.study.plan import Plan, Stage
+from synthmed.study.scheduler import Callback, run_concurrently
+from synthmed.study.stage_run import run_stage_in_worker
 from synthmed.study.stages import STAGE_FUNCTIONS, StageFn
+
+if TYPE_CHECKING:
+    from synthmed.study.spec import ExecutorSpec
 
 #: GPUs a stage kind takes when the study uses GPUs (kinds not listed take none).
 GPU_SHARE = {"fit": 1.0, "train": 1.0, "encoder": 0.5, "sample": 0.5, "fidelity": 0.5, "evaluate": 0.5}
@@ -56,7 +60,7 @@ def import_ray() -> ModuleType:
 
 def _ray_stage(plan: Plan, out: str, key: str, threads: int, functions: bytes | None,
                driver_path: list[str]) -> float:
-    """The body of a stage's Ray task (see :func:`run_stage_in_worker`)."""
+    """The body of a stage's Ray task (see :func:`~synthmed.study.stage_run.run_stage_in_worker`)."""
     import pickle
 
     sys.path.extend(p for p in driver_path if p not in sys.path)
@@ -143,6 +147,13 @@ class RayExecutor:
         import_ray()  # fail now, before any stage, when Ray is missing
         if self.retries < 0:
             raise SynthmedError(f"executor.retries must be at least 0, got {self.retries}")
+
+    @classmethod
+    def from_spec(cls, spec: ExecutorSpec, *, progress: bool = True) -> RayExecutor:
+        """The executor of a study's ``executor`` section (``address``, ``workers``, ``retries``,
+        ``resources``); tasks show no progress bars, whatever ``progress`` says."""
+        return cls(address=spec.address, workers=spec.workers, retries=spec.retries,
+                   resources={k: dict(v) for k, v in spec.resources.items()})
 
     def run(self, plan: Plan, out: str | Path, callback: Callback | None = None) -> list[Stage]:
         """Run every pending stage of ``plan`` into ``out`` on the cluster; return the stages

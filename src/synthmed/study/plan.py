@@ -37,7 +37,6 @@ from typing import Any
 
 from synthmed.study.spec import DataSpec, SegmenterSpec, StudySpec
 
-KINDS = ("prepare", "encoder", "fit", "sample", "fidelity", "memorization", "train", "evaluate")
 STAGES_DIR = "stages"
 DONE_JSON = "done.json"
 STAGE_JSON = "stage.json"

@@ -1,4 +1,4 @@
-"""The study's one tidy table, gathered from finished stages' ``result.json``.
+"""The study's one tidy table, gathered from finished stages' ``result.json`` (and read back, :func:`read_results`).
 
 Columns (:data:`COLUMNS`): study, dataset, generator, segmenter, train_set, augmentation, seed,
 real_fraction, subject_fraction, metric, region, value — one row per number. Rows:
@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from synthmed.atomic import atomic_file
@@ -95,3 +96,16 @@ def write_results(plan: Plan, out: str | Path) -> Path:
     with atomic_file(csv) as tmp:
         tmp.write_text(text)
     return csv
+
+
+def read_results(out: str | Path) -> pd.DataFrame:
+    """``results.csv`` (empty with :data:`COLUMNS` when missing; a table written before the
+    ``subject_fraction`` column existed gets it: 1 on segmentation rows)."""
+    path = Path(out) / RESULTS_CSV
+    if not path.is_file():
+        return pd.DataFrame(columns=list(COLUMNS))
+    frame = pd.read_csv(path)
+    if "subject_fraction" not in frame.columns:
+        segmentation = frame.metric.isin(["dice", "hd95", "dice_sd", "hd95_sd"])
+        frame["subject_fraction"] = np.where(segmentation, 1.0, np.nan)
+    return frame[[c for c in COLUMNS if c in frame.columns]]

@@ -1,6 +1,8 @@
 """The study report's building blocks: a :class:`Section` of blocks, and the number formats
-every report table uses (:func:`fmt`, :func:`mean_sd`). Shared by :mod:`.report` and
-:mod:`.summary`; rendering to Markdown and HTML is :mod:`.report`'s."""
+every report table uses (:func:`fmt`, :func:`mean_sd`).
+
+:mod:`.summary` and :mod:`.details` fill the sections; :mod:`.render` turns them into Markdown
+and HTML."""
 
 from __future__ import annotations
 

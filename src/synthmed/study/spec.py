@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from synthmed.config import Config, LayoutName, PhantomShape, build_config
 from synthmed.errors import SynthmedError
+from synthmed.study.executor_registry import executor_names
+from synthmed.study.kinds import KINDS
 
 Preset = Literal["tiny", "laptop", "small", "paper"]
 TrainSet = Literal["real", "synthetic", "synthetic+real"]
@@ -99,7 +102,8 @@ class ExecutorSpec(Config):
     e.g. ``{fit: {cpus: 4, gpus: 1}}``; kinds not named keep the defaults.
     """
 
-    kind: Literal["local", "ray"] = Field("local", description="local (this machine) or ray (a Ray cluster)")
+    kind: str = Field("local", description="local (this machine) or ray (a Ray cluster): an executor registered "
+                      "in synthmed.study.executor_registry")
     workers: int | None = Field(None, ge=1, description="stages at a time: local, 1 (default) in this process, "
                                 "N > 1 a pool of N processes; ray, at most N in flight (default: as the "
                                 "cluster's resources allow)")
@@ -109,11 +113,19 @@ class ExecutorSpec(Config):
     resources: dict[str, dict[Literal["cpus", "gpus"], float]] = Field(
         default_factory=dict, description="ray: per stage kind, the cpus and gpus its task declares")
 
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _registered(cls, kind: Any) -> Any:
+        names = executor_names()
+        if kind not in names:
+            expected = " or ".join([", ".join(map(repr, names[:-1])), repr(names[-1])] if len(names) > 1 else
+                                   [repr(names[0])])
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return kind
+
     @field_validator("resources")
     @classmethod
     def _kinds(cls, resources: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        from synthmed.study.plan import KINDS
-
         for kind, values in resources.items():
             if kind not in KINDS:
                 raise ValueError(f"unknown stage kind {kind!r}: keys must be among {', '.join(KINDS)}")

@@ -10,8 +10,8 @@ Columns of the table (:func:`summary_table`):
   a real-fraction sweep, the mix shown is all of both stores when the study has it, else the
   real fraction nearest 0.5 (named in the header).
 - ``FD rank (<features>)``: the generator's rank by Fréchet distance among the dataset's
-  generators (:func:`~synthmed.study.analysis.rank_generators`; 1 = closest to the real test
-  patients), in the ``domain`` feature space when the study has it.
+  generators (:func:`~synthmed.study.analysis.rank_generators`, :func:`~synthmed.study.analysis.fd_ranks`;
+  1 = closest to the real test patients), in the ``domain`` feature space when the study has it.
 - ``memorized``: the share of synthetic samples whose maximum correlation with a training
   sample is above the memorization threshold; ``max correlation``: the largest of them.
 
@@ -29,11 +29,12 @@ when it is smaller than the reference study's.
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from synthmed.study.analysis import all_subjects, fd_ranks, memorization_by_generator
+from synthmed.study.plots import rendered
 from synthmed.study.sections import MISSING, Section, fmt, mean_sd
 
 #: a study whose generators or segmenters train fewer steps than this, or use another preset than
@@ -145,30 +146,6 @@ def _spread(values: pd.Series) -> str:
     return f"{mean_sd(values)} (n={n})" if n else MISSING
 
 
-def fd_ranks(ranks: pd.DataFrame) -> tuple[pd.Series, str]:
-    """The FD rank column of :func:`~synthmed.study.analysis.rank_generators`' table (``domain``
-    features first) and its feature space; an empty series and ``""`` without one."""
-    columns = [c for c in ranks.columns if str(c).endswith("/fd")] if not ranks.empty else []
-    if not columns:
-        return pd.Series(dtype=float), ""
-    column = "domain/fd" if "domain/fd" in columns else columns[0]
-    return ranks[column], column.split("/", 1)[0]
-
-
-def memorization_by_generator(stages: list[dict], results: pd.DataFrame) -> dict[tuple[str, str], dict[str, float]]:
-    """``{(dataset, generator): {"fraction_above", "max", "threshold"}}`` from the memorization
-    rows of ``results`` (the threshold from the stage's config when the row is missing)."""
-    rows = results[results.metric.str.startswith("memorization/", na=False)] if not results.empty else results
-    out: dict[tuple[str, str], dict[str, float]] = {}
-    for (dataset, generator), sub in (rows.groupby(["dataset", "generator"]) if not rows.empty else []):
-        out[(str(dataset), str(generator))] = sub.groupby(sub.metric.str.split("/", n=1).str[1])["value"].mean().to_dict()
-    for record in stages:
-        key = (str(record["labels"].get("dataset", "")), str(record["labels"].get("generator", "")))
-        if record["kind"] == "memorization" and key in out and "threshold" not in out[key]:
-            out[key]["threshold"] = record["config"].get("threshold")
-    return out
-
-
 def _memorized(values: dict[str, float]) -> str:
     share, threshold = values.get("fraction_above"), values.get("threshold")
     if share is None or math.isnan(share):
@@ -181,7 +158,7 @@ def summary_table(stages: list[dict], results: pd.DataFrame, matched: pd.DataFra
     """The summary table (see the module docstring), cells as text; no rows without generators.
 
     Args:
-        stages: the finished stages (:func:`~synthmed.study.report.finished_stages`).
+        stages: the finished stages (:func:`~synthmed.study.records.finished_stages`).
         results: the results table (``results.csv``).
         matched: relative Dice of the matched runs (:func:`~synthmed.study.analysis.relative_dice_table`).
         ranks: generator ranks (:func:`~synthmed.study.analysis.rank_generators`), possibly empty.
@@ -189,7 +166,7 @@ def summary_table(stages: list[dict], results: pd.DataFrame, matched: pd.DataFra
     wt = matched[matched.region == "WT"] if not matched.empty else pd.DataFrame(
         columns=["dataset", "generator", "segmenter", "augmentation", "train_set", "real_fraction", "value"])
     if "subject_fraction" in wt.columns:
-        wt = wt[wt.subject_fraction.isna() | (wt.subject_fraction == 1.0)]
+        wt = all_subjects(wt)
     mixed, mix = _mix(wt[wt.train_set == "synthetic+real"])
     runs = pd.concat([wt[wt.train_set == "synthetic"], mixed]) if not wt.empty else wt
     extra = [c for c in ("segmenter", "augmentation") if c in runs.columns and runs[c].astype(str).nunique() > 1]
@@ -219,7 +196,7 @@ def _real_only(results: pd.DataFrame) -> list[str]:
     if results.empty:
         return []
     rows = results[(results.metric == "dice") & (results.region == "WT") & (results.train_set == "real")]
-    rows = rows[rows.subject_fraction.isna() | (rows.subject_fraction == 1.0)]
+    rows = all_subjects(rows)
     return [f"{dataset} ({segmenter}): real-only WT Dice {_spread(sub['value'])}"
             for (dataset, segmenter), sub in rows.groupby(["dataset", "segmenter"], sort=True)]
 
@@ -238,11 +215,9 @@ def _side_by_side(stages: list[dict], dataset: str, n: int) -> bytes | None:
                      if r["kind"] == "sample" and str(r["labels"].get("dataset", "")) == dataset)
     if real is None or not samples:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = render_side_by_side(Store.open(real["folder"] / "store"),
-                                   [(name, Store.open(r["folder"] / "store")) for name, r in samples],
-                                   Path(tmp) / "strip.png", n=n)
-        return path.read_bytes()
+    return rendered(lambda path: render_side_by_side(Store.open(real["folder"] / "store"),
+                                                     [(name, Store.open(r["folder"] / "store")) for name, r in samples],
+                                                     path, n=n))
 
 
 def write_summary(stages: list[dict], results: pd.DataFrame, matched: pd.DataFrame, ranks: pd.DataFrame,

@@ -17,7 +17,7 @@ from synthmed.training.ema import EMA, half_life_decay
 from synthmed.training.fabric import FabricOptions, make_fabric, resolve_device, resolve_precision
 from synthmed.training.loop import LoopOptions, StepContext, TrainingTask, tile, train
 from synthmed.training.run import Run, open_run, read_run, versions
-from synthmed.training.seeding import StepRandom, derive_seed, make_generator, seed_everything, seeded_init
+from synthmed.training.seeding import StepRandom, derive_seed, make_generator, seeded_init
 
 __all__ = [
     "EMA",
@@ -43,7 +43,6 @@ __all__ = [
     "resolve_precision",
     "save_checkpoint",
     "save_weights",
-    "seed_everything",
     "seeded_init",
     "tile",
     "train",

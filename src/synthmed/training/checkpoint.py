@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from synthmed.atomic import atomic_directory, atomic_file
 from synthmed.errors import SynthmedError
+from synthmed.training.fabric import unwrap
 
 T = TypeVar("T")
 
@@ -80,19 +81,9 @@ STATE_PT = "state.pt"
 CHECKPOINTS = "checkpoints"
 
 
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The user module under Fabric / DDP / DataParallel wrappers."""
-    from lightning_fabric.wrappers import _FabricModule
-
-    wrappers = (_FabricModule, torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
-    while isinstance(module, wrappers):
-        module = module.module
-    return module
-
-
 def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The state dict of ``module`` (unwrapped) as contiguous CPU tensors, ready for safetensors."""
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in _unwrap(module).state_dict().items()}
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in unwrap(module).state_dict().items()}
 
 
 def save_weights(module: torch.nn.Module, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
@@ -115,7 +106,7 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> None:
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, …
         raise CorruptCheckpointError(f"{path}: corrupt or truncated weights file ({_first_line(exc)})") from None
     try:
-        _unwrap(module).load_state_dict(tensors)
+        unwrap(module).load_state_dict(tensors)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise SynthmedError(f"{path}: weights do not fit the model ({first})") from None

@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from synthmed.training.checkpoint import _unwrap
+from synthmed.training.fabric import unwrap
 
 
 def half_life_decay(batch: int, images_seen: int, half_life_kimg: float, rampup: float | None = None) -> float:
@@ -50,7 +50,7 @@ class EMA(torch.nn.Module):
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
-        self.module = copy.deepcopy(_unwrap(model)).eval().requires_grad_(False)
+        self.module = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
         self.decay = float(decay)
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
 
@@ -65,7 +65,7 @@ class EMA(torch.nn.Module):
         d = self.current_decay() if decay is None else float(decay)
         if not 0.0 <= d <= 1.0:
             raise ValueError(f"decay must be in [0, 1], got {d}")
-        src = _unwrap(model)
+        src = unwrap(model)
         for ema_p, p in zip(self.module.parameters(), src.parameters()):
             ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - d)
         for ema_b, b in zip(self.module.buffers(), src.buffers()):

@@ -1,4 +1,5 @@
-"""Lightning Fabric set-up from the CLI's ``--device``, ``--devices`` and ``--precision``.
+"""Lightning Fabric set-up from the CLI's ``--device``, ``--devices`` and ``--precision``, and the
+module under its wrappers (:func:`unwrap`).
 
 * ``device``: ``auto`` (CUDA if present, else CPU), ``cpu`` or ``cuda``.
 * ``devices``: processes on this node. More than one → DDP (gloo on CPU, NCCL on CUDA);
@@ -93,3 +94,13 @@ def make_fabric(options: FabricOptions) -> Fabric:
     fabric = Fabric(accelerator=device, devices=devices, num_nodes=nodes, strategy=strategy, precision=precision)
     fabric.launch()
     return fabric
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The user module under Fabric / DDP / DataParallel wrappers."""
+    from lightning_fabric.wrappers import _FabricModule
+
+    wrappers = (_FabricModule, torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    while isinstance(module, wrappers):
+        module = module.module
+    return module

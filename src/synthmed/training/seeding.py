@@ -24,13 +24,6 @@ def derive_seed(*parts: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 #: stream of :func:`derive_seed` for initial weights (per-step draws use the step number instead).
 INIT_STREAM = 1
 

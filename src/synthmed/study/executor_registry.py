@@ -1,0 +1,41 @@
+"""Executors by name: a study's ``executor.kind`` names one of the executors registered here.
+
+A new executor is one module with a class that has ``from_spec(spec, *, progress)`` and
+``run(plan, out, callback)`` (:class:`~synthmed.study.executors.Executor`), and one entry in
+:data:`_REGISTRY` (or a :func:`register` call); the spec's validation, the CLI's
+``--executor`` and :func:`~synthmed.study.executors.make_executor` take their names from here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from synthmed.errors import SynthmedError
+
+#: name → ``"module:Class"``, in the order the names are listed; imported lazily (Ray only when used).
+_REGISTRY: dict[str, str] = {
+    "local": "synthmed.study.executor_local:LocalExecutor",
+    "ray": "synthmed.study.executor_ray:RayExecutor",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register ``"package.module:Class"`` as the executor ``name``."""
+    _REGISTRY[name] = target
+
+
+def executor_names() -> tuple[str, ...]:
+    """Registered executor names, in registration order (the default, ``local``, first)."""
+    return tuple(_REGISTRY)
+
+
+def executor_class(name: str) -> type:
+    """The class registered as ``name``.
+
+    Raises:
+        SynthmedError: unknown name (the message lists the known ones).
+    """
+    if name not in _REGISTRY:
+        raise SynthmedError(f"unknown executor {name!r}; known: {', '.join(executor_names())}")
+    module, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,115 @@
+"""The study report's figures, drawn with matplotlib (Agg) and returned as PNG bytes.
+
+Each function takes the numbers to draw, already computed (by :mod:`.details`), and draws
+nothing else: the Dice curves of the real-fraction sweep and the pre-training curve
+(:func:`curves_png`), memorization histograms (:func:`histogram_png`) and training curves
+(:func:`generator_curves_png`, :func:`segmenter_curves_png`); :func:`rendered` takes the PNG of
+a drawing function that writes a file (the galleries of :mod:`synthmed.data.inspect` and
+:mod:`synthmed.metrics.memorization`).
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def pyplot():  # noqa: ANN201
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png(fig) -> bytes:  # noqa: ANN001
+    """``fig`` as PNG bytes (90 dpi); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def rendered(draw: Callable[[Path], Any]) -> bytes:
+    """The bytes of the PNG that ``draw(path)`` writes (into a temporary folder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "figure.png"
+        draw(path)
+        return path.read_bytes()
+
+
+def curves_png(curves: dict[str, dict[str, pd.Series]], xlabel: str, ylabel: str = "Dice") -> bytes:
+    """One panel per region (``curves[region][line] = y indexed by x``), lines with markers."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3), squeeze=False)
+    for ax, (region, lines) in zip(axes[0], curves.items()):
+        for label, points in lines.items():
+            ax.plot(points.index, points.values, marker="o", label=label)
+        ax.set_title(region)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_xlim(-0.05, 1.05)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig)
+
+
+def histogram_png(hist: dict, threshold: float | None, gen: str) -> bytes:
+    """The histogram ``{"edges", "counts"}`` of the synthetic samples' maximum correlation with a
+    training sample, the ``threshold`` (if any) as a dashed line; ``gen`` names it in the title."""
+    plt = pyplot()
+    edges, counts = np.asarray(hist["edges"]), np.asarray(hist["counts"])
+    fig, ax = plt.subplots(figsize=(4.5, 2.8))
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="0.4")
+    if threshold is not None:
+        ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:g}")
+        ax.legend(fontsize=7)
+    ax.set_title(f"{gen}: max correlation with a training sample", fontsize=9)
+    ax.set_xlabel("max Pearson correlation")
+    ax.set_ylabel("synthetic samples")
+    fig.tight_layout()
+    return png(fig)
+
+
+def _line(ax, points: pd.Series, label: str) -> None:  # noqa: ANN001
+    """A curve over steps; short ones (a few logged steps) get markers so a single point shows."""
+    ax.plot(points.index, points.values, label=label, marker="o" if len(points) <= 25 else None, markersize=3)
+
+
+def generator_curves_png(generators: dict[str, dict[str, pd.Series]]) -> bytes:
+    """One panel per generator (``generators[name][loss] = values indexed by step``), a line per loss."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(generators), figsize=(3.4 * len(generators), 2.8), squeeze=False)
+    for ax, (gen, losses) in zip(axes[0], generators.items()):
+        for name, points in losses.items():
+            _line(ax, points, name)
+        ax.set_title(gen, fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig)
+
+
+def segmenter_curves_png(segmenter: str, curves: dict[str, dict[str, pd.Series]]) -> bytes:
+    """Two panels (``curves[tag][line] = values indexed by step``; tags ``train/loss``,
+    ``val/dice``), titled ``<segmenter>: <tag>``, the legend in the first."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3), squeeze=False)
+    for ax, (tag, lines) in zip(axes[0], curves.items()):
+        for name, points in lines.items():
+            _line(ax, points, name)
+        ax.set_title(f"{segmenter}: {tag}", fontsize=9)
+        ax.set_xlabel("step")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    return png(fig)
