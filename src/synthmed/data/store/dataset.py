@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from synthmed.data.store.cache import ChunkCache, as_indices, gather
 
-if TYPE_CHECKING:  # the Store makes datasets (Store.dataset), so it is imported only for annotations
-    from synthmed.data.store.handle import Store
+
+class ChunkedSamples(Protocol):
+    """What a dataset needs of a store (:class:`~synthmed.data.store.handle.Store` has it; the Store makes
+    datasets, so this module does not import it)."""
+
+    chunk_samples: int
+    sample_shape: tuple[int, ...]
+    spatial_shape: tuple[int, ...]
+
+    def __len__(self) -> int: ...
+
+    def chunk_cache(self, size: int = 1, *, fast: bool = True) -> ChunkCache: ...
 
 
 class StoreDataset(torch.utils.data.Dataset):
@@ -37,7 +47,7 @@ class StoreDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        store: Store,
+        store: ChunkedSamples,
         indices: np.ndarray | Sequence[int] | None = None,
         *,
         long_labels: bool = False,
