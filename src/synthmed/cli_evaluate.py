@@ -73,7 +73,7 @@ def evaluate_fidelity(
     """FD against the held-out test patients of REAL (and fd_train against its training patients at
     the same sample size; relative FD: FD(half A, synthetic) / FD(half A, half B), halves by patient),
     KID, IS, precision/recall (k=3), density/coverage (k=5) and MS-SSIM diversity of SYNTHETIC."""
-    from synthmed.metrics.features import DomainEncoderConfig
+    from synthmed.features import DomainEncoderConfig
     from synthmed.metrics.fidelity import evaluate_fidelity as run
 
     with _warnings_to_stderr():
@@ -139,7 +139,7 @@ def evaluate_memorization(
         result = audit(syn_store, train_store, train_split=None if split == "all" else split, threshold=threshold,
                        device=dev, similarity=similarity, max_shift=max_shift)
         if embedding:
-            from synthmed.metrics.features import make_extractor
+            from synthmed.features import make_extractor
 
             add_embedding_distance(result, syn_store, train_store, make_extractor("domain", real=train_store, device=dev))
     path = result.save(file)

@@ -260,7 +260,7 @@ def test_fd_train_is_below_fd_for_a_copy_of_the_training_patients_only():
 
 def test_evaluate_fidelity_scores_against_the_test_patients(patients_store, tmp_path):
     from synthmed.data.store import StoreWriter
-    from synthmed.metrics.features import DomainEncoderConfig
+    from synthmed.features import DomainEncoderConfig
     from synthmed.metrics.fidelity import evaluate_fidelity
 
     train = patients_store.indices("train")

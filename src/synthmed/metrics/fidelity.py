@@ -615,7 +615,7 @@ def evaluate_fidelity(
     size (see the module docstring; left out when ``train_split`` is ``None`` or the
     reference itself). Patients are the stores' ``case_id`` columns.
 
-    Features come from :func:`synthmed.metrics.features.make_extractor` (``domain``: the
+    Features come from :func:`synthmed.features.make_extractor` (``domain``: the
     encoder of ``real`` is loaded from beside it or trained first, on its ``train`` split).
     Adds MS-SSIM diversity of the synthetic samples (3D: their central axial slices).
 
@@ -627,7 +627,7 @@ def evaluate_fidelity(
         SynthmedError: mismatched channels or sizes, missing weights or splits, nothing computable.
     """
     from synthmed.data.store import Store
-    from synthmed.metrics.features import DomainEncoderConfig, extract_features, make_extractor
+    from synthmed.features import DomainEncoderConfig, extract_features, make_extractor
     from synthmed.training.fabric import resolve_device
 
     real = real if isinstance(real, Store) else Store.open(real)

@@ -531,7 +531,7 @@ def add_embedding_distance(result: MemorizationAudit, synthetic: Store, train: S
     """Add the Euclidean distance of each synthetic sample to its nearest ``train_split`` sample in a
     feature space (e.g. the domain encoder's): ``extra["embedding_distance"]`` / ``["embedding_train"]``
     (store indices), per sample, shown in :meth:`MemorizationAudit.table`."""
-    from synthmed.metrics.features import extract_features
+    from synthmed.features import extract_features
 
     idx = train.indices(result.train_split) if result.train_split else train.indices()
     syn_f, _ = extract_features(synthetic, extractor, batch_size=batch_size)

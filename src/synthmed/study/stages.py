@@ -62,7 +62,7 @@ def run_sample(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path
 
 def _encoder_config(inputs: dict[str, Path]) -> Any:
     """The domain encoder config of a finished ``encoder`` stage (from its ``stage.json``)."""
-    from synthmed.metrics.features import DomainEncoderConfig
+    from synthmed.features import DomainEncoderConfig
     from synthmed.study.plan import STAGE_JSON
 
     c = json.loads((inputs["encoder"] / STAGE_JSON).read_text())["config"]
@@ -71,7 +71,7 @@ def _encoder_config(inputs: dict[str, Path]) -> Any:
 
 def run_encoder(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
     from synthmed.data.store import Store
-    from synthmed.metrics.features import DomainEncoderConfig, train_domain_encoder
+    from synthmed.features import DomainEncoderConfig, train_domain_encoder
 
     c = stage.config
     train_domain_encoder(Store.open(inputs["prepare"] / "store"), run_dir=tmp / "encoder",
