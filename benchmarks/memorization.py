@@ -125,7 +125,7 @@ def memory_part(args: argparse.Namespace) -> dict:
 def tolerant_search(syn: np.ndarray, train: np.ndarray, k: int) -> tuple[float, dict]:
     """Seconds of the shift-flip search on the first ``k`` synthetic samples (sample 0 replaced by
     a mirrored copy of training sample 10, which the pixel search misses), and what it found."""
-    from synthmed.metrics.memorization import DEFAULT_MAX_SHIFT, nearest_correlation_tolerant
+    from synthmed.metrics.shift_flip import DEFAULT_MAX_SHIFT, nearest_correlation_tolerant
 
     part = syn[:k].copy()
     part[0] = train[10, :, :, ::-1]

@@ -80,7 +80,7 @@ def run_encoder(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pat
 
 
 def run_fidelity(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
-    from synthmed.metrics.fidelity import evaluate_fidelity
+    from synthmed.evaluate import evaluate_fidelity
 
     c = stage.config
     domain = c["features"] == "domain"  # loads the dataset's encoder stage: every generator in one feature space
@@ -93,7 +93,7 @@ def run_fidelity(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pa
 
 def run_memorization(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
     from synthmed.data.store import Store
-    from synthmed.metrics.memorization import audit
+    from synthmed.evaluate import audit
 
     result = audit(Store.open(inputs["sample"] / "store"), Store.open(inputs["prepare"] / "store"),
                    threshold=stage.config["threshold"])
