@@ -11,6 +11,8 @@
   balls as above (k-th nearest sample of another patient).
 
 Features ``[N, F]``, computed in float64; patients as in :mod:`synthmed.metrics.samples`.
+Distances are taken in blocks of rows of at most :data:`BLOCK_ENTRIES` distances (and at most
+:data:`BLOCK_ROWS` rows), so memory beyond the features is bounded whatever the set sizes.
 """
 
 from __future__ import annotations
@@ -23,13 +25,26 @@ import torch
 
 from synthmed.metrics.samples import as_features, case_codes
 
-def _kth_radius(x: torch.Tensor, k: int, codes: np.ndarray, block: int = 2048) -> torch.Tensor:
+#: Most rows of one block of distances.
+BLOCK_ROWS = 2048
+#: Most distances (float64) in one block: 8 MiB.
+BLOCK_ENTRIES = 2**20
+
+
+def block_rows(columns: int) -> int:
+    """Rows per block of distances to ``columns`` points: :data:`BLOCK_ROWS`, fewer when the
+    block would hold more than :data:`BLOCK_ENTRIES` distances (at least 1)."""
+    return max(1, min(BLOCK_ROWS, BLOCK_ENTRIES // max(int(columns), 1)))
+
+
+def _kth_radius(x: torch.Tensor, k: int, codes: np.ndarray) -> torch.Tensor:
     """Distance of each row of ``x`` to its k-th nearest row of another patient (``codes``)."""
     groups = torch.from_numpy(codes)
+    block = block_rows(len(x))
     out = []
     for s in range(0, len(x), block):
         d = torch.cdist(x[s : s + block], x)
-        d = d.masked_fill(groups[s : s + block, None] == groups[None, :], math.inf)  # itself and its patient
+        d.masked_fill_(groups[s : s + block, None] == groups[None, :], math.inf)  # itself and its patient
         out.append(d.kthvalue(k, dim=1).values)
     return torch.cat(out)
 
@@ -41,9 +56,10 @@ def _check_balls(what: str, codes: np.ndarray, k: int) -> None:
                          f"(has {n}, up to {most} of one patient)")
 
 
-def _inside_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, block: int = 2048
+def _inside_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(per point: #balls containing it, per centre: whether any point is inside)``."""
+    block = block_rows(len(centres))
     counts = torch.zeros(len(points), dtype=torch.int64)
     hit = torch.zeros(len(centres), dtype=torch.bool)
     for s in range(0, len(points), block):
