@@ -8,7 +8,7 @@ and the audit's figures (:mod:`~synthmed.evaluate.plots`).
 """
 
 from synthmed.evaluate.audit_record import AUDIT_RECORD_KEYS, MemorizationAudit
-from synthmed.evaluate.fidelity import check_comparable, diversity, evaluate_fidelity
+from synthmed.evaluate.fidelity import bank_features, check_comparable, diversity, evaluate_fidelity
 from synthmed.evaluate.memorization import (AUDIT_SUFFIX, DEFAULT_THRESHOLD, SIMILARITIES, add_embedding_distance, audit,
                                             audit_path)
 from synthmed.evaluate.plots import plot_gallery, plot_histogram
@@ -22,6 +22,7 @@ __all__ = [
     "add_embedding_distance",
     "audit",
     "audit_path",
+    "bank_features",
     "check_comparable",
     "diversity",
     "evaluate_fidelity",

@@ -1,9 +1,10 @@
-"""Fidelity of a synthetic store against a real one: features of both stores, then every metric.
+"""Fidelity of a synthetic store against a real one, streamed: features batch by batch into accumulators, then every metric.
 
 The reference is a split of the real store (default ``test``: the held-out patients);
 ``fd_train`` compares with the training patients at the reference's sample size
-(:mod:`synthmed.metrics.frechet`). The metrics themselves are
-:func:`~synthmed.metrics.fidelity_metrics`.
+(:mod:`synthmed.metrics.frechet`). Images are read one batch at a time and only their
+features are kept (:class:`~synthmed.metrics.FeatureBank`, ``O(N F)``): memory does not grow
+with the images of either store. The metrics themselves are :func:`~synthmed.metrics.fidelity_metrics`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import torch
 
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
-from synthmed.features import DomainEncoderConfig, extract_features, make_extractor
+from synthmed.features import DomainEncoderConfig, FeatureExtractor, extract_features, iter_features, make_extractor
 from synthmed.metrics.diversity import ms_ssim_diversity
-from synthmed.metrics.fidelity import fidelity_metrics
+from synthmed.metrics.fidelity import FeatureBank, fidelity_metrics
 
 #: Synthetic samples (at most) whose MS-SSIM diversity is measured.
 DIVERSITY_SAMPLES = 256
@@ -29,6 +30,16 @@ def check_comparable(a: Any, b: Any) -> None:
         raise SynthmedError(
             f"cannot compare {a.path} (channels {list(a.channels)}, sample shape {list(a.sample_shape)}) with "
             f"{b.path} (channels {list(b.channels)}, sample shape {list(b.sample_shape)}): channels and sizes must match")
+
+
+def bank_features(bank: FeatureBank, store: Store, extractor: FeatureExtractor, *, real: bool,
+                  indices: np.ndarray | None = None, batch_size: int = 32, device: str | torch.device = "cpu"
+                  ) -> FeatureBank:
+    """Stream ``store`` (or its ``indices``) through ``extractor`` into one side of ``bank``
+    (``real``), one batch of images at a time; returns ``bank``."""
+    for features, logits in iter_features(store, extractor, indices=indices, batch_size=batch_size, device=device):
+        bank.update(features, real=real, logits=logits)
+    return bank
 
 
 def diversity(store: Store, *, pairs: int = 100, seed: int = 0) -> dict[str, Any]:
@@ -68,8 +79,9 @@ def evaluate_fidelity(
     reference itself). Patients are the stores' ``case_id`` columns.
 
     Features come from :func:`synthmed.features.make_extractor` (``domain``: the encoder of
-    ``real`` is loaded from beside it or trained first, on its ``train`` split). Adds MS-SSIM
-    diversity of the synthetic samples (:func:`diversity`).
+    ``real`` is loaded from beside it or trained first, on its ``train`` split) and are banked
+    batch by batch (:func:`bank_features`). Adds MS-SSIM diversity of the synthetic samples
+    (:func:`diversity`).
 
     Returns:
         :func:`~synthmed.metrics.fidelity_metrics`'s dict plus ``"features"``, ``"real"``,
@@ -94,9 +106,10 @@ def evaluate_fidelity(
     if isinstance(extractor, torch.nn.Module):
         extractor = extractor.to(dev)
     stream = dict(batch_size=batch_size, device=dev)
-    real_f, real_logits = extract_features(real, extractor, indices=idx, **stream)
+    bank = bank_features(FeatureBank(), real, extractor, real=True, indices=idx, **stream)
     train_f = None if train_idx is None else extract_features(real, extractor, indices=train_idx, **stream)[0]
-    syn_f, syn_logits = extract_features(synthetic, extractor, **stream)
+    bank_features(bank, synthetic, extractor, real=False, **stream)
+    (real_f, real_logits), (syn_f, syn_logits) = bank.banked(True), bank.banked(False)
     cases = real.samples["case_id"].to_numpy()
     out = fidelity_metrics(real_f, syn_f, real_cases=cases[idx], synthetic_cases=synthetic.samples["case_id"].to_numpy(),
                            train=train_f, train_cases=None if train_idx is None else cases[train_idx],

@@ -6,7 +6,8 @@ The metrics and their conventions are in their own modules: FD, relative FD and 
 (:mod:`~synthmed.metrics.prdc`); patients as in :mod:`~synthmed.metrics.samples`. Every
 function takes features ``[N, F]`` (numpy or torch; any float dtype) and computes in float64.
 :class:`FeatureBank` is a torchmetrics ``Metric`` (``update`` / ``compute`` / ``reset``,
-DDP-synchronised) that collects the features of a stream of batches.
+DDP-synchronised) that collects the features of a stream of batches, so that no more than one
+batch of images is ever held to compute them.
 """
 
 from __future__ import annotations
@@ -126,19 +127,37 @@ def fidelity_metrics(
 
 
 class FeatureBank(Metric):
-    """Collects real and synthetic features for the set metrics (KID, PRDC): ``update(x, real)``."""
+    """Collects real and synthetic features (and classifier logits) batch by batch for :func:`fidelity_metrics`.
+
+    ``update(features [B, F], real: bool, logits [B, K] or None)`` keeps a float64 copy of
+    each batch; :meth:`banked` gives one side's ``[N, F]`` rows in the order they came;
+    ``compute()`` is :func:`fidelity_metrics` of the two sides (with IS when both banked
+    logits). Memory is the features, ``O(N F)``, never the images they came from.
+    """
 
     full_state_update = False
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.add_state("real", [], dist_reduce_fx="cat")
-        self.add_state("fake", [], dist_reduce_fx="cat")
+        for state in ("real", "fake", "real_logits", "fake_logits"):
+            self.add_state(state, [], dist_reduce_fx="cat")
 
-    def update(self, features: torch.Tensor, real: bool) -> None:  # type: ignore[override]
-        (self.real if real else self.fake).append(torch.as_tensor(features).to(torch.float64).reshape(len(features), -1))
+    def update(self, features: torch.Tensor, real: bool, logits: torch.Tensor | None = None) -> None:  # type: ignore[override]
+        side = "real" if real else "fake"
+        getattr(self, side).append(torch.as_tensor(features).to(torch.float64).reshape(len(features), -1))
+        if logits is not None:
+            getattr(self, f"{side}_logits").append(torch.as_tensor(logits).to(torch.float64).reshape(len(logits), -1))
 
-    def compute(self) -> dict[str, float]:
-        real = torch.cat(self.real) if isinstance(self.real, list) else self.real
-        fake = torch.cat(self.fake) if isinstance(self.fake, list) else self.fake
-        return fidelity_metrics(real, fake)
+    def banked(self, real: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(features float64 [N, F], logits float64 [N, K] or None)`` of one side (``[0, 0]``
+        features when nothing was banked; ``None`` logits when no batch came with logits)."""
+        side = "real" if real else "fake"
+        parts = [getattr(self, side), getattr(self, f"{side}_logits")]
+        feats, logits = (torch.cat(p) if isinstance(p, list) and p else p for p in parts)
+        if isinstance(feats, list):
+            feats = torch.zeros((0, 0), dtype=torch.float64)
+        return feats, (None if isinstance(logits, list) else logits)
+
+    def compute(self) -> dict[str, Any]:
+        (real, real_logits), (fake, fake_logits) = self.banked(True), self.banked(False)
+        return fidelity_metrics(real, fake, real_logits=real_logits, synthetic_logits=fake_logits)
