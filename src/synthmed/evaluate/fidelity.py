@@ -1,4 +1,4 @@
-"""Fidelity of a synthetic store against a real one, streamed: features batch by batch into accumulators, then every metric.
+"""Fidelity of a synthetic store against a real one, streamed: batches of features into a bank, then every metric.
 
 The reference is a split of the real store (default ``test``: the held-out patients);
 ``fd_train`` compares with the training patients at the reference's sample size

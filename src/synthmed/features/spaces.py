@@ -1,4 +1,4 @@
-"""The feature spaces by name: :func:`make_extractor` builds the extractor of ``domain``, ``radimagenet`` or ``inception``.
+"""The feature spaces by name: :func:`make_extractor` builds the ``domain``, ``radimagenet`` or ``inception`` one.
 
 ``domain`` (default, offline) is the domain encoder trained on the real store
 (:mod:`synthmed.features.domain_training`); ``radimagenet`` and ``inception`` are pretrained
