@@ -1,6 +1,7 @@
 """Pieces shared by the benchmark scripts (not a benchmark: `make bench` skips ``_*.py``).
 
 - :func:`write_result`: the JSON every script writes to ``benchmarks/results/``;
+- :func:`peak_rss_mib`: this process's peak resident memory (for measurements in a fresh child);
 - :func:`random_store`: a 2D store of smooth noise with blob masks;
 - :func:`timed`, :func:`full_loop`, :func:`bare_loop`, :func:`loop_rates`: a training loop's
   overhead measured against a bare loop stepping the same task on preloaded tensors. Each
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import time
 from collections.abc import Sequence
@@ -36,6 +38,17 @@ def write_result(out: Path, result: dict[str, Any]) -> None:
     text = json.dumps(result, indent=2, ensure_ascii=False)
     out.write_text(text + "\n")
     print(text)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def random_store(path: Path, *, n: int, side: int, seed: int = 0, slices_per_case: int = 1) -> Store:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -46,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 import torch
-from _common import write_result
+from _common import peak_rss_mib, write_result
 
 from synthmed.metrics.memorization import nearest_correlation
 
@@ -54,17 +53,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "memorization.json"
 SPEEDUP_TARGET = 100.0
 FLOPS_TARGET = 0.5
 MEMORY_TARGET = 1.1
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size in MiB: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(syn_path: str, train_path: str) -> None:
@@ -125,7 +113,7 @@ def memory_part(args: argparse.Namespace) -> dict:
 def tolerant_search(syn: np.ndarray, train: np.ndarray, k: int) -> tuple[float, dict]:
     """Seconds of the shift-flip search on the first ``k`` synthetic samples (sample 0 replaced by
     a mirrored copy of training sample 10, which the pixel search misses), and what it found."""
-    from synthmed.metrics.memorization import DEFAULT_MAX_SHIFT, nearest_correlation_tolerant
+    from synthmed.metrics.shift_flip import DEFAULT_MAX_SHIFT, nearest_correlation_tolerant
 
     part = syn[:k].copy()
     part[0] = train[10, :, :, ::-1]

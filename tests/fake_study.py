@@ -10,7 +10,7 @@ from pathlib import Path
 from tiny_stores import make_store
 
 from synthmed.data.store import Store
-from synthmed.metrics.memorization import audit
+from synthmed.evaluate import audit
 from synthmed.study import LocalExecutor, build_spec, make_plan, write_results
 from synthmed.study.stages import STAGE_FUNCTIONS
 

@@ -13,7 +13,7 @@ from synthmed.data.layouts.brats import discover as discover_brats
 from synthmed.data.layouts.nnunet import discover as discover_nnunet
 from synthmed.data.store import StoreWriter
 from synthmed.export import TEXT_FIELDS, PrivacyGateError, export_store
-from synthmed.metrics.memorization import audit, audit_path
+from synthmed.evaluate import audit, audit_path
 
 
 def _headers_blank(folder) -> None:

@@ -19,7 +19,7 @@ from scipy.ndimage import gaussian_filter
 from synthmed.data.fingerprint import store_hash
 from synthmed.data.store import Store, StoreWriter
 from synthmed.export import PrivacyGateError, export_store, training_provenance
-from synthmed.metrics.memorization import audit, audit_path
+from synthmed.evaluate import audit, audit_path
 from tiny_stores import make_store
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")
@@ -246,7 +246,7 @@ def test_cli_shift_flip_audit_then_export(tmp_path):
 
     from synthmed import cli_evaluate
     from synthmed.cli import app
-    from synthmed.metrics.memorization import DEFAULT_MAX_SHIFT
+    from synthmed.metrics.shift_flip import DEFAULT_MAX_SHIFT
 
     assert cli_evaluate.DEFAULT_MAX_SHIFT == DEFAULT_MAX_SHIFT
     images = smooth(4, 32, 3)

@@ -53,7 +53,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     from synthmed.data.phantom import write_phantom
     from synthmed.data.prepare import prepare
     from synthmed.generators.api import sample_run, train_generator
-    from synthmed.metrics.memorization import audit, audit_path
+    from synthmed.evaluate import audit, audit_path
     from synthmed.data.store import Store
     from synthmed.segmentation import evaluate_run, train_segmenter
 

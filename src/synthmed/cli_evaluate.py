@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-#: = :data:`synthmed.metrics.memorization.DEFAULT_THRESHOLD` (a test keeps them equal); not imported so that
+#: = :data:`synthmed.evaluate.memorization.DEFAULT_THRESHOLD` (a test keeps them equal); not imported so that
 #: starting the CLI does not import torch.
 DEFAULT_THRESHOLD = 0.95
-#: = :data:`synthmed.metrics.memorization.DEFAULT_MAX_SHIFT` (the same test keeps them equal).
+#: = :data:`synthmed.metrics.shift_flip.DEFAULT_MAX_SHIFT` (the same test keeps them equal).
 DEFAULT_MAX_SHIFT = 2
 _SIMILARITY_HELP = ("pixel (maximum Pearson correlation) or shift-flip (the maximum over shifts up to --max-shift "
                     "px and the left-right mirror; catches mirrored and shifted copies, about 50x the time).")
@@ -73,8 +73,8 @@ def evaluate_fidelity(
     """FD against the held-out test patients of REAL (and fd_train against its training patients at
     the same sample size; relative FD: FD(half A, synthetic) / FD(half A, half B), halves by patient),
     KID, IS, precision/recall (k=3), density/coverage (k=5) and MS-SSIM diversity of SYNTHETIC."""
-    from synthmed.metrics.features import DomainEncoderConfig
-    from synthmed.metrics.fidelity import evaluate_fidelity as run
+    from synthmed.evaluate.fidelity import evaluate_fidelity as run
+    from synthmed.features import DomainEncoderConfig
 
     with _warnings_to_stderr():
         result = run(real, synthetic, features=features, weights=weights,
@@ -122,7 +122,7 @@ def evaluate_memorization(
     a histogram and a gallery of the closest pairs (synthetic | nearest real | difference)."""
     from synthmed.data.store import Store
     from synthmed.errors import SynthmedError
-    from synthmed.metrics.memorization import add_embedding_distance, audit, audit_path, plot_gallery, plot_histogram
+    from synthmed.evaluate import add_embedding_distance, audit, audit_path, plot_gallery, plot_histogram
     from synthmed.outputs import JSON_FILE, PNG_FILE, guard_output
     from synthmed.training.fabric import resolve_device
 
@@ -139,7 +139,7 @@ def evaluate_memorization(
         result = audit(syn_store, train_store, train_split=None if split == "all" else split, threshold=threshold,
                        device=dev, similarity=similarity, max_shift=max_shift)
         if embedding:
-            from synthmed.metrics.features import make_extractor
+            from synthmed.features import make_extractor
 
             add_embedding_distance(result, syn_store, train_store, make_extractor("domain", real=train_store, device=dev))
     path = result.save(file)

@@ -6,7 +6,7 @@ and ``synthmed generator sample --format nifti|png`` both call :func:`export_sto
 **The privacy gate.** A *synthetic* store (``store.json`` ``synthetic: true``) is exported
 only when a memorization audit shows no near copy: no sample whose maximum Pearson
 correlation with a training sample (joint, image channels) exceeds ``threshold`` (default
-:data:`~synthmed.metrics.memorization.DEFAULT_THRESHOLD`, 0.95). The audit is bound to
+:data:`~synthmed.evaluate.memorization.DEFAULT_THRESHOLD`, 0.95). The audit is bound to
 content: it records the content hashes (:func:`~synthmed.data.fingerprint.store_hash`) of
 the synthetic store and of the training store it was measured against, and the gate
 recomputes the synthetic store's hash now. The training store is the one the provenance
@@ -31,7 +31,7 @@ synthmed) or naming a missing or changed store. ``allow_near_copies=True``
 training slice (r ≈ 0.82 on BraTS-like slices) or one shifted by 2 px (r ≈ 0.77) passes the
 default ``similarity="pixel"``. ``similarity="shift-flip"`` (``--similarity shift-flip``)
 gates on the maximum over shifts up to ``max_shift`` pixels and the mirror
-(:func:`~synthmed.metrics.memorization.nearest_correlation_tolerant`, about 50× the cost);
+(:func:`~synthmed.metrics.shift_flip.nearest_correlation_tolerant`, about 50× the cost);
 neither catches rotations, scaling, intensity remapping or deformed copies.
 
 **Formats** (case ids are new: ``syn_00000…`` for synthetic stores, ``case_00000…`` for real
@@ -71,8 +71,9 @@ from synthmed.data.fingerprint import store_hash
 from synthmed.data.layouts.brats import TO_BRATS
 from synthmed.data.store import Store
 from synthmed.errors import DataError, SynthmedError
-from synthmed.metrics.memorization import (DEFAULT_MAX_SHIFT, DEFAULT_THRESHOLD, SIMILARITIES, MemorizationAudit, audit,
-                                           audit_path)
+from synthmed.evaluate.audit_record import MemorizationAudit
+from synthmed.evaluate.memorization import DEFAULT_THRESHOLD, SIMILARITIES, audit, audit_path
+from synthmed.metrics.shift_flip import DEFAULT_MAX_SHIFT
 from synthmed.outputs import NIFTI_EXPORT, NNUNET_EXPORT, PNG_FILE, OutputKind, guard_output
 from synthmed.progress import progress_bar
 

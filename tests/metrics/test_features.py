@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from synthmed.errors import SynthmedError
-from synthmed.metrics.features import (
+from synthmed.features import (
     DomainEncoderConfig,
     encoder_dir,
     extract_features,

@@ -12,7 +12,7 @@ import scipy.linalg
 import torch
 
 from synthmed.errors import SynthmedError
-from synthmed.metrics.fidelity import (
+from synthmed.metrics import (
     FeatureBank,
     FrechetDistance,
     case_halves,
@@ -260,8 +260,8 @@ def test_fd_train_is_below_fd_for_a_copy_of_the_training_patients_only():
 
 def test_evaluate_fidelity_scores_against_the_test_patients(patients_store, tmp_path):
     from synthmed.data.store import StoreWriter
-    from synthmed.metrics.features import DomainEncoderConfig
-    from synthmed.metrics.fidelity import evaluate_fidelity
+    from synthmed.evaluate import evaluate_fidelity
+    from synthmed.features import DomainEncoderConfig
 
     train = patients_store.indices("train")
     images, labels = patients_store.read(train)

@@ -11,14 +11,8 @@ from tiny_stores import make_store
 
 from synthmed.data.store import Store, StoreWriter
 from synthmed.errors import SynthmedError
-from synthmed.metrics.memorization import (
-    MemorizationAudit,
-    audit,
-    nearest_correlation,
-    nearest_embedding,
-    plot_gallery,
-    plot_histogram,
-)
+from synthmed.evaluate import MemorizationAudit, audit, plot_gallery, plot_histogram
+from synthmed.metrics.memorization import nearest_correlation, nearest_embedding
 
 
 def _reference(syn: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +116,7 @@ def test_cli_memorization_writes_audit_histogram_gallery(store2d, tmp_path):
 
     from synthmed import cli_evaluate
     from synthmed.cli import app
-    from synthmed.metrics.memorization import DEFAULT_THRESHOLD
+    from synthmed.evaluate import DEFAULT_THRESHOLD
 
     assert cli_evaluate.DEFAULT_THRESHOLD == DEFAULT_THRESHOLD
     syn = synthetic_copy(tmp_path / "syn", store2d, copy_of=2)

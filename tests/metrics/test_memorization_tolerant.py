@@ -10,13 +10,8 @@ import pytest
 import scipy.stats
 
 from synthmed.data.fingerprint import store_hash
-from synthmed.metrics.memorization import (
-    MemorizationAudit,
-    audit,
-    nearest_correlation_tolerant,
-    shift_flip_variants,
-    variant_shift,
-)
+from synthmed.evaluate import MemorizationAudit, audit
+from synthmed.metrics.shift_flip import nearest_correlation_tolerant, shift_flip_variants, variant_shift
 from tiny_stores import make_store
 
 

@@ -79,7 +79,7 @@ def test_malicious_state_is_refused_as_untrusted(run, store2d, tmp_path, monkeyp
 
 def test_pretrained_weights_file_that_is_a_pickle_is_untrusted(tmp_path):
     from synthmed.errors import SynthmedError
-    from synthmed.metrics.features import _read_state_dict
+    from synthmed.features.pretrained import _read_state_dict
 
     marker = tmp_path / "pwned"
     torch.save({"state_dict": Exploit(str(marker))}, tmp_path / "resnet.pt")

@@ -1,9 +1,22 @@
-"""Metrics: pure functions on arrays plus update/compute accumulators; conventions in each docstring."""
+"""Metrics: pure functions on arrays plus update/compute accumulators; conventions in each docstring.
 
+One module per family: overlap (Dice, HD95), Fréchet distance, KID, Inception Score,
+precision/recall and density/coverage, all of them at once (:mod:`~synthmed.metrics.fidelity`),
+MS-SSIM diversity, the memorization search (pixel and shift-flip) and sample statistics.
+Nothing here opens a store, trains a network or draws a figure: that is
+:mod:`synthmed.evaluate`; feature extractors are :mod:`synthmed.features`.
+"""
+
+from synthmed.metrics.diversity import ms_ssim_diversity
+from synthmed.metrics.fidelity import FeatureBank, fidelity_metrics
+from synthmed.metrics.frechet import FrechetDistance, frechet_distance, relative_frechet_distance, train_frechet_distance
+from synthmed.metrics.inception_score import inception_score
+from synthmed.metrics.kid import kernel_inception_distance, mmd2_unbiased
+from synthmed.metrics.memorization import nearest_correlation, nearest_embedding
 from synthmed.metrics.overlap import (
+    OVERLAP_METRICS,
     OverlapAccumulator,
     dice,
-    OVERLAP_METRICS,
     hausdorff95,
     hd95,
     hd95_max,
@@ -12,28 +25,13 @@ from synthmed.metrics.overlap import (
     region_masks,
     surface_distances,
 )
-from synthmed.metrics.fidelity import (
-    FeatureBank,
-    FrechetDistance,
-    case_groups,
-    case_halves,
-    density_coverage,
-    fidelity_metrics,
-    frechet_distance,
-    inception_score,
-    kernel_inception_distance,
-    ms_ssim_diversity,
-    precision_recall,
-    relative_frechet_distance,
-    train_frechet_distance,
-)
-from synthmed.metrics.memorization import MemorizationAudit, audit, nearest_correlation, nearest_embedding
+from synthmed.metrics.prdc import density_coverage, precision_recall
+from synthmed.metrics.samples import case_groups, case_halves
+from synthmed.metrics.shift_flip import nearest_correlation_tolerant
 
 __all__ = [
     "FeatureBank",
     "FrechetDistance",
-    "MemorizationAudit",
-    "audit",
     "case_groups",
     "case_halves",
     "density_coverage",
@@ -41,8 +39,10 @@ __all__ = [
     "frechet_distance",
     "inception_score",
     "kernel_inception_distance",
+    "mmd2_unbiased",
     "ms_ssim_diversity",
     "nearest_correlation",
+    "nearest_correlation_tolerant",
     "nearest_embedding",
     "precision_recall",
     "relative_frechet_distance",

@@ -12,7 +12,7 @@ reader can interpret, and each catches a known failure.
 * ``label_fractions``: share of all pixels with each label 1 … L (``[L]``; BraTS: NCR, ED, ET).
   A background decoded as NCR shows up as an NCR share near the background's.
 * ``ms_ssim``: mean MS-SSIM of random pairs of distinct samples
-  (:func:`synthmed.metrics.fidelity.ms_ssim_diversity`): near 1 for a collapsed generator.
+  (:func:`synthmed.metrics.diversity.ms_ssim_diversity`): near 1 for a collapsed generator.
 * ``pooled_fd``: Fréchet distance in a fixed, training-free feature space
   (:func:`pooled_features`): each image channel and each label's indicator average-pooled to
   ``4 × 4``. It compares layouts and intensities, not texture; its value is meaningful only
@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthmed.metrics.fidelity import frechet_distance, ms_ssim_diversity
+from synthmed.metrics.diversity import ms_ssim_diversity
+from synthmed.metrics.frechet import frechet_distance
 
 #: ``mean over channels > BRAIN_LEVEL`` is brain: the normalised background is 0, and a generator's
 #: background noise of a few hundredths must not count as brain.

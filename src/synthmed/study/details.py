@@ -258,7 +258,7 @@ def _closest_pairs(audit_json: Path, synthetic: Path, train: Path, gen: str, sec
     """The ``top_k`` synthetic samples closest to a training sample, beside it (the audit of the
     ``synthetic`` store against the ``train`` store)."""
     from synthmed.data.store import Store
-    from synthmed.metrics.memorization import MemorizationAudit, plot_gallery
+    from synthmed.evaluate import MemorizationAudit, plot_gallery
 
     try:
         result = MemorizationAudit.load(audit_json)

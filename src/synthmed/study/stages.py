@@ -62,7 +62,7 @@ def run_sample(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path
 
 def _encoder_config(inputs: dict[str, Path]) -> Any:
     """The domain encoder config of a finished ``encoder`` stage (from its ``stage.json``)."""
-    from synthmed.metrics.features import DomainEncoderConfig
+    from synthmed.features import DomainEncoderConfig
     from synthmed.study.plan import STAGE_JSON
 
     c = json.loads((inputs["encoder"] / STAGE_JSON).read_text())["config"]
@@ -71,7 +71,7 @@ def _encoder_config(inputs: dict[str, Path]) -> Any:
 
 def run_encoder(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
     from synthmed.data.store import Store
-    from synthmed.metrics.features import DomainEncoderConfig, train_domain_encoder
+    from synthmed.features import DomainEncoderConfig, train_domain_encoder
 
     c = stage.config
     train_domain_encoder(Store.open(inputs["prepare"] / "store"), run_dir=tmp / "encoder",
@@ -80,7 +80,7 @@ def run_encoder(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pat
 
 
 def run_fidelity(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
-    from synthmed.metrics.fidelity import evaluate_fidelity
+    from synthmed.evaluate import evaluate_fidelity
 
     c = stage.config
     domain = c["features"] == "domain"  # loads the dataset's encoder stage: every generator in one feature space
@@ -93,7 +93,7 @@ def run_fidelity(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pa
 
 def run_memorization(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
     from synthmed.data.store import Store
-    from synthmed.metrics.memorization import audit
+    from synthmed.evaluate import audit
 
     result = audit(Store.open(inputs["sample"] / "store"), Store.open(inputs["prepare"] / "store"),
                    threshold=stage.config["threshold"])
