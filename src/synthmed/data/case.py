@@ -6,7 +6,7 @@ slices are ``images[:, d]``), ``H`` posterior → anterior, ``W`` left → right
 in millimetres in the same ``(D, H, W)`` order; ``affine`` is the RAS+ NIfTI affine that maps
 voxel indices ``(x, y, z)`` = ``(w, h, d)`` to millimetres.
 
-Labels are canonical (DESIGN.md): 0 background, 1 necrotic / non-enhancing core (NCR),
+Labels are canonical (docs/design.md): 0 background, 1 necrotic / non-enhancing core (NCR),
 2 edema (ED), 3 enhancing tumour (ET). Readers map their layout's values on load.
 """
 

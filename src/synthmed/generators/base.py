@@ -1,4 +1,4 @@
-"""The generator contract (DESIGN.md): every generator family obeys :class:`Generator`.
+"""The generator contract (docs/design.md): every generator family obeys :class:`Generator`.
 
 * ``fit(store, run_dir, options)`` trains on the store's ``train`` split into a run directory
   (through :mod:`synthmed.training`: checkpoints, ``--resume``, DDP, TensorBoard);

@@ -1,4 +1,4 @@
-"""Generators by name. Families register themselves with :func:`register`."""
+"""Generators by name: :data:`_REGISTRY` maps each name to its ``"module:Class"``, imported on first use."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ _REGISTRY: dict[str, str] = {
 
 
 def register(name: str, target: str) -> None:
-    """Register ``"package.module:Class"`` under ``name`` (e.g. the GAN issue adds ``stylegan2``)."""
+    """Register ``"package.module:Class"`` under ``name`` at run time (a plugin, a test); the shipped
+    families are entries of :data:`_REGISTRY`."""
     _REGISTRY[name] = target
 
 

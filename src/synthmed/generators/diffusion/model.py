@@ -23,7 +23,7 @@ class DiffusionGenerator(TaskGenerator[DiffusionModelConfig, TrainConfig]):
         config: the model; ``spatial_dims``, ``image_channels`` and ``image_shape`` are
             replaced by the training store's on :meth:`fit`. Default: the preset's.
         train: training settings. Default: the preset's.
-        preset: ``tiny``, ``small`` or ``paper`` (see :data:`~synthmed.generators.config.PRESETS`).
+        preset: ``tiny``, ``laptop``, ``small`` or ``paper`` (see :data:`~synthmed.generators.config.PRESETS`).
     """
 
     name = "ddpm"
