@@ -201,7 +201,7 @@ def demo(
     smoke: Annotated[bool, typer.Option(help="Cut every step count to a few: checks the whole pipeline in about a "
                                         "minute; its numbers mean nothing.")] = False,
 ) -> None:
-    """Run the offline demo study (about 15 minutes on a 2-core CPU): 16 phantom patients at 32 px →
+    """Run the offline demo study (about 10 minutes on a 2-core CPU): 16 phantom patients at 32 px →
     diffusion, ProGAN and StyleGAN 2 (laptop presets) → U-Net on real, synthetic and
     synthetic+real data → fidelity and memorization → OUT/report.html.
     Finished stages are reused: a second run returns in seconds."""
