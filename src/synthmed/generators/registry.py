@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
-from synthmed.errors import SynthmedError
+from synthmed.lazy_classes import load_class
 
 if TYPE_CHECKING:
     from synthmed.generators.base import Generator
@@ -37,7 +36,4 @@ def generator_class(name: str) -> type[Generator]:
     Raises:
         SynthmedError: unknown name (the message lists the known ones).
     """
-    if name not in _REGISTRY:
-        raise SynthmedError(f"unknown generator {name!r}; known: {', '.join(names())}")
-    module, cls = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return load_class(_REGISTRY, "generator", name, names())

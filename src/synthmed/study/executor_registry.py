@@ -8,9 +8,7 @@ A new executor is one module with a class that has ``from_spec(spec, *, progress
 
 from __future__ import annotations
 
-import importlib
-
-from synthmed.errors import SynthmedError
+from synthmed.lazy_classes import load_class
 
 #: name → ``"module:Class"``, in the order the names are listed; imported lazily (Ray only when used).
 _REGISTRY: dict[str, str] = {
@@ -35,7 +33,4 @@ def executor_class(name: str) -> type:
     Raises:
         SynthmedError: unknown name (the message lists the known ones).
     """
-    if name not in _REGISTRY:
-        raise SynthmedError(f"unknown executor {name!r}; known: {', '.join(executor_names())}")
-    module, cls = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return load_class(_REGISTRY, "executor", name)
