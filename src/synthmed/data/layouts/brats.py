@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.data.case import CANONICAL_CHANNELS, Case
-from synthmed.data.layouts.base import CaseSource, ChannelFile, nifti_stem
+from synthmed.data.layouts.base import CaseSource, ChannelFile
+from synthmed.data.layouts.files import nifti_stem
 from synthmed.data.nifti import save_nifti
 from synthmed.errors import DataError
 

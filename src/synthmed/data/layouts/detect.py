@@ -17,7 +17,8 @@ from pathlib import Path
 import nibabel as nib
 
 from synthmed.data.layouts import brats, manifest, msd, nnunet
-from synthmed.data.layouts.base import LAYOUTS, CaseSource, nifti_stem
+from synthmed.data.layouts.base import LAYOUTS, CaseSource
+from synthmed.data.layouts.files import nifti_stem
 from synthmed.errors import DataError
 
 #: One line per layout, for error messages.

@@ -10,7 +10,7 @@
       labelsTr/BRATS_001.nii.gz     3D
 
 The case id is the file name without ``.nii[.gz]``. Channels and labels are mapped to
-canonical by the names in ``dataset.json`` (see ``base.map_channels`` / ``base.map_labels``);
+canonical by the names in ``dataset.json`` (see ``names.map_channels`` / ``names.map_labels``);
 without a ``dataset.json`` (or without those keys) the Task01 defaults above are used:
 labels 1 = edema → 2, 2 = non-enhancing → 1, 3 = enhancing → 3. Hidden files (the tarball's
 ``._*`` files) are ignored.
@@ -21,16 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from synthmed.data.case import CANONICAL_CHANNELS
-from synthmed.data.layouts.base import (
-    CaseSource,
-    ChannelFile,
-    index_table,
-    map_channels,
-    map_labels,
-    nifti_files,
-    read_dataset_json,
-    unique_files,
-)
+from synthmed.data.layouts.base import CaseSource, ChannelFile
+from synthmed.data.layouts.files import nifti_files, unique_files
+from synthmed.data.layouts.names import index_table, map_channels, map_labels, read_dataset_json
 from synthmed.errors import DataError
 
 #: Task01_BrainTumour channel order, used when dataset.json has no "modality".

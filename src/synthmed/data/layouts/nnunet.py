@@ -13,8 +13,8 @@
       imagesTr/<case>_0000.nii.gz, <case>_0001.nii.gz, ...   one 3D file per channel
       labelsTr/<case>.nii.gz
 
-Channel names map to canonical channels case-insensitively (``base.CHANNEL_ALIASES``), label
-names to canonical labels (``base.map_labels``; region-based labels are derived from region
+Channel names map to canonical channels case-insensitively (``names.CHANNEL_ALIASES``), label
+names to canonical labels (``names.map_labels``; region-based labels are derived from region
 membership). Only NIfTI file endings are supported. Hidden files are ignored.
 """
 
@@ -24,14 +24,8 @@ import re
 from pathlib import Path
 
 from synthmed.data.case import CANONICAL_CHANNELS
-from synthmed.data.layouts.base import (
-    CaseSource,
-    ChannelFile,
-    index_table,
-    map_channels,
-    map_labels,
-    read_dataset_json,
-)
+from synthmed.data.layouts.base import CaseSource, ChannelFile
+from synthmed.data.layouts.names import index_table, map_channels, map_labels, read_dataset_json
 from synthmed.errors import DataError
 
 LAYOUT_HELP = (
