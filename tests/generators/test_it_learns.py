@@ -7,8 +7,9 @@ statistics right within a CPU minute, and a broken one does not. Each family tra
 preset's networks and losses (only steps, batch, learning rate, growth phase and, for StyleGAN 2, R1 γ set here) and draws 64
 samples, compared with the training split (:mod:`synthmed.metrics.sample_stats`):
 
-* background (mean image value outside the brain) within 0.06 of the data's (0.0; 0.06 in [0, 1] is −0.88 in
-  the encoded [−1, 1]: v-prediction that learned reaches −0.91, the broken ε-prediction −0.13);
+* background (mean image value outside the brain) within 0.08 of the data's (0.0; 0.08 in [0, 1] is −0.84 in
+  the encoded [−1, 1]: the ddpm that learned measured 0.045 (−0.91) and, on a fresh install with 1 or 2 threads,
+  0.062; the broken ε-prediction 0.43, i.e. −0.13 encoded);
 * brain area share within 0.1 of the data's (0.38);
 * per-channel mean intensity inside the brain within 0.1 of the data's (0.35 … 0.81);
 * each label's pixel share within half the data's share + 0.01 (data: NCR 0.014, ED 0.082,
@@ -80,7 +81,7 @@ def train_and_sample(store, run: Path, family: str, steps: int | None = None) ->
 def mismatches(real: SampleStats, syn: SampleStats) -> list[str]:
     """What differs beyond the tolerances of the module docstring (empty: it learned)."""
     bad = []
-    if abs(syn.background - real.background) > 0.06:
+    if abs(syn.background - real.background) > 0.08:
         bad.append(f"background {syn.background:.3f} vs {real.background:.3f}")
     if abs(syn.brain_fraction - real.brain_fraction) > 0.1:
         bad.append(f"brain share {syn.brain_fraction:.3f} vs {real.brain_fraction:.3f}")
