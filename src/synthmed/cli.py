@@ -239,13 +239,3 @@ def main() -> None:
             raise
         console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
         sys.exit(error.exit_code)
-    finally:
-        _close_process_group()
-
-
-def _close_process_group() -> None:
-    """Shut down a DDP run's process group before the interpreter exits: left to gloo's destructors at
-    exit, a rank was seen to abort once under load ("terminate called without an active exception"). Does not import torch."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

@@ -12,6 +12,7 @@ module under its wrappers (:func:`unwrap`).
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -93,7 +94,17 @@ def make_fabric(options: FabricOptions) -> Fabric:
     strategy = "ddp" if devices * nodes > 1 else "auto"
     fabric = Fabric(accelerator=device, devices=devices, num_nodes=nodes, strategy=strategy, precision=precision)
     fabric.launch()
+    if strategy == "ddp":
+        atexit.register(_destroy_process_group)
     return fabric
+
+
+def _destroy_process_group() -> None:
+    """Shut a DDP run's process group down while Python still runs (registered with :mod:`atexit`):
+    left to gloo's destructors at interpreter exit, a rank was seen to abort once under load
+    ("terminate called without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
