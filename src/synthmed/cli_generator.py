@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from synthmed.errors import SynthmedError
+from synthmed.generators.registry import summaries
 
 generator_app = typer.Typer(help="Generators: train on a store (resumable, multi-GPU), sample synthetic stores.",
                             no_args_is_help=True)
@@ -20,7 +21,7 @@ stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrap
 def generator_train(
     store: Annotated[Path, typer.Argument(help="Training store (its 'train' split is used; test patients stay unseen).")],
     run: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints, TensorBoard logs.")],
-    model: Annotated[str, typer.Option(help="Generator: ddpm (diffusion; --objective picks DDPM or rectified flow), progan, stylegan1, stylegan2 or stylegan3.")] = "ddpm",
+    model: Annotated[str, typer.Option(help=f"Generator: {summaries()}.")] = "ddpm",
     preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 16-32 px, unit tests), laptop (real results on a 2-core CPU in minutes, 32-64 px), small (one GPU, 64-128 px) or paper (the reference study at 256²).")] = "tiny",
     steps: Annotated[Optional[int], typer.Option(help="Total training steps (default: the preset's); with --resume, train up to this.")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's); the global batch is batch × processes.")] = None,

@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from synthmed.study.executor_registry import executor_names, executor_summaries
+
 study_app = typer.Typer(help="Studies: the whole grid (data × generators × segmenters × train sets × augmentation "
                         "× seeds) from one YAML file, resumably.", no_args_is_help=True)
 stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrapped
@@ -93,9 +95,8 @@ def study_run(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show each stage's progress bars "
                                            "(local executor with one worker only).")] = True,
     executor: Annotated[Optional[str], typer.Option(
-        "--executor", metavar="local|ray",
-        help="Where stages run, overriding the study file's executor.kind: local (this machine) or ray (each "
-             "stage a Ray task; the study folder must be on a filesystem every node shares).")] = None,
+        "--executor", metavar="|".join(executor_names()),
+        help=f"Where stages run, overriding the study file's executor.kind: {executor_summaries()}.")] = None,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, help="Stages at a time, overriding executor.workers: local, N > 1 runs a pool of N "
                                  "processes (each with cores/N torch threads, no progress bars); ray, at most N "
