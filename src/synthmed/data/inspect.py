@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from synthmed.atomic import atomic_file  # noqa: E402
+from synthmed.figures import save_png  # noqa: E402
 from synthmed.data.case import LABEL_NAMES  # noqa: E402
 from synthmed.data.store import Store  # noqa: E402
 from synthmed.errors import DataError  # noqa: E402
@@ -106,7 +106,7 @@ def render_grid(store: Store, out: str | Path, *, n: int = 8, seed: int = 0,
         else:
             where = row_label(int(index))
         axes[row, 0].set_ylabel(where, fontsize=6)
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def render_side_by_side(real: Store, synthetic: Sequence[tuple[str, Store]], out: str | Path, *, n: int = 3,
@@ -136,7 +136,7 @@ def render_side_by_side(real: Store, synthetic: Sequence[tuple[str, Store]], out
                 if row == 0 and k == 0:
                     ax.set_title("synthetic" if half else "real (training)", fontsize=7, loc="left")
         axes[row, 0].set_ylabel(name, fontsize=7)
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def pick_samples_of(total: int, n: int, seed: int = 0) -> np.ndarray:
@@ -159,11 +159,3 @@ def _show(ax, image: np.ndarray | None, label: np.ndarray | None) -> None:  # no
         ax.imshow(label, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin="lower", interpolation="nearest")
 
 
-def _save(fig, out: str | Path) -> Path:  # noqa: ANN001
-    """Write ``fig`` as a PNG to ``out`` (atomically) and close it."""
-    fig.tight_layout()
-    out = Path(out)
-    with atomic_file(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out

@@ -8,29 +8,19 @@ import numpy as np
 
 from synthmed.data.store import Store
 from synthmed.evaluate.audit_record import MemorizationAudit
+from synthmed.figures import pyplot, save_png
 
 
 def plot_histogram(result: MemorizationAudit, path: str | Path) -> Path:
     """PNG histogram of the joint maximum correlations with the threshold marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from synthmed.atomic import atomic_file
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(result.values, bins=40, range=(min(-0.05, float(result.values.min(initial=0))), 1.0), color="0.4")
     ax.axvline(result.threshold, color="red", linestyle="--", label=f"threshold {result.threshold:g}")
     ax.set_xlabel("max Pearson correlation with a training sample")
     ax.set_ylabel("synthetic samples")
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def _view(image: np.ndarray, channel: int) -> np.ndarray:
@@ -46,13 +36,7 @@ def plot_gallery(result: MemorizationAudit, synthetic: Store, train: Store, path
     Rows are sorted by decreasing correlation; ``channel`` is the channel shown (default the
     last, FLAIR for canonical stores); 3D samples show their middle axial slice.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from synthmed.atomic import atomic_file
-
+    plt = pyplot()
     order = np.argsort(-result.values, kind="stable")[: max(1, top_k)]
     syn, _ = synthetic.read(order)
     real, _ = train.read(result.indices[order])
@@ -67,9 +51,4 @@ def plot_gallery(result: MemorizationAudit, synthetic: Store, train: Store, path
             ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax, origin="lower")  # anterior up, as synthmed inspect
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=80)

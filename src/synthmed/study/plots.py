@@ -10,7 +10,6 @@ a drawing function that writes a file (the galleries of :mod:`synthmed.data.insp
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,25 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
-def pyplot():  # noqa: ANN201
-    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def png(fig) -> bytes:  # noqa: ANN001
-    """``fig`` as PNG bytes (90 dpi); the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return buffer.getvalue()
+from synthmed.figures import png_bytes, pyplot
 
 
 def rendered(draw: Callable[[Path], Any]) -> bytes:
@@ -61,7 +42,7 @@ def curves_png(curves: dict[str, dict[str, pd.Series]], xlabel: str, ylabel: str
         ax.set_xlim(-0.05, 1.05)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    return png(fig)
+    return png_bytes(fig, dpi=90)
 
 
 def histogram_png(hist: dict, threshold: float | None, gen: str) -> bytes:
@@ -78,7 +59,7 @@ def histogram_png(hist: dict, threshold: float | None, gen: str) -> bytes:
     ax.set_xlabel("max Pearson correlation")
     ax.set_ylabel("synthetic samples")
     fig.tight_layout()
-    return png(fig)
+    return png_bytes(fig, dpi=90)
 
 
 def _line(ax, points: pd.Series, label: str) -> None:  # noqa: ANN001
@@ -97,7 +78,7 @@ def generator_curves_png(generators: dict[str, dict[str, pd.Series]]) -> bytes:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return png(fig)
+    return png_bytes(fig, dpi=90)
 
 
 def segmenter_curves_png(segmenter: str, curves: dict[str, dict[str, pd.Series]]) -> bytes:
@@ -112,4 +93,4 @@ def segmenter_curves_png(segmenter: str, curves: dict[str, dict[str, pd.Series]]
         ax.set_xlabel("step")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
-    return png(fig)
+    return png_bytes(fig, dpi=90)
