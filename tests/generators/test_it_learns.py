@@ -58,7 +58,8 @@ BUDGETS: dict[str, tuple[dict, dict]] = {
 
 #: Known failures, measured: StyleGAN 1 and 3 do not learn this store at these budgets (a strict xfail: the day one
 #: learns, its test fails until the mark goes). At 600 steps their samples are off (brain share
-#: 0.64 and 0.59 against 0.38); at 1,200 steps intensities and layout match but they collapse.
+#: 0.64 and 0.59 against 0.38); at 1,200 steps intensities and layout match but they collapse. StyleGAN 2's
+#: budget (2,400 steps, R1 γ = 4) does not cure them: MS-SSIM 0.97 for both, StyleGAN 3's bright channels too dark.
 COLLAPSES = ("StyleGAN {}: brain share {} against 0.38 at 600 steps; at 1,200 steps intensities and layout match "
              "but diversity does not (mean pairwise MS-SSIM {} against the data's 0.77): mode collapse, not yet solved")
 KNOWN = {"stylegan1": COLLAPSES.format(1, "0.64", "0.89"),
