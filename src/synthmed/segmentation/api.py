@@ -36,11 +36,11 @@ from synthmed.segmentation.data import build_training_set, check_compatible
 from synthmed.segmentation.networks import build_network
 from synthmed.segmentation.regions import REGION_NAMES, logits_to_labels
 from synthmed.segmentation.task import SegmentationTask
-from synthmed.training.checkpoint import latest_checkpoint, load_latest, load_weights, read_state
 from synthmed.training.data import batch_stream
-from synthmed.training.fabric import FabricOptions, make_fabric, resolve_device
+from synthmed.training.fabric import FabricOptions, make_fabric
 from synthmed.training.loop import LoopOptions, train
 from synthmed.training.run import RUN_JSON, read_run
+from synthmed.training.weights import load_run_network, run_weights
 
 KIND = "segmenter"
 PRETRAIN_DIR = "pretrain"
@@ -79,31 +79,6 @@ def config_for(config: SegmentModelConfig, store: Store) -> SegmentModelConfig:
 
 def _open_stores(paths: Sequence[str | Path]) -> list[Store]:
     return [Store.open(p) for p in paths]
-
-
-def _model_weights(run_dir: Path, checkpoint: str = "auto") -> tuple[Path, str, int]:
-    """``(model.safetensors, checkpoint name, step)`` of a segmenter run.
-
-    ``checkpoint``: ``best`` (highest validation Dice), ``last``, or ``auto`` (best if the run
-    validated, else last).
-
-    Raises:
-        SynthmedError: not a segmenter run, or no such checkpoint yet.
-    """
-    info = read_run(run_dir)
-    if info.get("kind") != KIND:
-        raise SynthmedError(f"{run_dir}: a {info.get('kind')!r} run, not a segmenter run")
-    state = read_state(run_dir) or {}
-    if checkpoint not in ("auto", "best", "last"):
-        raise SynthmedError(f"--checkpoint must be auto, best or last, got {checkpoint!r}")
-    if checkpoint in ("auto", "best") and "best" in state:
-        return run_dir / state["best"]["checkpoint"] / "model.safetensors", "best", int(state["best"]["step"])
-    if checkpoint == "best":
-        raise SynthmedError(f"{run_dir}: no best checkpoint (the run has no validation subjects)")
-    latest = latest_checkpoint(run_dir)
-    if latest is None:
-        raise SynthmedError(f"{run_dir}: the run has no checkpoint yet")
-    return latest[1] / "model.safetensors", "last", latest[0]
 
 
 def train_segmenter(
@@ -179,9 +154,9 @@ def train_segmenter(
                                 training=pre_tc.model_dump(mode="json"), seed=seed, data=pre_data.description,
                                 resume=(pre_dir / RUN_JSON).is_file(), overwrite=False)
         _fit(pre, fab, config, pre_tc, pre_data, None, progress, f"pretrain {out.name}")
-        init = _model_weights(pre_dir)[0]
+        init = run_weights(pre_dir, KIND)[0]
     elif pre_run is not None:
-        init = _model_weights(pre_run)[0]
+        init = run_weights(pre_run, KIND)[0]
     final = _fit(run, fab, config, tc, data, init, progress, f"{config.network} {out.name}")
     return final if fab.is_global_zero else None
 
@@ -240,25 +215,10 @@ def load_segmenter(run_dir: str | Path, *, checkpoint: str = "auto", device: str
     Raises:
         SynthmedError: a missing run, not a segmenter run, or no checkpoint.
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / RUN_JSON).is_file():
-        raise SynthmedError(f"{run_dir}: no such segmenter run ({RUN_JSON} missing)")
-    info = read_run(run_dir)
-    weights, name, step = _model_weights(run_dir, checkpoint)
-    config = build_config(SegmentModelConfig, f"{run_dir}: bad model config", **info["model"])
+    def build(info: Mapping[str, Any]) -> torch.nn.Module:
+        return build_network(build_config(SegmentModelConfig, f"{run_dir}: bad model config", **info["model"]))
 
-    def read(file: Path) -> torch.nn.Module:
-        net = build_network(config)
-        load_weights(net, file)
-        return net
-
-    if name == "last":  # damaged last checkpoint: the previous kept one, with a warning
-        found = load_latest(run_dir, lambda folder: read(folder / weights.name))
-        assert found is not None
-        step, net = found[0], found[2]
-    else:
-        net = read(weights)
-    return net.to(resolve_device(device)).eval(), info, {"name": name, "step": step}
+    return load_run_network(run_dir, KIND, build, checkpoint=checkpoint, device=device)
 
 
 @torch.no_grad()
