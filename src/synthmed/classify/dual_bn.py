@@ -1,4 +1,4 @@
-"""Dual batch norm: every batch norm of a network split into a clean and an adversarial branch, chosen by a context manager.
+"""Dual batch norm: each batch norm split into a clean and an adversarial branch, chosen by a context manager.
 
 Han et al. (2020, after AdvProp, Xie et al. 2020) train on clean and adversarial inputs with
 shared convolutions but separate batch norms, because the two inputs have different feature
