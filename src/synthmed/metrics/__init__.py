@@ -2,7 +2,8 @@
 
 One module per family: overlap (Dice, HD95), Fréchet distance, KID, Inception Score,
 precision/recall and density/coverage, all of them at once (:mod:`~synthmed.metrics.fidelity`),
-MS-SSIM diversity, the memorization search (pixel and shift-flip) and sample statistics.
+MS-SSIM diversity, the memorization search (pixel and shift-flip), sample statistics and
+scores of saliency maps against tumour masks.
 Nothing here opens a store, trains a network or draws a figure: that is
 :mod:`synthmed.evaluate`; feature extractors are :mod:`synthmed.features`.
 """
@@ -26,6 +27,15 @@ from synthmed.metrics.overlap import (
     surface_distances,
 )
 from synthmed.metrics.prdc import density_coverage, precision_recall
+from synthmed.metrics.saliency import (
+    SALIENCY_SCORES,
+    dilate,
+    mass_in_mask,
+    pointing_game,
+    saliency_auroc,
+    saliency_scores,
+    summarise_saliency,
+)
 from synthmed.metrics.samples import case_groups, case_halves
 from synthmed.metrics.shift_flip import nearest_correlation_tolerant
 
@@ -57,4 +67,11 @@ __all__ = [
     "overlap_by_region",
     "region_masks",
     "surface_distances",
+    "SALIENCY_SCORES",
+    "dilate",
+    "mass_in_mask",
+    "pointing_game",
+    "saliency_auroc",
+    "saliency_scores",
+    "summarise_saliency",
 ]
