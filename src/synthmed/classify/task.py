@@ -1,0 +1,135 @@
+"""The classifier training task for :func:`synthmed.training.train`: standard, adversarial or dual-BN.
+
+Every task is multi-label BCE on logits ``[B, K]`` against targets read from the batch's masks
+(:func:`~synthmed.classify.targets.targets_from_labels`). One Adam step per training step:
+
+* ``standard``: ``BCE(f(x), y)``.
+* ``adversarial`` (Madry et al.): ``BCE(f(x'), y)`` with ``x'`` the PGD example of ``x``.
+* ``dual-bn`` (Han et al. 2020): ``BCE(f(x) through the clean BN, y) + BCE(f(x') through the
+  adversarial BN, y)``, equal weights, one backward pass.
+
+Adversarial examples are crafted as in the paper's code: the network in **eval** mode (batch
+norm on running statistics), through the adversarial BN for ``dual-bn``, with the run's
+attack (:attr:`ClassifierTrainConfig.attack`) and the step's own random generator (so resume
+and DDP reproduce them). Crafting runs on the unwrapped module: only input gradients, never a
+parameter's ``.grad`` or a DDP reduction.
+
+Validation (``validate``): the clean BCE (mean over samples and labels, through the clean BN)
+on the held-out subjects, logged as ``val/loss`` — the paper's best-checkpoint criterion, kept
+with ``mode="min"`` — and the macro-mean clean AUROC as ``val/auroc``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning_fabric import Fabric
+
+from synthmed.classify.attacks import pgd
+from synthmed.classify.config import ClassifierModelConfig, ClassifierTrainConfig
+from synthmed.classify.dual_bn import bn_route
+from synthmed.classify.networks import build_classifier
+from synthmed.classify.targets import targets_from_labels
+from synthmed.metrics.classification import auroc
+from synthmed.training.fabric import unwrap
+from synthmed.training.loop import StepContext
+from synthmed.training.seeding import INIT_STREAM, derive_seed
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode for the block, its previous mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+class ClassificationTask:
+    """Train a classifier. Module checkpointed: ``model``; optimiser ``adam``.
+
+    Args:
+        config: the network, task and mode.
+        train: training settings (steps, lr, the training attack, …).
+        seed: the run seed (weight initialisation).
+        val: validation dataset (items ``(image, label)``), possibly empty.
+        init_weights: a ``.safetensors`` file of the user's to start from, or ``None``.
+    """
+
+    def __init__(self, config: ClassifierModelConfig, train: ClassifierTrainConfig, seed: int,
+                 val: torch.utils.data.Dataset | None = None, init_weights: str | None = None):
+        self.config, self.train, self.seed = config, train, int(seed)
+        self.val, self.init_weights = val, init_weights
+
+    def setup(self, fabric: Fabric) -> None:
+        torch.manual_seed(derive_seed(self.seed, INIT_STREAM))
+        c = self.config
+        net = build_classifier(c.network, spatial_dims=c.spatial_dims, in_channels=c.in_channels,
+                               num_outputs=c.num_outputs, stem=c.stem, width=c.width, dual_bn=c.dual_bn,
+                               weights=self.init_weights)
+        opt = torch.optim.Adam(net.parameters(), lr=self.train.lr, weight_decay=self.train.weight_decay)
+        self.model, self.opt = fabric.setup(net, opt)
+        self.fabric = fabric
+
+    def modules(self) -> Mapping[str, torch.nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return {"adam": self.opt}
+
+    def adversarial_examples(self, images: torch.Tensor, targets: torch.Tensor,
+                             generator: torch.Generator) -> torch.Tensor:
+        """PGD examples of ``images`` (eval mode; through the adversarial BN for ``dual-bn``)."""
+        net = unwrap(self.model)
+        route = bn_route("adversarial") if self.config.dual_bn else contextlib.nullcontext()
+        with eval_mode(net), route:
+            return pgd(net, images, targets, self.train.attack, generator=generator)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], ctx: StepContext) -> Mapping[str, torch.Tensor]:
+        images, labels = batch
+        targets = targets_from_labels(labels, self.config.task)
+        for group in self.opt.param_groups:
+            group["lr"] = self.train.lr_at(ctx.step)
+        mode = self.config.mode
+        logs: dict[str, torch.Tensor] = {}
+        if mode != "standard":
+            adversarial = self.adversarial_examples(images, targets, ctx.random.generator())
+        self.model.train()
+        if mode == "adversarial":
+            loss = F.binary_cross_entropy_with_logits(self.model(adversarial), targets)
+        else:
+            loss = logs["clean"] = F.binary_cross_entropy_with_logits(self.model(images), targets)
+            if mode == "dual-bn":
+                with bn_route("adversarial"):
+                    logs["adversarial"] = F.binary_cross_entropy_with_logits(self.model(adversarial), targets)
+                loss = loss + logs["adversarial"]
+        self.opt.zero_grad(set_to_none=True)
+        ctx.fabric.backward(loss)
+        self.opt.step()
+        return {"loss": loss.detach(), **{k: v.detach() for k, v in logs.items() if mode == "dual-bn"}}
+
+    @torch.no_grad()
+    def validate(self, step: int) -> Mapping[str, float]:
+        """Clean BCE (``loss``) and macro-mean clean AUROC (``auroc``) on the validation subjects."""
+        if self.val is None or len(self.val) == 0:
+            return {"loss": float("nan")}
+        logits, targets = [], []
+        b = self.train.val_batch
+        with eval_mode(self.model):
+            for start in range(0, len(self.val), b):
+                items = self.val.__getitems__(list(range(start, min(start + b, len(self.val)))))
+                images = torch.stack([i for i, _ in items]).to(self.fabric.device)
+                labels = torch.stack([l for _, l in items]).to(self.fabric.device)
+                logits.append(self.model(images).float().cpu())
+                targets.append(targets_from_labels(labels, self.config.task).cpu())
+        z, y = torch.cat(logits), torch.cat(targets)
+        loss = float(F.binary_cross_entropy_with_logits(z, y))
+        scores = [auroc(z[:, k].numpy(), y[:, k].numpy()) for k in range(y.shape[1])]
+        valid = [s for s in scores if np.isfinite(s)]
+        return {"loss": loss, "auroc": float(np.mean(valid)) if valid else float("nan")}

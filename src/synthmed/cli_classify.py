@@ -1,0 +1,168 @@
+"""``synthmed classify …``: robust classifiers (standard, adversarial, dual batch norm) trained on real or
+synthetic stores, their clean and robust metrics, and saliency scored against the tumour masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from synthmed.errors import SynthmedError
+
+classify_app = typer.Typer(help="Robust, interpretable classifiers (Han et al. 2020): tumour presence, regions or "
+                           "grade from any store; standard, adversarial or dual-BN training; clean and robust "
+                           "AUROC; saliency scored against the tumour masks.", no_args_is_help=True)
+stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrapped
+
+
+def _sweep(text: Optional[str]) -> Optional[list[float]]:
+    """``"0,0.005,0.01"`` or ``"0:0.01:21"`` (start:stop:count, inclusive) → values; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            import numpy as np
+
+            return [float(v) for v in np.linspace(float(start), float(stop), int(count))]
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SynthmedError(f"--eps-sweep must be comma-separated values or start:stop:count, got {text!r}") from None
+
+
+@classify_app.command("train")
+def classify_train(
+    out: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints (last, and best by validation clean loss), logs.")],
+    train: Annotated[list[Path], typer.Option("--train", help="Training store (repeat for several: real, synthetic or both); their 'train' splits are used.")],
+    task: Annotated[str, typer.Option(help="presence (tumour in the sample), regions (NCR, ED, ET present: multi-label) or grade (ordinal WT burden, see the README).")] = "presence",
+    model: Annotated[str, typer.Option(help="resnet18, resnet50 or densenet121 (MONAI, from scratch or --weights).")] = "resnet18",
+    mode: Annotated[str, typer.Option(help="standard; adversarial (PGD examples only, Madry et al.); dual-bn (clean examples through one batch norm, PGD examples through another; Han et al.).")] = "standard",
+    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, tests), laptop (the phantom on a 2-core CPU in minutes), small (one GPU) or paper (Han et al.'s recipe).")] = "tiny",
+    eps: Annotated[Optional[float], typer.Option(help="Training attack radius in [0, 1] image units (default 0.005, the paper's).")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Training attack step size (default: the preset's).")] = None,
+    attack_steps: Annotated[Optional[int], typer.Option(help="PGD steps of the training attack (default: the preset's; the paper's 10).")] = None,
+    norm: Annotated[Optional[str], typer.Option(help="Attack norm: linf (sign steps, box projection) or l2 (normalised-gradient steps, ball projection).")] = None,
+    width: Annotated[Optional[float], typer.Option(help="Channel multiplier of the network (default: the preset's).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Initialise from this .safetensors file (single- or dual-BN keys; nothing is downloaded).")] = None,
+    subject_fraction: Annotated[float, typer.Option(help="Share of real training subjects kept (the data-size curve).")] = 1.0,
+    steps: Annotated[Optional[int], typer.Option(help="Total training steps (default: the preset's).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's).")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Share of training subjects held out for validation (default 0.2).")] = None,
+    validate_every: Annotated[Optional[int], typer.Option(help="Validate, keeping the best checkpoint by clean loss, every N steps (default: the preset's).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps (and at the end) (default: the preset's).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue OUT from its last checkpoint (same network).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete OUT if it exists and start afresh.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, validation split, data order and attack starts (a resumed run keeps its own).")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
+    devices: Annotated[int, typer.Option(help="Processes (GPUs) on this node; >1 trains with DDP.")] = 1,
+    precision: Annotated[str, typer.Option(help="auto (bf16 or fp16 mixed on GPU, 32 on CPU), 32, bf16 or fp16.")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding batches ahead.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Train a classifier (multi-label BCE) on one or more stores: standard, adversarial or dual-BN."""
+    from synthmed.classify.api import train_classifier
+    from synthmed.training.fabric import FabricOptions
+
+    final = train_classifier(
+        out, train, task=task, model=model, mode=mode, preset=preset, subject_fraction=subject_fraction,
+        weights=weights, model_overrides={"width": width},
+        train_overrides={"steps": steps, "batch": batch, "lr": lr, "eps": eps, "alpha": alpha,
+                         "attack_steps": attack_steps, "norm": norm, "val_fraction": val_fraction,
+                         "validate_every": validate_every, "checkpoint_every": checkpoint_every,
+                         "num_workers": workers},
+        seed=seed, fabric=FabricOptions(device=device, devices=devices, precision=precision),  # type: ignore[arg-type]
+        resume=resume, overwrite=overwrite, progress=progress)
+    if final is not None:
+        stdout.print(f"trained {escape(str(out))} to step {final}")
+
+
+@classify_app.command("eval")
+def classify_eval(
+    run: Annotated[Path, typer.Argument(help="Classifier run directory.")],
+    test: Annotated[Path, typer.Option("--test", help="Store whose 'test' split holds the test subjects.")],
+    eps_sweep: Annotated[Optional[str], typer.Option(help="Attack radii: comma-separated, or start:stop:count (default 0:0.01:21 for linf, the paper's; 0:1:21 for l2).")] = None,
+    norm: Annotated[str, typer.Option(help="Attack norm: linf or l2.")] = "linf",
+    attack_steps: Annotated[int, typer.Option(help="PGD steps of the evaluation attack (step size eps / 2).")] = 10,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the test subjects for the intervals.")] = 1000,
+    checkpoint: Annotated[str, typer.Option(help="auto (best by validation loss if any, else last), best or last.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the attacks' random starts and the bootstrap.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result (clean and robust) as JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch: Annotated[int, typer.Option(help="Samples attacked and predicted at once.")] = 64,
+    overwrite: Annotated[bool, typer.Option(help="Replace RUN/eval/<store>.json, .csv and _eps.png if they exist.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Clean and robust AUROC, accuracy and balanced accuracy per label with subject-bootstrap intervals."""
+    from synthmed.classify.robustness import evaluate_classifier
+
+    result = evaluate_classifier(run, test, checkpoint=checkpoint, eps_sweep=_sweep(eps_sweep), norm=norm,
+                                 attack_steps=attack_steps, n_boot=n_boot, seed=seed, device=device, batch=batch,
+                                 overwrite=overwrite, progress=progress)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table("label", "AUROC [95 % CI]", "accuracy", "balanced accuracy", "positives",
+                  title=f"clean: {result['n']} test samples of {result['subjects']} subjects, {result['network']} "
+                        f"{result['mode']}, checkpoint {result['checkpoint']['name']} (step {result['checkpoint']['step']})",
+                  title_justify="left")
+    for label in result["labels"]:
+        m = result["clean"][label]
+        table.add_row(label, f"{m['auroc']:.3f} [{m['auroc_ci'][0]:.3f}, {m['auroc_ci'][1]:.3f}]",
+                      f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}", f"{m['positives']}/{m['n']}")
+    stdout.print(table)
+    robust = Table("ε", *(f"AUROC, {r} BN" for r in result["robust"]["routes"]),
+                   title=f"robust (macro-mean AUROC; {result['robust']['attack']['norm']} PGD, "
+                         f"{result['robust']['attack']['steps']} steps, adversarial-robustness-toolbox)",
+                   title_justify="left")
+    points = list(zip(*result["robust"]["routes"].values()))
+    for row in points:
+        robust.add_row(f"{row[0]['eps']:.4g}", *(f"{p['metrics']['mean']['auroc']:.3f}" for p in row))
+    stdout.print(robust)
+    stdout.print(f"files: {escape(str(Path(run) / 'eval' / Path(test).name))}.json, .csv, _eps.png")
+
+
+@classify_app.command("saliency")
+def classify_saliency(
+    runs: Annotated[list[Path], typer.Argument(help="Classifier run directories (one gallery column each).")],
+    test: Annotated[Path, typer.Option("--test", help="Store whose tumour-bearing 'test' samples are explained.")],
+    method: Annotated[str, typer.Option(help="gradient, smoothgrad, integrated-gradients or gradcam (Captum).")] = "gradient",
+    target: Annotated[Optional[str], typer.Option(help="Output explained (default the task's first: tumour, NCR or grade>=1).")] = None,
+    dilation: Annotated[int, typer.Option(help="Voxels the WT mask is dilated by before scoring.")] = 1,
+    max_samples: Annotated[Optional[int], typer.Option(help="Score at most this many tumour-bearing samples (default all).")] = None,
+    gallery_samples: Annotated[int, typer.Option(help="Subjects shown in the gallery (their largest-tumour sample).")] = 6,
+    out: Annotated[Optional[Path], typer.Option(help="Gallery PNG (the JSON is written beside it; default RUN/saliency/<store>_<method>.png of the first run).")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the test subjects for the intervals.")] = 1000,
+    checkpoint: Annotated[str, typer.Option(help="auto, best or last.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of SmoothGrad's noise and the bootstrap.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace the gallery and JSON if they exist.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Saliency maps scored against the WT mask: mass inside it, pointing game, voxel AUROC; and a gallery."""
+    from synthmed.classify.interpret import explain
+
+    result = explain(runs, test, method=method, target=target, checkpoint=checkpoint, dilation=dilation,
+                     max_samples=max_samples, gallery_samples=gallery_samples, n_boot=n_boot, seed=seed, out=out,
+                     device=device, overwrite=overwrite, progress=progress)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table("run", "mode", "mass in mask [95 % CI]", "pointing game", "AUROC",
+                  title=f"{method} saliency of {result['target']} on {result['n']} tumour-bearing test samples "
+                        f"({result['subjects']} subjects), WT dilated by {result['dilation']}", title_justify="left")
+    for r in result["runs"]:
+        table.add_row(escape(r["name"]), r["mode"],
+                      f"{r['mass_in_mask']:.3f} [{r['mass_in_mask_ci'][0]:.3f}, {r['mass_in_mask_ci'][1]:.3f}]",
+                      f"{r['pointing_game']:.3f}", f"{r['auroc']:.3f}")
+    stdout.print(table)
+    stdout.print(f"gallery: {escape(str(result['gallery']))}")
+
+
+__all__ = ["classify_app"]
