@@ -87,7 +87,7 @@ class GANTrainConfig(LoopConfig):
     ada_target: float = Field(0.6, gt=0, lt=1, description="ADA target of E[sign(D(real))]")
     ada_interval: int = Field(4, ge=1, description="ADA p update every N steps")
     ada_kimg: float = Field(100.0, gt=0, description="ADA speed: kimg for p to go from 0 to 1")
-    mirror: bool = Field(True, description="random x-flips of every image D sees")
+    mirror: bool = Field(True, description="random x-flips of the reals D sees (NVlabs --mirror; not the fakes)")
     ema_kimg: float = Field(10.0, gt=0, description="half-life of the sampling generator's EMA in thousands of "
                             "images (NVlabs: 10 at batch 32)")
     ema_rampup: float | None = Field(0.05, gt=0, description="EMA ramp-up: the half-life is at most this share of "
