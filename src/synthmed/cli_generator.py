@@ -32,7 +32,7 @@ def generator_train(
     train_timesteps: Annotated[Optional[int], typer.Option(help="Training timesteps T (default: the preset's).")] = None,
     gamma: Annotated[Optional[float], typer.Option(help="GANs: R1 weight gamma (default: the preset's).")] = None,
     ada: Annotated[Optional[bool], typer.Option("--ada/--no-ada", help="GANs: adaptive discriminator augmentation (default: on for stylegan2/3).")] = None,
-    mirror: Annotated[Optional[bool], typer.Option("--mirror/--no-mirror", help="GANs: random x-flips of what D sees (default: on).")] = None,
+    mirror: Annotated[Optional[bool], typer.Option("--mirror/--no-mirror", help="GANs: random x-flips of the reals D sees (default: on).")] = None,
     growth_steps: Annotated[Optional[int], typer.Option(help="progan/stylegan1: steps per fade-in and per stable phase of progressive growing (0: none).")] = None,
     sg3_config: Annotated[Optional[str], typer.Option("--sg3-config", metavar="t|r", help="stylegan3: t (translation-equivariant, 3×3 convolutions) or r (rotation-equivariant: 1×1 convolutions, radial filters, twice the channels) (default: t).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN from its last checkpoint (the model config must be unchanged).")] = False,

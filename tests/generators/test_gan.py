@@ -60,6 +60,23 @@ def test_registered_with_presets():
     assert all(p.model.sg3_config == "t" for p in PRESETS["stylegan3"].values())  # config R: a model override
 
 
+def test_stylegan3_tiny_output_reaches_the_data_range_at_initialisation():
+    """``tiny`` StyleGAN 3 scales its output by 1 (NVlabs' 0.25 stays in the other presets): at
+    0.25 the untrained pixels had a std of 0.25 and a short run never reached the exact-zero
+    background (−1 encoded) of the it-learns store (grey background, brain share 0.87 against
+    0.38 at 1,200 steps); the encoded data's pixel std is 0.59."""
+    from synthmed.generators.gan.task import build_networks
+
+    assert [PRESETS["stylegan3"][p].model.sg3_output_scale for p in ("laptop", "small", "paper")] == [0.25] * 3
+    config = PRESETS["stylegan3"]["tiny"].model.model_copy(update={"image_channels": 4, "resolution": 16})
+    torch.manual_seed(0)
+    gen = build_networks(config)[0].eval()
+    assert gen.synthesis.output_scale == config.sg3_output_scale == 1.0
+    with torch.no_grad():
+        x = gen(torch.randn(64, config.z_dim))
+    assert x.std() > 0.3, float(x.std())  # 0.45 here; 0.11 at the old scale
+
+
 def test_stylegan3_config_r_trains_samples_valid_label_maps_and_is_deterministic(store2d, tmp_path):
     """Config R through the generic path (model override → run.json → load → EMA sampling)."""
     assert fit(store2d, tmp_path / "r", "stylegan3", model_overrides={"sg3_config": "r"}) == 3

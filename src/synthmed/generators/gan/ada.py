@@ -11,7 +11,11 @@ Each transform is applied to each sample with probability ``p``:
   (+N(0, 0.2)) and contrast (×lognormal, σ = 0.5·ln 2, around the per-sample mean).
 
 Mirror augmentation of the data set (``xflip`` with probability ½, independent of ``p``)
-is ``mirror=True``.
+is ``mirror=True``; like NVlabs' ``--mirror`` (a data set of the images and their mirror
+images) it flips the *reals* only. Flipping the fakes as well would let D see only the
+mirror-symmetrised fake distribution, and a generator that puts every left-right feature on
+one side would pass for a diverse one (measured: StyleGAN's tumour positions collapsed
+along x, not along y).
 
 ``p`` adapts with the overfitting heuristic ``r_t = E[sign(D(real))]``: every ``interval``
 steps ``p ← clip(p + sign(r_t - target) · N / (speed_kimg · 1000), 0, 1)``, ``N`` the images
@@ -60,7 +64,7 @@ class AugmentPipe(nn.Module):
         target: the ``r_t`` the heuristic steers to (0.6).
         interval: steps between ``p`` updates.
         speed_kimg: thousands of images for ``p`` to move from 0 to 1.
-        mirror: random x-flips with probability ½ (dataset mirroring), even at ``p = 0``.
+        mirror: random x-flips of the reals with probability ½ (dataset mirroring), even at ``p = 0``.
         adaptive: adjust ``p``; otherwise ``p`` stays fixed.
     """
 
@@ -96,10 +100,12 @@ class AugmentPipe(nn.Module):
 
     # -- the transforms
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment ``x`` ``[B, C, H, W]``; random numbers from ``generator``."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, *, real: bool = True) -> torch.Tensor:
+        """Augment ``x`` ``[B, C, H, W]``; random numbers from ``generator``. ``real``: ``x`` is
+        training data (the mirror flips only reals; fakes get only the ``p`` transforms)."""
         p = float(self.p)
-        if p <= 0 and not self.mirror:
+        mirror = self.mirror and real
+        if p <= 0 and not mirror:
             return x
         b, device = x.shape[0], x.device
 
@@ -114,7 +120,7 @@ class AugmentPipe(nn.Module):
 
         one = torch.ones(b, device=device)
         m = _eye(b, device)  # maps output coordinates ([-1, 1]) to input coordinates
-        if self.mirror:
+        if mirror:
             m = m @ _scale(1 - 2 * (rand() < 0.5).float(), one)
         if p > 0:
             m = m @ _scale(1 - 2 * gate((rand() < 0.5).float(), 0), one)  # x-flip

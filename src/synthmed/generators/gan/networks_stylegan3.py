@@ -234,7 +234,8 @@ def build(config: GANModelConfig) -> tuple[nn.Module, nn.Module]:
     """``(generator, discriminator)`` of a :class:`~synthmed.generators.gan.config.GANModelConfig`."""
     mapping = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers)
     synthesis = Synthesis3(config.w_dim, config.img_channels, config.resolution, config.num_layers, config.margin,
-                           config.sg3_channel_base, config.channel_max, config=config.sg3_config)
+                           config.sg3_channel_base, config.channel_max, config.sg3_output_scale,
+                           config=config.sg3_config)
     disc = ResidualDiscriminator(config.img_channels, config.max_level, config.channel_base, config.channel_max,
                                  config.mbstd_group)
     return StyleGenerator(mapping, synthesis), disc

@@ -230,7 +230,7 @@ class GANTask:
         real_in = real.detach().requires_grad_(joint and tc.loss == "logistic")
         real_aug = self.augment(real_in, aug)
         d_real = self.d(real_aug, **grow)
-        fake_aug = self.augment(fake, aug)
+        fake_aug = self.augment(fake, aug, real=False)
         with ctx.fabric.autocast():
             d_fake = self.d_raw(fake_aug, **grow)
         self.augment.accumulate(d_real)
@@ -246,7 +246,7 @@ class GANTask:
             real_in = real.detach().requires_grad_(tc.loss == "logistic")
             real_aug = self.augment(real_in, aug)
             d_real = self.d(real_aug, **grow) if tc.loss == "logistic" else None
-            fake_aug = self.augment(fake, aug) if tc.loss == "wgan-gp" else None
+            fake_aug = self.augment(fake, aug, real=False) if tc.loss == "wgan-gp" else None
             penalty = self._d_penalty(real_in, real_aug, d_real, fake_aug, lambda x: self.d(x, **grow).float(),
                                       ctx, logs)
             self._step(self.opt_d, penalty, self.d_raw, ctx)
@@ -256,7 +256,7 @@ class GANTask:
         self.d.requires_grad_(False)
         fake = self.g(**self._latents(ctx, b), generator=ctx.random.generator(), **grow)
         with ctx.fabric.autocast():
-            d_fake = self.d_raw(self.augment(fake.float(), ctx.random.generator()), **grow)
+            d_fake = self.d_raw(self.augment(fake.float(), ctx.random.generator(), real=False), **grow)
         loss_g = losses.wgan_g(d_fake) if tc.loss == "wgan-gp" else losses.logistic_g(d_fake)
         pl_now = tc.pl_weight > 0 and ctx.step % tc.pl_interval == 0
         if pl_now and not self.g_lazy:
