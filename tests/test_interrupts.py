@@ -135,6 +135,8 @@ def test_resume_hint():
         "interrupted; resume with: synthmed generator train S R --steps 9 --resume"
     assert resume_hint(["--debug", "segment", "train", "O", "--train", "S", "--resume"]) == \
         "interrupted; resume with: synthmed --debug segment train O --train S --resume"
+    assert resume_hint(["classify", "train", "O", "--train", "S", "--mode", "dual-bn"]) == \
+        "interrupted; resume with: synthmed classify train O --train S --mode dual-bn --resume"
     assert resume_hint(["demo", "my dir"]) == "interrupted; finished stages are kept; resume with: synthmed demo 'my dir'"
     assert resume_hint(["data", "prepare", "a", "b"]) == \
         "interrupted; nothing was written; run again with: synthmed data prepare a b"

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: commands that continue an interrupted run with ``--resume`` (and never with ``--overwrite``).
-RESUME_FLAG = {("generator", "train"), ("segment", "train")}
+RESUME_FLAG = {("generator", "train"), ("segment", "train"), ("classify", "train")}
 #: commands whose rerun continues where the interrupted one stopped (finished stages are kept).
 CONTINUES = {("study", "run"), ("demo",)}
 
