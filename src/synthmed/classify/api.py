@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from synthmed.classify.config import MODES, PRESETS, ClassifierModelConfig, ClassifierTrainConfig
-from synthmed.classify.networks import NETWORKS, build_classifier
+from synthmed.classify.networks import NETWORKS, classifier_for
 from synthmed.classify.targets import TASKS, label_names
 from synthmed.classify.task import ClassificationTask
 from synthmed.config import build_config
@@ -75,13 +75,6 @@ def config_for(config: ClassifierModelConfig, store: Store) -> ClassifierModelCo
     values.update(spatial_dims=store.dims, in_channels=store.sample_shape[0], image_shape=tuple(store.spatial_shape))
     return build_config(ClassifierModelConfig, f"{store.path}: {store.dims}D samples of shape "
                         f"{list(store.sample_shape)} do not fit the {config.network}", **values)
-
-
-def network_for(config: ClassifierModelConfig, weights: str | Path | None = None) -> torch.nn.Module:
-    """The untrained network of ``config`` (dual BN for ``dual-bn``), optionally from a user's weights file."""
-    return build_classifier(config.network, spatial_dims=config.spatial_dims, in_channels=config.in_channels,
-                            num_outputs=config.num_outputs, stem=config.stem, width=config.width,
-                            dual_bn=config.dual_bn, weights=weights)
 
 
 def train_classifier(
@@ -133,7 +126,7 @@ def train_classifier(
         raise SynthmedError("give at least one training store (--train STORE)")
     config = config_for(config, stores[0])
     if weights is not None:
-        network_for(config, weights)  # refuses a file that does not fit before anything is written
+        classifier_for(config, weights)  # refuses a file that does not fit before anything is written
     if resume and (out / RUN_JSON).is_file():
         seed = int(read_run(out).get("seed", seed))  # a resumed run keeps its seed, hence its split
     data = build_training_set(stores, seed=seed, val_fraction=tc.val_fraction, subject_fraction=subject_fraction)
@@ -172,6 +165,6 @@ def load_classifier(run_dir: str | Path, *, checkpoint: str = "auto", device: st
     def config_of(info: Mapping[str, Any]) -> ClassifierModelConfig:
         return build_config(ClassifierModelConfig, f"{run_dir}: bad model config", **info["model"])
 
-    net, info, ckpt = load_run_network(run_dir, KIND, lambda info: network_for(config_of(info)),
+    net, info, ckpt = load_run_network(run_dir, KIND, lambda info: classifier_for(config_of(info)),
                                        checkpoint=checkpoint, device=device)
     return net, config_of(info), info, ckpt

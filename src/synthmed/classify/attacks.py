@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthmed.classify.modes import eval_mode
 from synthmed.errors import SynthmedError
 
 Norm = Literal["linf", "l2"]
@@ -236,8 +237,7 @@ def _art_sandbox(model: nn.Module, seed: int, device: torch.device) -> Iterator[
     RNG (its DataLoader draws a base seed). All of it is restored on exit; parameters stop
     requiring grad inside, so ART's backward computes input gradients only.
     """
-    modules, params = list(model.modules()), list(model.parameters())
-    modes = [m.training for m in modules]
+    params = list(model.parameters())
     saved = [(p.requires_grad, p.grad) for p in params]
     np_state = np.random.get_state()
     with torch.random.fork_rng(devices=[]):
@@ -246,15 +246,10 @@ def _art_sandbox(model: nn.Module, seed: int, device: torch.device) -> Iterator[
         try:
             for p in params:
                 p.requires_grad_(False)
-            if cuda is not None:
-                with cuda:
-                    yield
-            else:
+            with eval_mode(model), cuda if cuda is not None else nullcontext():
                 yield
         finally:
             np.random.set_state(np_state)
-            for m, mode in zip(modules, modes, strict=True):
-                m.training = mode
             for p, (requires_grad, grad) in zip(params, saved, strict=True):
                 p.requires_grad_(requires_grad)
                 p.grad = grad

@@ -30,6 +30,7 @@ from monai.networks.nets import DenseNet121, ResNet, resnet18, resnet50
 from monai.networks.nets.densenet import DenseNet
 from torch import nn
 
+from synthmed.classify.config import ClassifierModelConfig
 from synthmed.classify.dual_bn import ROUTES, to_dual_bn
 from synthmed.errors import SynthmedError
 from synthmed.training.checkpoint import CorruptCheckpointError, load_weights
@@ -109,6 +110,13 @@ def build_classifier(
     if dual_bn and not file_dual:
         to_dual_bn(model)
     return model
+
+
+def classifier_for(config: ClassifierModelConfig, weights: str | Path | None = None) -> nn.Module:
+    """The untrained network of a run's ``config`` (dual BN for mode ``dual-bn``), optionally from ``weights``."""
+    return build_classifier(config.network, spatial_dims=config.spatial_dims, in_channels=config.in_channels,
+                            num_outputs=config.num_outputs, stem=config.stem, width=config.width,
+                            dual_bn=config.dual_bn, weights=weights)
 
 
 def _compact_densenet_stem(model: DenseNet, in_channels: int) -> None:

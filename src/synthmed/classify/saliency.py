@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthmed.classify.modes import eval_mode
 from synthmed.training.seeding import derive_seed
 
 __all__ = ["METHODS", "clip_for_display", "saliency_maps"]
@@ -58,15 +59,11 @@ def _seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
 @contextmanager
 def _explaining(model: nn.Module) -> Iterator[None]:
     """``model`` in eval mode for the block; each module's mode and each parameter's ``.grad`` restored after."""
-    modes = [(module, module.training) for module in model.modules()]
     grads = [(p, p.grad) for p in model.parameters()]
-    model.eval()
     try:
-        with torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             yield
     finally:
-        for module, mode in modes:
-            module.training = mode
         for p, grad in grads:
             p.grad = grad
 

@@ -22,7 +22,7 @@ with ``mode="min"`` — and the macro-mean clean AUROC as ``val/auroc``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -32,23 +32,13 @@ from lightning_fabric import Fabric
 from synthmed.classify.attacks import pgd
 from synthmed.classify.config import ClassifierModelConfig, ClassifierTrainConfig
 from synthmed.classify.dual_bn import bn_route
-from synthmed.classify.networks import build_classifier
+from synthmed.classify.modes import eval_mode
+from synthmed.classify.networks import classifier_for
 from synthmed.classify.targets import targets_from_labels
 from synthmed.metrics.classification import auroc
 from synthmed.training.fabric import unwrap
 from synthmed.training.loop import StepContext
 from synthmed.training.seeding import INIT_STREAM, derive_seed
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """``model`` in eval mode for the block, its previous mode restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 class ClassificationTask:
@@ -69,10 +59,7 @@ class ClassificationTask:
 
     def setup(self, fabric: Fabric) -> None:
         torch.manual_seed(derive_seed(self.seed, INIT_STREAM))
-        c = self.config
-        net = build_classifier(c.network, spatial_dims=c.spatial_dims, in_channels=c.in_channels,
-                               num_outputs=c.num_outputs, stem=c.stem, width=c.width, dual_bn=c.dual_bn,
-                               weights=self.init_weights)
+        net = classifier_for(self.config, self.init_weights)
         opt = torch.optim.Adam(net.parameters(), lr=self.train.lr, weight_decay=self.train.weight_decay)
         self.model, self.opt = fabric.setup(net, opt)
         self.fabric = fabric
@@ -97,22 +84,24 @@ class ClassificationTask:
         for group in self.opt.param_groups:
             group["lr"] = self.train.lr_at(ctx.step)
         mode = self.config.mode
-        logs: dict[str, torch.Tensor] = {}
         if mode != "standard":
             adversarial = self.adversarial_examples(images, targets, ctx.random.generator())
         self.model.train()
-        if mode == "adversarial":
+        logs: dict[str, torch.Tensor] = {}
+        if mode == "standard":
+            loss = F.binary_cross_entropy_with_logits(self.model(images), targets)
+        elif mode == "adversarial":
             loss = F.binary_cross_entropy_with_logits(self.model(adversarial), targets)
         else:
-            loss = logs["clean"] = F.binary_cross_entropy_with_logits(self.model(images), targets)
-            if mode == "dual-bn":
-                with bn_route("adversarial"):
-                    logs["adversarial"] = F.binary_cross_entropy_with_logits(self.model(adversarial), targets)
-                loss = loss + logs["adversarial"]
+            clean = F.binary_cross_entropy_with_logits(self.model(images), targets)
+            with bn_route("adversarial"):
+                robust = F.binary_cross_entropy_with_logits(self.model(adversarial), targets)
+            loss = clean + robust
+            logs = {"clean": clean.detach(), "adversarial": robust.detach()}
         self.opt.zero_grad(set_to_none=True)
         ctx.fabric.backward(loss)
         self.opt.step()
-        return {"loss": loss.detach(), **{k: v.detach() for k, v in logs.items() if mode == "dual-bn"}}
+        return {"loss": loss.detach(), **logs}
 
     @torch.no_grad()
     def validate(self, step: int) -> Mapping[str, float]:
