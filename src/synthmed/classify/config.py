@@ -20,6 +20,7 @@ from synthmed.classify.attacks import AttackSpec
 from synthmed.config import Config, LoopConfig
 
 NetworkName = Literal["resnet18", "resnet50", "densenet121"]
+Stem = Literal["standard", "compact"]
 TaskName = Literal["presence", "regions", "grade"]
 ModeName = Literal["standard", "adversarial", "dual-bn"]
 NormName = Literal["linf", "l2"]
@@ -36,7 +37,7 @@ class ClassifierModelConfig(Config):
     task: TaskName = Field("presence", description="presence, regions (NCR/ED/ET) or grade (ordinal WT burden)")
     network: NetworkName = Field("resnet18", description="MONAI resnet18, resnet50 or densenet121")
     mode: ModeName = Field("standard", description="standard, adversarial (adversarial examples only) or dual-bn")
-    stem: Literal["standard", "compact"] = Field(
+    stem: Stem = Field(
         "compact", description="standard: 7x7 stride-2 conv + max-pool (ImageNet); compact: 3x3 stride 1 (16-64 px)")
     width: float = Field(1.0, gt=0, le=4, description="channel multiplier of the network")
     spatial_dims: int = Field(2, ge=2, le=3, description="2 or 3 (from the store)")

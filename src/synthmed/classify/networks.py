@@ -24,22 +24,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 from monai.networks.nets import DenseNet121, ResNet, resnet18, resnet50
 from monai.networks.nets.densenet import DenseNet
 from torch import nn
 
-from synthmed.classify.config import ClassifierModelConfig
+from synthmed.classify.config import ClassifierModelConfig, NetworkName, Stem
 from synthmed.classify.dual_bn import ROUTES, to_dual_bn
 from synthmed.errors import SynthmedError
 from synthmed.training.checkpoint import CorruptCheckpointError, load_weights
 from synthmed.training.fabric import unwrap
 
-NetworkName = Literal["resnet18", "resnet50", "densenet121"]
 #: The classifier networks (``--model``).
 NETWORKS: tuple[NetworkName, ...] = get_args(NetworkName)
-Stem = Literal["standard", "compact"]
 #: The stems (``--stem``).
 STEMS: tuple[Stem, ...] = get_args(Stem)
 #: The smallest ``width``: it leaves the 64-channel stem 1 channel.
