@@ -61,8 +61,9 @@ def make_store(work: Path) -> Path:
     return store
 
 
-def train_one(args: tuple[str, Path, str, float, int | None]) -> tuple[str, float]:
-    """Train one run in a worker process (one thread); ``(name, seconds)``."""
+def train_one(args: tuple[str, Path, str, float, int | None]) -> tuple[str, float | None]:
+    """Train one run in a worker process (one thread); ``(name, seconds)``, seconds ``None`` for a run
+    found under ``--work`` (resumed or already finished: its time is not a training time)."""
     import torch
 
     from synthmed.classify.api import train_classifier
@@ -71,11 +72,12 @@ def train_one(args: tuple[str, Path, str, float, int | None]) -> tuple[str, floa
     torch.set_num_threads(1)
     name, store, mode, fraction, steps = args
     run = store.parent / "runs" / name
+    existed = run.exists()
     start = time.perf_counter()
     train_classifier(run, [store], task="presence", model="resnet18", mode=mode, preset=PRESET,
                      subject_fraction=fraction, train_overrides={"steps": steps}, seed=0,
-                     fabric=FabricOptions(device="cpu"), resume=run.exists(), progress=False)
-    return name, time.perf_counter() - start
+                     fabric=FabricOptions(device="cpu"), resume=existed, progress=False)
+    return name, None if existed else time.perf_counter() - start
 
 
 def step_seconds(store: Path, mode: str, steps: int) -> float:
