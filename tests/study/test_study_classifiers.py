@@ -116,3 +116,45 @@ def test_a_rerun_runs_nothing(study: Path, monkeypatch: pytest.MonkeyPatch, caps
     code, out, _ = invoke(monkeypatch, capsys, "study", "run", str(study.with_suffix(".yaml")), "--no-progress")
     assert code == 0 and re.search(r"ran 0 of \d+ stages", out)
     assert np.isfinite(pd.read_csv(study / "results.csv").value.dropna()).all()
+
+
+def test_a_test_split_without_a_tumour_gets_no_saliency_and_the_report_says_why(tmp_path: Path) -> None:
+    from synthmed.classify.api import train_classifier
+    from synthmed.data.store import StoreWriter
+    from synthmed.study import build_spec, make_plan
+    from synthmed.study.classifier_section import write_classifiers
+    from synthmed.study.results import classifier_rows
+    from synthmed.study.sections import Section
+    from synthmed.study.stages import run_classify_eval
+    from synthmed.training.fabric import FabricOptions
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (12, 4, 16, 16)).astype(np.float32)
+    labels = np.zeros((12, 16, 16), np.uint8)
+    labels[0:8:2, 4:9, 4:9] = 2  # tumours in the training cases only; the last 2 cases are tumour-free
+    rows = [{"case_id": f"case{i // 2}", "slice": i % 2, "split": "test" if i >= 8 else "train", "source": "test"}
+            for i in range(12)]
+    with StoreWriter(tmp_path / "prepare" / "store", dims=2, channels=("t1", "t1ce", "t2", "flair"),
+                     sample_shape=(4, 16, 16), spacing=(1.0, 1.0, 1.0), normalisation={"kind": "test"},
+                     provenance={"made_by": "tests"}, synthetic=False) as writer:
+        writer.append(images, labels, rows)
+    train_classifier(tmp_path / "classify" / "run", [writer.store.path], train_overrides={"steps": 2, "batch": 4},
+                     fabric=FabricOptions(device="cpu"), progress=False)
+    spec = build_spec({"data": {"phantom": {"cases": 3}}, "train_sets": ["real"], "device": "cpu",
+                       "classifiers": [{"eval_attack_steps": 1, "n_boot": 5}]})
+    (stage,) = [s for s in make_plan(spec).by_kind("classify_eval") if s.labels["mode"] == "standard"]
+    out = tmp_path / "eval"  # the stage's temporary folder
+    out.mkdir()
+    run_classify_eval(stage, spec, {"classify": tmp_path / "classify", "prepare": tmp_path / "prepare"}, out, False)
+    result = json.loads((out / "result.json").read_text())
+    assert result["saliency"] is None and "no test sample has a tumour" in result["saliency_skipped"]
+    assert not (out / "saliency.png").exists() and (out / "eps.png").is_file()
+    found = classifier_rows(result)
+    assert not any(metric.startswith("saliency_") for metric, _, _ in found)
+    assert np.isnan(dict(((m, r), v) for m, r, v in found)["auroc", "tumour"])  # one class in the test split
+    frame = pd.DataFrame([{**stage.labels, "metric": m, "region": r, "value": v} for m, r, v in found])
+    section = Section("classifiers", "Classifiers")
+    write_classifiers([{"kind": "classify_eval", "folder": out, "labels": stage.labels}], frame, section)
+    texts = [value for kind, value in section.blocks if kind == "text"]
+    assert any(t.startswith("No saliency for 1 run(s) (phantom: presence-resnet18 standard real seed 0): no test "
+                            "sample has a tumour") for t in texts), texts
