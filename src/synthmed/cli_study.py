@@ -15,7 +15,7 @@ from rich.tree import Tree
 from synthmed.study.executor_registry import executor_names, executor_summaries
 
 study_app = typer.Typer(help="Studies: the whole grid (data × generators × segmenters × train sets × augmentation "
-                        "× seeds) from one YAML file, resumably.", no_args_is_help=True)
+                        "× seeds, and optionally classifiers) from one YAML file, resumably.", no_args_is_help=True)
 stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrapped
 
 
@@ -28,7 +28,8 @@ def _describe(stage) -> str:  # noqa: ANN001
     """A stage's labels, short: ``ddpm unet synthetic+real aug seed=0 real=0.5`` (``subjects=0.25``
     on the pre-training curve); a ``prepare`` stage, the root of its dataset's stages, says which."""
     labels = stage.labels
-    keys = ("dataset",) if stage.kind == "prepare" else ("generator", "features", "segmenter", "train_set")
+    keys = ("dataset",) if stage.kind == "prepare" else ("generator", "features", "segmenter", "classifier", "mode",
+                                                          "train_set")
     parts = [str(labels[k]) for k in keys if labels.get(k)]
     if "augmentation" in labels:
         parts.append("aug" if labels["augmentation"] else "no-aug")
@@ -63,7 +64,7 @@ def study_plan(
             mark = "[green]done[/] [yellow](older code)[/]"
         text = f"{stage.name} {mark} {escape(_describe(stage))}"
         parent = nodes.get(stage.inputs[-1]) if stage.inputs else None
-        if stage.kind == "evaluate":
+        if stage.kind in ("evaluate", "classify_eval"):  # under the run it scores
             parent = nodes.get(stage.inputs[0])
         nodes[key] = (parent or tree).add(text)
     Console(soft_wrap=True, width=max(stdout.width, 160)).print(tree)  # deep lines are not cropped

@@ -123,3 +123,58 @@ def test_one_encoder_per_dataset_feeds_every_domain_fidelity_stage() -> None:
     assert make_plan(build_spec(other_generators)).by_kind("encoder")[0].key == key
     for change in ({"encoder_steps": 7}, {"encoder_seed": 1}, {"data": {**SPEC["data"], "size": 32}}):
         assert make_plan(build_spec({**values, **change})).by_kind("encoder")[0].key != key, change
+
+
+CLASSIFIERS = {**SPEC, "classifiers": [{"task": "presence", "steps": 3}, {"task": "grade", "modes": ["adversarial"],
+                                                                         "train_sets": ["real"], "seeds": [5]}]}
+
+
+def test_classifiers_plan_a_run_and_an_evaluation_per_train_set_seed_and_mode() -> None:
+    base = make_plan(build_spec(SPEC))
+    plan = make_plan(build_spec(CLASSIFIERS))
+    assert set(base.stages) <= set(plan.stages)  # the rest of the grid is untouched
+    assert {s.kind for s in plan.stages.values() if s.key not in base.stages} == {"classify", "classify_eval"}
+    runs = plan.by_kind("classify")
+    # presence: (real + 2 synthetic + 2 synthetic+real, all of both stores) × seeds 0, 1 × standard, dual-bn;
+    # grade: real × seed 5 × adversarial
+    assert len(runs) == 5 * 2 * 2 + 1 == len(plan.by_kind("classify_eval"))
+    prep = plan.by_kind("prepare")[0]
+    samples = {s.labels["generator"]: s.key for s in plan.by_kind("sample")}
+    for run in runs:
+        labels, config = run.labels, run.config
+        assert config["train_set"] == labels["train_set"] and config["seed"] == labels["seed"]
+        assert config["mode"] == labels["mode"] and config["task"] == labels["task"]
+        expected = (prep.key,) if labels["train_set"] == "real" else (prep.key, samples[labels["generator"]])
+        assert run.inputs == expected
+        assert labels["real_fraction"] == {"real": 1.0, "synthetic": 0.0, "synthetic+real": None}[labels["train_set"]]
+    presence = [r for r in runs if r.labels["task"] == "presence"]
+    assert {r.labels["classifier"] for r in presence} == {"presence-resnet18"}
+    assert {r.config["train_overrides"]["steps"] for r in presence} == {3}
+    assert {(r.labels["mode"], r.labels["seed"]) for r in presence} == {(m, s) for m in ("standard", "dual-bn")
+                                                                        for s in (0, 1)}
+    (grade,) = [r for r in runs if r.labels["task"] == "grade"]
+    assert grade.labels == {"dataset": "phantom", "classifier": "grade-resnet18", "task": "grade", "mode": "adversarial",
+                            "generator": "", "train_set": "real", "seed": 5, "real_fraction": 1.0,
+                            "subject_fraction": 1.0}
+    by_key = {r.key: r for r in runs}
+    for evaluation in plan.by_kind("classify_eval"):
+        assert evaluation.inputs == (evaluation.inputs[0], prep.key) and evaluation.inputs[0] in by_key
+        assert evaluation.labels == by_key[evaluation.inputs[0]].labels
+        assert evaluation.config["eps"] == [0.0, 0.005] and evaluation.config["saliency"] == "gradient"
+    order = list(plan.stages)
+    assert all(order.index(k) < order.index(s.key) for s in plan.stages.values() for k in s.inputs)
+
+
+def test_a_classifier_change_replans_only_its_own_stages() -> None:
+    before = _keys(CLASSIFIERS)
+    first = CLASSIFIERS["classifiers"][0]
+    for change, kinds in (({"steps": 4}, ("classify", "classify_eval")), ({"eval_eps": [0, 0.01]}, ("classify_eval",)),
+                          ({"saliency": "gradcam"}, ("classify_eval",)), ({"label": "p"}, ())):
+        after = _keys({**CLASSIFIERS, "classifiers": [{**first, **change}, CLASSIFIERS["classifiers"][1]]})
+        if change == {"label": "p"}:  # a label is not content: the same keys
+            assert sorted(after.values()) == sorted(before.values())
+            continue
+        assert before.keys() == after.keys()
+        for description, key in before.items():
+            ours = "'classifier', 'presence-resnet18'" in description and description.startswith(kinds)
+            assert (after[description] != key) == ours, (change, description)

@@ -155,3 +155,85 @@ def test_a_spec_without_overrides_validates_without_loading_torch() -> None:
     code = ("import sys; from synthmed.study import DEMO_SPEC, load_spec; load_spec(DEMO_SPEC); "
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+CLASSIFIED = {**BASE, "train_sets": ["real", "synthetic"], "seeds": [0, 1]}
+
+
+def _classifier(**fields) -> dict:
+    return {**CLASSIFIED, "classifiers": [{"task": "presence", **fields}]}
+
+
+def test_classifiers_default_to_the_study_train_sets_and_seeds_and_get_unique_labels() -> None:
+    spec = build_spec({**CLASSIFIED, "classifiers": [{"task": "presence"}, {"task": "presence", "modes": ["adversarial"]},
+                                                     {"task": "grade", "model": "densenet121", "label": "g",
+                                                      "train_sets": ["real"], "seeds": [3], "eval_eps": [0.01, 0, 0.01],
+                                                      "saliency": None, "steps": 5, "eps": 0.002}]})
+    first, _, third = spec.classifiers
+    assert first.modes == ["standard", "dual-bn"] and first.train_sets is None and first.seeds is None
+    assert first.eval_eps == [0.0, 0.005] and first.saliency == "gradient" and first.preset == "tiny"
+    assert third.eval_eps == [0.0, 0.01] and third.saliency is None
+    assert third.training_overrides() == {"steps": 5, "eps": 0.002}
+    assert spec.classifier_labels() == ["presence-resnet18", "presence-resnet18-2", "g"]
+    assert build_spec(BASE).classifiers == []  # optional
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"modes": ["standard", "robust"]}, ["classifiers.0.modes.1", "'standard', 'adversarial' or 'dual-bn'", "robust"]),
+    ({"task": "segmentation"}, ["classifiers.0.task", "'presence', 'regions' or 'grade'"]),
+    ({"model": "vgg16"}, ["classifiers.0.model", "resnet18"]),
+    ({"modes": []}, ["classifiers.0.modes", "at least 1"]),
+    ({"modes": ["dual-bn", "dual-bn"]}, ["classifiers.0.modes", "'dual-bn' is given twice"]),
+    ({"eval_eps": [0, -0.01]}, ["classifiers.0.eval_eps", ">= 0"]),
+    ({"saliency": "lime"}, ["classifiers.0.saliency", "gradcam"]),
+    ({"preset": "huge"}, ["classifiers.0.preset", "tiny"]),
+    ({"train_sets": ["fake"]}, ["classifiers.0.train_sets.0", "synthetic+real"]),
+    ({"seeds": []}, ["classifiers.0.seeds", "at least 1"]),
+    ({"model_overrides": {"mode": "adversarial"}}, ["classifiers.0.model_overrides", "mode is not an override"]),
+    ({"colour": "red"}, ["classifiers.0.colour", "Extra inputs"]),
+])
+def test_classifier_errors_name_the_field(fields: dict, words: list[str]) -> None:
+    with pytest.raises(SynthmedError) as info:
+        build_spec(_classifier(**fields), "study.yaml")
+    message = str(info.value)
+    assert message.startswith("study.yaml: ") and all(w in message for w in words), message
+
+
+def test_classifier_train_sets_and_3d_phantom_without_tumour_free_cases_are_refused() -> None:
+    with pytest.raises(SynthmedError, match=r"classifiers\.0\.train_sets: synthetic .* need at least one generator"):
+        build_spec({**BASE, "generators": [], "train_sets": ["real"], "classifiers": [{"train_sets": ["synthetic"]}]})
+    volumes = {"phantom": {"cases": 3, "shape": [32, 48, 48]}, "size": 16, "dims": 3}
+    with pytest.raises(SynthmedError, match=r"classifiers\.0\.task grade cannot be learnt from dataset phantom: "
+                                            r"its 3D phantom volumes all hold a tumour .*tumour_free_fraction > 0"):
+        build_spec({**BASE, "data": volumes, "classifiers": [{"task": "grade"}]})
+    with_negatives = {**volumes, "phantom": {**volumes["phantom"], "tumour_free_fraction": 0.5}}
+    assert build_spec({**BASE, "data": with_negatives, "classifiers": [{"task": "presence"}]}).classifiers
+    slices = {**volumes, "dims": 2}  # 2D slices: the slices without tumour are the negatives
+    assert build_spec({**BASE, "data": slices, "classifiers": [{"task": "presence"}]}).classifiers
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"train_overrides": {"lrr": 1e-3}}, ["classifiers.0.train_overrides.lrr: Extra inputs are not permitted"]),
+    ({"model_overrides": {"width": 0}}, ["classifiers.0.model_overrides.width: Input should be greater than 0"]),
+    ({"train_overrides": {"norm": "l1"}}, ["classifiers.0.train_overrides.norm", "'linf' or 'l2'"]),
+])
+def test_bad_classifier_overrides_are_refused_with_their_yaml_path(tmp_path, fields, words) -> None:
+    import yaml
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(_classifier(**fields)))
+    with pytest.raises(SynthmedError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and all(w in message for w in words), message
+    assert build_spec(_classifier(train_overrides={"norm": "l2", "batch": 4}, model_overrides={"width": 0.25}))
+
+
+def test_a_spec_with_classifiers_but_no_overrides_validates_without_loading_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from synthmed.study import build_spec; build_spec({'data': {'phantom': {'cases': 3}}, "
+            "'train_sets': ['real'], 'classifiers': [{'task': 'regions', 'modes': ['adversarial']}]}); "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -25,9 +25,11 @@ from typing import Any
 
 import torch
 
-from synthmed.classify.config import MODES, PRESETS, ClassifierModelConfig, ClassifierTrainConfig
-from synthmed.classify.networks import NETWORKS, classifier_for
-from synthmed.classify.targets import TASKS, label_names
+from synthmed.classify.config import PRESETS, ClassifierModelConfig, ClassifierTrainConfig
+from synthmed.classify.names import MODES, NETWORKS, TASKS
+from synthmed.classify.networks import classifier_for
+from synthmed.classify.samples import check_learnable
+from synthmed.classify.targets import label_names
 from synthmed.classify.task import ClassificationTask
 from synthmed.config import build_config
 from synthmed.data.store import Store
@@ -130,6 +132,7 @@ def train_classifier(
     if resume and (out / RUN_JSON).is_file():
         seed = int(read_run(out).get("seed", seed))  # a resumed run keeps its seed, hence its split
     data = build_training_set(stores, seed=seed, val_fraction=tc.val_fraction, subject_fraction=subject_fraction)
+    check_learnable(data.train.parts, task)
     fab = make_fabric(fabric)
     training = dict(tc.model_dump(mode="json"), preset=preset, weights=None if weights is None else str(weights))
     run = open_training_run(out, fab, kind=KIND, model=config.model_dump(mode="json"), training=training,

@@ -12,19 +12,14 @@ shares of ``steps``), so a resumed run needs no scheduler state.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
 from synthmed.classify.attacks import AttackSpec
+from synthmed.classify.names import MODES, ModeName, NetworkName, NormName, Stem, TaskName
 from synthmed.config import Config, LoopConfig
 
-NetworkName = Literal["resnet18", "resnet50", "densenet121"]
-Stem = Literal["standard", "compact"]
-TaskName = Literal["presence", "regions", "grade"]
-ModeName = Literal["standard", "adversarial", "dual-bn"]
-NormName = Literal["linf", "l2"]
-MODES: tuple[str, ...] = ("standard", "adversarial", "dual-bn")
+__all__ = ["MODES", "PRESETS", "ClassifierModelConfig", "ClassifierPreset", "ClassifierTrainConfig", "ModeName",
+           "NetworkName", "NormName", "Stem", "TaskName"]
 
 
 class ClassifierModelConfig(Config):

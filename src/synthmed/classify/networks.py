@@ -24,22 +24,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import get_args
 
 from monai.networks.nets import DenseNet121, ResNet, resnet18, resnet50
 from monai.networks.nets.densenet import DenseNet
 from torch import nn
 
-from synthmed.classify.config import ClassifierModelConfig, NetworkName, Stem
+from synthmed.classify.config import ClassifierModelConfig
 from synthmed.classify.dual_bn import ROUTES, to_dual_bn
+from synthmed.classify.names import NETWORKS, STEMS
 from synthmed.errors import SynthmedError
 from synthmed.training.checkpoint import CorruptCheckpointError, load_weights
 from synthmed.training.fabric import unwrap
 
-#: The classifier networks (``--model``).
-NETWORKS: tuple[NetworkName, ...] = get_args(NetworkName)
-#: The stems (``--stem``).
-STEMS: tuple[Stem, ...] = get_args(Stem)
 #: The smallest ``width``: it leaves the 64-channel stem 1 channel.
 MIN_WIDTH = 1 / 64
 

@@ -35,12 +35,11 @@ import torch
 from torch import nn
 
 from synthmed.classify.modes import eval_mode
+from synthmed.classify.names import METHODS
 from synthmed.training.seeding import derive_seed
 
 __all__ = ["METHODS", "clip_for_display", "saliency_maps"]
 
-#: the attribution methods of :func:`saliency_maps`.
-METHODS = ("gradient", "smoothgrad", "integrated-gradients", "gradcam")
 
 
 @contextmanager

@@ -1,13 +1,61 @@
-"""A store's test samples as a classifier run sees them: checked against its network, read, predicted."""
+"""A store's samples as a classifier sees them: training samples checked for both classes of every
+output; test samples checked against a run's network, read, predicted."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from synthmed.classify.config import ClassifierModelConfig
-from synthmed.data.store import Store
+from synthmed.classify.targets import label_names, targets_from_labels
+from synthmed.data.store import Store, StoreDataset
 from synthmed.errors import SynthmedError
+
+
+def check_learnable(parts: Sequence[StoreDataset], task: str) -> None:
+    """Refuse a training set in which some output of ``task`` has one class only (every sample
+    positive, or none), which the task cannot be learnt from.
+
+    ``parts`` are the training set's per-store datasets (``TrainingSet.train.parts``); only their
+    labels are read, chunk by chunk, stopping as soon as every output has shown both classes.
+
+    Raises:
+        SynthmedError: naming the output, its one value, the stores and what to change.
+    """
+    names = label_names(task)
+    seen = np.zeros((2, len(names)), bool)  # [value, output]
+    n = 0
+    for part in parts:
+        labels = part.store.arrays()[1]
+        chunk = part.store.chunk_samples
+        order = np.argsort(part.indices // chunk, kind="stable")
+        ks, starts = np.unique(part.indices[order] // chunk, return_index=True)
+        for k, members in zip(ks.tolist(), np.split(part.indices[order], starts[1:])):
+            rows = members - k * chunk
+            block = np.asarray(labels[k * chunk : (k + 1) * chunk])[rows]
+            targets = targets_from_labels(torch.from_numpy(block), task).numpy() > 0.5
+            seen[1] |= targets.any(axis=0)
+            seen[0] |= (~targets).any(axis=0)
+            n += len(rows)
+            if seen.all():
+                return
+    output = int(np.flatnonzero(~seen.all(axis=0))[0])
+    value = int(seen[1, output])
+    stores = ", ".join(str(part.store.path) for part in parts)
+    if not value:
+        hint = "no training sample is positive"
+    elif all(part.store.synthetic for part in parts):
+        hint = ("the generator drew no sample where it is 0: train it longer or on data with tumour-free samples, "
+                "or train on real samples too")
+    elif any(part.store.dims == 3 for part in parts):
+        hint = ("every volume holds a tumour when the dataset has no tumour-free cases: train on 2D slices, or add "
+                "tumour-free cases, e.g. the phantom's --tumour-free-fraction")
+    else:
+        hint = "add samples without it, e.g. tumour-free cases (the phantom's --tumour-free-fraction)"
+    raise SynthmedError(f"task {task}: output {names[output]} is {value} for all {n} training samples of {stores}, "
+                        f"so it cannot be learnt ({hint})")
 
 
 def check_fits(store: Store, config: ClassifierModelConfig) -> None:

@@ -44,11 +44,9 @@ from __future__ import annotations
 
 import torch
 
+from synthmed.classify.names import TASKS
 from synthmed.data.case import LABEL_NAMES, REGIONS
 from synthmed.errors import SynthmedError
-
-#: The classification tasks, as ``--task`` takes them.
-TASKS: tuple[str, ...] = ("presence", "regions", "grade")
 
 #: Upper edges (inclusive) of the WT fraction of grades 0, 1, 2; grade 3 lies above the last.
 GRADE_BINS: tuple[float, ...] = (0.0, 0.007, 0.014)

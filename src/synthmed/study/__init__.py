@@ -20,22 +20,22 @@ if TYPE_CHECKING:
     from synthmed.study.executors import make_executor
     from synthmed.study.kinds import KINDS
     from synthmed.study.plan import DONE_JSON, STAGES_DIR, Plan, Stage, make_plan, stage_key
-    from synthmed.study.report import SECTIONS, build_sections, write_report
+    from synthmed.study.report import OPTIONAL_SECTIONS, SECTIONS, build_sections, write_report
     from synthmed.study.results import COLUMNS, gather, write_results
     from synthmed.study.run import DEMO_SPEC, StudyOutcome, run_study
-    from synthmed.study.spec import (DataSpec, ExecutorSpec, GeneratorSpec, PhantomSpec, PretrainingSpec,
-                                     SegmenterSpec, StudySpec, build_spec, load_spec)
+    from synthmed.study.spec import (ClassifierSpec, DataSpec, ExecutorSpec, GeneratorSpec, PhantomSpec,
+                                     PretrainingSpec, SegmenterSpec, StudySpec, build_spec, load_spec)
     from synthmed.study.stage_run import clean_stale, run_stage
 
 #: public name → the submodule defining it.
 _HOMES = {"LocalExecutor": "executor_local", "RayExecutor": "executor_ray", "make_executor": "executors",
           "KINDS": "kinds", "DONE_JSON": "plan", "STAGES_DIR": "plan", "Plan": "plan", "Stage": "plan",
-          "make_plan": "plan", "stage_key": "plan", "SECTIONS": "report", "build_sections": "report",
-          "write_report": "report", "COLUMNS": "results", "gather": "results", "write_results": "results",
-          "DEMO_SPEC": "run", "StudyOutcome": "run", "run_study": "run", "DataSpec": "spec", "ExecutorSpec":
-          "spec", "GeneratorSpec": "spec", "PhantomSpec": "spec", "PretrainingSpec": "spec", "SegmenterSpec":
-          "spec", "StudySpec": "spec", "build_spec": "spec", "load_spec": "spec", "clean_stale": "stage_run",
-          "run_stage": "stage_run"}
+          "make_plan": "plan", "stage_key": "plan", "OPTIONAL_SECTIONS": "report", "SECTIONS": "report",
+          "build_sections": "report", "write_report": "report", "COLUMNS": "results", "gather": "results",
+          "write_results": "results", "DEMO_SPEC": "run", "StudyOutcome": "run", "run_study": "run",
+          "ClassifierSpec": "spec", "DataSpec": "spec", "ExecutorSpec": "spec", "GeneratorSpec": "spec",
+          "PhantomSpec": "spec", "PretrainingSpec": "spec", "SegmenterSpec": "spec", "StudySpec": "spec",
+          "build_spec": "spec", "load_spec": "spec", "clean_stale": "stage_run", "run_stage": "stage_run"}
 
 
 def __getattr__(name: str) -> Any:
@@ -51,8 +51,10 @@ __all__ = [
     "run_study",
     "DONE_JSON",
     "KINDS",
+    "OPTIONAL_SECTIONS",
     "SECTIONS",
     "STAGES_DIR",
+    "ClassifierSpec",
     "DataSpec",
     "ExecutorSpec",
     "GeneratorSpec",

@@ -75,14 +75,17 @@ def write_settings(stages: list[dict], section: Section) -> None:
         if record["kind"] == "encoder":
             rows.append({"dataset": dataset, "stage": "encoder", "name": "domain", "model": "domain encoder",
                          "preset": "—", "steps": fmt(c.get("steps"))})
-        if record["kind"] not in ("fit", "train", "sample"):
+        if record["kind"] not in ("fit", "train", "sample", "classify"):
             continue
         steps = c.get("steps") if record["kind"] == "sample" else (c.get("train_overrides") or {}).get("steps")
         preset = c.get("preset") or "—"
-        name = labels.get("generator") if record["kind"] != "train" else labels.get("segmenter")
+        name = {"train": labels.get("segmenter"), "classify": labels.get("classifier")}.get(record["kind"],
+                                                                                          labels.get("generator"))
         model = c.get("model", "")
         if record["kind"] == "sample":
             model = f"{c.get('n')} samples, {c.get('sampler') or 'default sampler'}"
+        if record["kind"] == "classify":
+            model = f"{model} {c.get('mode')} ({c.get('task')})"
         rows.append({"dataset": dataset, "stage": record["kind"], "name": name or "", "model": model,
                      "preset": preset, "steps": fmt(steps)})
     seeds = sorted({r["labels"]["seed"] for r in stages if r["kind"] == "train" and "seed" in r["labels"]})

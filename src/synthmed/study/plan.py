@@ -6,12 +6,15 @@ depends on them. A stage's artifacts live in ``STUDY/stages/<kind>-<key[:12]>/``
 when that folder exists holding ``done.json`` (written last, the folder renamed into place).
 
 Kinds, in dependency order: ``prepare`` → ``fit`` → ``sample`` → ``fidelity`` /
-``memorization``; ``prepare`` (+ ``sample``) → ``train`` → ``evaluate``. Every ``domain``
+``memorization``; ``prepare`` (+ ``sample``) → ``train`` → ``evaluate``; ``prepare`` (+
+``sample``) → ``classify`` → ``classify_eval``. Every ``domain``
 ``fidelity`` stage of a dataset also takes that dataset's one ``encoder`` stage (the domain
 encoder, keyed by the ``prepare`` stage, its steps and seed), so all generators are scored
 in one feature space however the stages are scheduled. The pre-training
 curve adds ``train`` stages of train set ``pretrained`` whose input is a ``synthetic`` train
-stage (its weights initialise the fine-tuning on real subjects).
+stage (its weights initialise the fine-tuning on real subjects). Segmenters and classifiers
+draw their train sets the same way (:func:`train_set_inputs`): ``real`` from the ``prepare``
+stage, ``synthetic`` and ``synthetic+real`` per generator from its ``sample`` stage too.
 
 Each dataset of the spec gets this whole grid (:func:`_add_dataset`), rooted at its own
 ``prepare`` stage and labelled with its name: datasets share no stage, and a dataset's stages
@@ -31,11 +34,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmed.study.spec import DataSpec, SegmenterSpec, StudySpec
+from synthmed.study.spec import ClassifierSpec, DataSpec, SegmenterSpec, StudySpec
 
 STAGES_DIR = "stages"
 DONE_JSON = "done.json"
@@ -219,6 +223,26 @@ def _add_dataset(plan: Plan, data: DataSpec, out: str | Path | None) -> None:
         for aug in spec.augmentation:
             for seed in spec.seeds:
                 _add_segmentation(plan, prep, samples, seg_label, seg, aug, seed)
+    for clf_label, clf in zip(spec.classifier_labels(), spec.classifiers):
+        _add_classifier(plan, prep, samples, clf_label, clf)
+
+
+def train_set_inputs(train_sets: Sequence[str], prep: Stage, samples: Sequence[tuple[str, Stage]],
+                     real_fractions: Sequence[float | None] = (None,)
+                     ) -> Iterator[tuple[str, tuple[str, ...], str, float | None]]:
+    """``(train set, input keys, generator label, real fraction)`` of each training set of
+    ``train_sets``: ``real`` once (the ``prepare`` stage; fraction 1), ``synthetic`` per generator
+    (its ``sample`` stage too; fraction 0) and ``synthetic+real`` per generator and each of
+    ``real_fractions`` (``None``: all of both stores)."""
+    for train_set in train_sets:
+        if train_set == "real":
+            yield "real", (prep.key,), "", 1.0
+        for gen_label, sample in samples:
+            if train_set == "synthetic":
+                yield "synthetic", (prep.key, sample.key), gen_label, 0.0
+            elif train_set == "synthetic+real":
+                for fraction in real_fractions:
+                    yield "synthetic+real", (prep.key, sample.key), gen_label, fraction
 
 
 def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]], seg_label: str,
@@ -247,15 +271,11 @@ def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]],
         return train
 
     synthetic: dict[str, Stage] = {}
-    for train_set in spec.train_sets:
-        if train_set == "real":
-            add("real", (prep.key,), "", 1.0)
-        for gen_label, sample in samples:
-            if train_set == "synthetic":
-                synthetic[gen_label] = add("synthetic", (prep.key, sample.key), gen_label, 0.0)
-            elif train_set == "synthetic+real":
-                for fraction in list(spec.real_fractions) or [None]:
-                    add("synthetic+real", (prep.key, sample.key), gen_label, fraction)
+    for train_set, inputs, gen_label, fraction in train_set_inputs(spec.train_sets, prep, samples,
+                                                                   list(spec.real_fractions) or [None]):
+        train = add(train_set, inputs, gen_label, fraction)
+        if train_set == "synthetic":
+            synthetic[gen_label] = train
     curve = spec.pretraining
     finetune = dict(train_overrides, **({"steps": curve.finetune_steps} if curve.finetune_steps else {}))
     for fraction in curve.subject_fractions:
@@ -264,3 +284,23 @@ def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]],
             pre = synthetic.get(gen_label) or add("synthetic", (prep.key, sample.key), gen_label, 0.0)
             synthetic[gen_label] = pre
             add("pretrained", (prep.key, pre.key), gen_label, 1.0, fraction, finetune)
+
+
+def _add_classifier(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]], label: str,
+                    clf: ClassifierSpec) -> None:
+    """The ``classify`` + ``classify_eval`` stages of one classifier: every train set (all of both
+    stores for ``synthetic+real``) × seed × mode."""
+    spec = plan.spec
+    common = {"task": clf.task, "model": clf.model, "preset": clf.preset, "model_overrides": clf.model_overrides,
+              "train_overrides": clf.training_overrides()}
+    evaluation = {"split": "test", "eps": clf.eval_eps, "attack_steps": clf.eval_attack_steps, "n_boot": clf.n_boot,
+                  "saliency": clf.saliency, "dilation": clf.dilation, "gallery_samples": clf.gallery_samples}
+    for train_set, inputs, generator, fraction in train_set_inputs(clf.train_sets or spec.train_sets, prep, samples):
+        for seed in clf.seeds or spec.seeds:
+            for mode in clf.modes:
+                labels = {"dataset": prep.labels["dataset"], "classifier": label, "task": clf.task, "mode": mode,
+                          "generator": generator, "train_set": train_set, "seed": seed, "real_fraction": fraction,
+                          "subject_fraction": 1.0}
+                train = plan.add(_stage("classify", dict(common, mode=mode, train_set=train_set, seed=seed), inputs,
+                                        labels))
+                plan.add(_stage("classify_eval", evaluation, (train.key, prep.key), labels))

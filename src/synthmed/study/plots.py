@@ -1,8 +1,8 @@
 """The study report's figures, drawn with matplotlib (Agg) and returned as PNG bytes.
 
-Each function takes the numbers to draw, already computed (by :mod:`.details`), and draws
-nothing else: the Dice curves of the real-fraction sweep and the pre-training curve
-(:func:`curves_png`), memorization histograms (:func:`histogram_png`) and training curves
+Each function takes the numbers to draw, already computed (by :mod:`.details` and
+:mod:`.classifier_section`), and draws nothing else: the Dice curves of the real-fraction sweep
+and the pre-training curve, and the classifiers' AUROC against ε (:func:`curves_png`), memorization histograms (:func:`histogram_png`) and training curves
 (:func:`generator_curves_png`, :func:`segmenter_curves_png`); :func:`rendered` takes the PNG of
 a drawing function that writes a file (the galleries of :mod:`synthmed.data.inspect` and
 :mod:`synthmed.metrics.memorization`).
@@ -29,8 +29,10 @@ def rendered(draw: Callable[[Path], Any]) -> bytes:
         return path.read_bytes()
 
 
-def curves_png(curves: dict[str, dict[str, pd.Series]], xlabel: str, ylabel: str = "Dice") -> bytes:
-    """One panel per region (``curves[region][line] = y indexed by x``), lines with markers."""
+def curves_png(curves: dict[str, dict[str, pd.Series]], xlabel: str, ylabel: str = "Dice",
+               xlim: tuple[float, float] | None = (-0.05, 1.05), ylim: tuple[float, float] | None = None) -> bytes:
+    """One panel per region (``curves[region][line] = y indexed by x``; any panel names), lines with
+    markers; ``xlim`` / ``ylim`` the axes' ranges (``None``: matplotlib's)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3), squeeze=False)
     for ax, (region, lines) in zip(axes[0], curves.items()):
@@ -39,7 +41,10 @@ def curves_png(curves: dict[str, dict[str, pd.Series]], xlabel: str, ylabel: str
         ax.set_title(region)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_xlim(-0.05, 1.05)
+        if xlim is not None:
+            ax.set_xlim(*xlim)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return png_bytes(fig, dpi=90)

@@ -8,8 +8,10 @@ FD rank, memorization — and real beside synthetic samples), then the details: 
 (presets and steps), generation metrics, rank tables, Dice and HD95 per region (mean ± sd
 over seeds), relative Dice (synthetic / matched real-only), Spearman correlation of
 generation-metric ranks with Dice ranks, Dice vs real fraction, the synthetic pre-training
-curve, memorization histograms and closest-pair galleries, sample galleries (masks overlaid)
-and training curves (from each run's TensorBoard scalars) — :mod:`.details`. Images are
+curve, the classifiers (clean and robust AUROC, AUROC against ε, saliency scores and galleries —
+:mod:`.classifier_section`, only in a study with classifier results), memorization histograms
+and closest-pair galleries, sample galleries (masks overlaid) and training curves (from each
+run's TensorBoard scalars) — :mod:`.details`. Images are
 embedded as base64 PNG data URIs in both files (:mod:`.render`): nothing external is referenced.
 
 Everything is grouped by dataset: each table's first column is ``dataset`` (a study of two
@@ -33,6 +35,7 @@ from typing import Any
 from synthmed.atomic import atomic_file
 from synthmed.study import details
 from synthmed.study.analysis import relative_dice_table
+from synthmed.study.classifier_section import write_classifiers
 from synthmed.study.plan import DONE_JSON, STAGES_DIR
 from synthmed.study.records import evaluations, finished_stages
 from synthmed.study.render import render_html, render_markdown
@@ -44,8 +47,8 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 REPORT_CACHE = ".report.json"
 #: the modules (in this folder) whose code the report's fingerprint covers.
-REPORT_CODE = ("report.py", "summary.py", "details.py", "analysis.py", "records.py", "results.py", "plots.py",
-               "render.py", "sections.py")
+REPORT_CODE = ("report.py", "summary.py", "details.py", "classifier_section.py", "analysis.py", "records.py",
+               "results.py", "plots.py", "render.py", "sections.py")
 
 
 #: (id, title) of each section, in order.
@@ -59,15 +62,20 @@ SECTIONS = (
     ("rank-correlation", "Rank correlation of generation metrics with Dice"),
     ("real-fraction", "Dice vs real fraction"),
     ("pretraining", "Synthetic pre-training curve"),
+    ("classifiers", "Classifiers"),
     ("memorization", "Memorization"),
     ("galleries", "Sample galleries"),
     ("training-curves", "Training curves"),
 )
 
+#: sections left out of a report that has nothing to put in them (a study without classifiers).
+OPTIONAL_SECTIONS = ("classifiers",)
+
 
 def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: int = 4
                    ) -> tuple[str, list[Section]]:
-    """The report's title and sections (see :data:`SECTIONS`) from the study folder ``out``."""
+    """The report's title and sections (see :data:`SECTIONS`; the empty :data:`OPTIONAL_SECTIONS` left
+    out) from the study folder ``out``."""
     out = Path(out)
     stages = finished_stages(out)
     results = read_results(out)
@@ -84,10 +92,11 @@ def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: 
     details.write_correlation(results, ranks, sections["rank-correlation"])
     details.write_real_fraction(results, sections["real-fraction"])
     details.write_pretraining(results, sections["pretraining"])
+    write_classifiers(stages, results, sections["classifiers"])
     details.write_memorization(stages, results, sections["memorization"], closest_pairs)
     details.write_galleries(stages, sections["galleries"], gallery_samples)
     details.write_training_curves(stages, sections["training-curves"])
-    return title, list(sections.values())
+    return title, [s for s in sections.values() if s.blocks or s.id not in OPTIONAL_SECTIONS]
 
 
 def report_fingerprint(out: str | Path, **options: Any) -> str:

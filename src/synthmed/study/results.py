@@ -1,7 +1,8 @@
 """The study's one tidy table, gathered from finished stages' ``result.json`` (and read back, :func:`read_results`).
 
-Columns (:data:`COLUMNS`): study, dataset, generator, segmenter, train_set, augmentation, seed,
-real_fraction, subject_fraction, metric, region, value — one row per number. Rows:
+Columns (:data:`COLUMNS`): study, dataset, generator, segmenter, classifier, task, mode, train_set,
+augmentation, seed, real_fraction, subject_fraction, metric, region, value — one row per number.
+Rows:
 
 - ``evaluate``: metric ``dice`` / ``hd95`` / ``hd95_max`` (mean over test cases; ``hd95`` pools
   both directions' surface distances as medpy does, ``hd95_max`` is the larger directed 95th
@@ -13,7 +14,17 @@ real_fraction, subject_fraction, metric, region, value — one row per number. R
 - ``fidelity``: metric ``<features>/<name>`` (e.g. ``domain/fd`` against the real test
   patients, ``domain/fd_train`` against the training patients at the same sample size,
   ``domain/kid_mean``), region empty;
-- ``memorization``: metric ``memorization/<name>`` (max, mean, median, fraction_above, …).
+- ``memorization``: metric ``memorization/<name>`` (max, mean, median, fraction_above, …);
+- ``classify_eval`` (columns classifier, task, mode; segmenter and augmentation empty;
+  real_fraction 1 for ``real``, 0 for ``synthetic``, empty for ``synthetic+real``: all of both
+  stores): region is the task's output (``tumour``; ``NCR``, ``ED``, ``ET``; ``grade>=1`` …) or
+  ``mean``, their macro mean (for ``presence`` equal to ``tumour``); metric ``auroc``,
+  ``accuracy``, ``balanced_accuracy`` on the clean test samples, ``robust_<metric>@<ε>`` on
+  adversarial ones through the clean batch norm (the deployed route; ``@0`` is the clean input)
+  and, for ``dual-bn``, ``robust_adv_bn_<metric>@<ε>`` crafted and classified through the
+  adversarial batch norm (the paper's protocol) (:func:`robust_metric`); and, region the
+  explained output, ``saliency_mass_in_mask``, ``saliency_pointing_game``, ``saliency_auroc``
+  (means over the tumour-bearing test samples; none when the test split has no tumour).
 
 Unfinished stages are left out.
 """
@@ -33,8 +44,12 @@ from synthmed.atomic import atomic_file
 from synthmed.study.plan import Plan
 from synthmed.study.stages import RESULT_JSON
 
-COLUMNS = ("study", "dataset", "generator", "segmenter", "train_set", "augmentation", "seed", "real_fraction",
-           "subject_fraction", "metric", "region", "value")
+COLUMNS = ("study", "dataset", "generator", "segmenter", "classifier", "task", "mode", "train_set", "augmentation",
+           "seed", "real_fraction", "subject_fraction", "metric", "region", "value")
+#: the metric-name prefix of each robust route (``clean``: the deployed one).
+ROUTE_PREFIX = {"clean": "robust_", "adversarial": "robust_adv_bn_"}
+#: the metric-name prefix of the saliency scores.
+SALIENCY_PREFIX = "saliency_"
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 
@@ -53,16 +68,48 @@ def _numbers(values: dict[str, Any], prefix: str) -> list[tuple[str, float]]:
     return out
 
 
+def robust_metric(metric: str, eps: float, route: str = "clean") -> str:
+    """The results' name of ``metric`` under attack at ``eps`` through ``route``: ``robust_auroc@0.005``
+    (the clean BN), ``robust_adv_bn_auroc@0.005`` (the adversarial BN)."""
+    return f"{ROUTE_PREFIX[route]}{metric}@{eps:g}"
+
+
+def robust_eps(metric: str) -> float | None:
+    """The ε of a :func:`robust_metric` name (``None`` for any other metric)."""
+    if not metric.startswith(tuple(ROUTE_PREFIX.values())) or "@" not in metric:
+        return None
+    return float(metric.rsplit("@", 1)[1])
+
+
+def classifier_rows(result: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """``(metric, region, value)`` of a ``classify_eval`` stage's result (see the module docstring)."""
+    labels = [*result["labels"], "mean"]
+    first = result["clean"][result["labels"][0]]
+    metrics = [m for m in first if f"{m}_ci" in first]  # auroc, accuracy, balanced_accuracy: those with an interval
+    rows = [(m, label, result["clean"][label][m]) for label in labels for m in metrics]
+    for route, points in result["robust"]["routes"].items():
+        rows += [(robust_metric(m, point["eps"], route), label, point["metrics"][label][m])
+                 for point in points for label in labels for m in metrics]
+    saliency = result.get("saliency")
+    for entry in (saliency or {}).get("runs", []):  # the scores are the entries with an interval beside them
+        rows += [(f"{SALIENCY_PREFIX}{score}", saliency["target"], entry[score])
+                 for score in entry if f"{score}_ci" in entry]
+    return rows
+
+
 def gather(plan: Plan, out: str | Path) -> pd.DataFrame:
     """The results of ``plan``'s finished stages in ``out`` as a DataFrame with :data:`COLUMNS`."""
     rows: list[dict[str, Any]] = []
     for stage in plan.stages.values():
-        if stage.kind not in ("evaluate", "fidelity", "memorization") or not plan.is_done(out, stage):
+        if stage.kind not in ("evaluate", "fidelity", "memorization", "classify_eval") or not plan.is_done(out, stage):
             continue
         result = json.loads((plan.folder(out, stage) / RESULT_JSON).read_text())
         base = {c: None for c in COLUMNS}
         base.update(study=plan.spec.name, **{k: v for k, v in stage.labels.items() if k in COLUMNS})
-        if stage.kind == "evaluate":
+        if stage.kind == "classify_eval":
+            rows += [{**base, "metric": metric, "region": region, "value": value}
+                     for metric, region, value in classifier_rows(result)]
+        elif stage.kind == "evaluate":
             for stat, suffix in (("mean", ""), ("sd", "_sd")):
                 for region, metrics in (result.get(stat) or {}).items():
                     for metric, value in metrics.items():

@@ -1,7 +1,7 @@
 """The study file: one YAML naming the whole grid (datasets × generators × segmenters × train
-sets × augmentation × seeds × real fractions), validated into :class:`StudySpec`. The data come
-as one ``data`` section or a ``datasets`` list of them (each named); the grid is repeated per
-dataset.
+sets × augmentation × seeds × real fractions, and optionally classifiers: tasks × modes × train
+sets × seeds), validated into :class:`StudySpec`. The data come as one ``data`` section or a
+``datasets`` list of them (each named); the grid is repeated per dataset.
 
 Every invalid value becomes one :class:`~synthmed.errors.SynthmedError` naming the field
 (``generators.0.name``) and the allowed values.
@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from synthmed.classify.names import ModeName, NetworkName, SaliencyMethod, TaskName
 from synthmed.config import Config, LayoutName, PhantomShape, build_config
 from synthmed.errors import SynthmedError
 from synthmed.study.executor_registry import executor_names
@@ -93,13 +94,72 @@ class SegmenterSpec(Config):
     train_overrides: dict[str, Any] = Field(default_factory=dict)
 
 
+class ClassifierSpec(Config):
+    """One classifier of the grid (Han et al. 2020; :mod:`synthmed.classify`): a task and a network,
+    trained in each of ``modes`` on each of ``train_sets`` with each of ``seeds``, then scored on
+    the real test patients clean and under attack at each ``eval_eps``, and by ``saliency``
+    against the tumour masks."""
+
+    task: TaskName = Field("presence", description="presence, regions (NCR/ED/ET) or grade (ordinal WT burden)")
+    model: NetworkName = Field("resnet18", description="resnet18, resnet50 or densenet121")
+    label: str | None = Field(None, description="its name in the results (default: '<task>-<model>', made unique)")
+    modes: list[ModeName] = Field(default_factory=lambda: ["standard", "dual-bn"], min_length=1,
+                                  description="training modes: standard, adversarial, dual-bn")
+    preset: Preset = "tiny"
+    steps: int | None = Field(None, ge=1, description="training steps (default: the preset's)")
+    eps: float | None = Field(None, ge=0, description="training attack radius (default: the preset's, 0.005)")
+    train_sets: list[TrainSet] | None = Field(None, min_length=1, description="default: the study's train_sets")
+    seeds: list[int] | None = Field(None, min_length=1, description="default: the study's seeds")
+    eval_eps: list[float] = Field(default_factory=lambda: [0.0, 0.005], min_length=1,
+                                  description="attack radii of the robust evaluation, in the training norm's units")
+    eval_attack_steps: int = Field(10, ge=1, description="PGD steps of the evaluation attack (step eps / 2)")
+    saliency: SaliencyMethod | None = Field("gradient", description="saliency method scored against the tumour "
+                                            "masks (gradient, smoothgrad, integrated-gradients, gradcam; null: none)")
+    dilation: int = Field(1, ge=0, description="voxels the WT mask is dilated by for the saliency scores")
+    gallery_samples: int = Field(4, ge=1, description="test subjects in each run's saliency gallery")
+    n_boot: int = Field(1000, ge=1, description="subject-bootstrap resamples of the intervals")
+    model_overrides: dict[str, Any] = Field(default_factory=dict, description="model config values (e.g. width)")
+    train_overrides: dict[str, Any] = Field(default_factory=dict, description="training config values")
+
+    @field_validator("modes")
+    @classmethod
+    def _distinct_modes(cls, modes: list[str]) -> list[str]:
+        for i, mode in enumerate(modes):
+            if mode in modes[:i]:
+                raise ValueError(f"mode {mode!r} is given twice")
+        return modes
+
+    @field_validator("model_overrides")
+    @classmethod
+    def _own_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for key in ("task", "network", "mode", "num_outputs", "spatial_dims", "in_channels", "image_shape"):
+            if key in values:
+                raise ValueError(f"{key} is not an override: it comes from the classifier's task, model and modes "
+                                 "or from the store")
+        return values
+
+    @field_validator("eval_eps")
+    @classmethod
+    def _sweep(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 <= v < float("inf") for v in values):
+            raise ValueError("every eval_eps must be a finite value >= 0")
+        return sorted(set(values))
+
+    def training_overrides(self) -> dict[str, Any]:
+        """``train_overrides`` with ``steps`` and ``eps`` when given."""
+        values = dict(self.train_overrides)
+        values.update({k: v for k, v in (("steps", self.steps), ("eps", self.eps)) if v is not None})
+        return values
+
+
 class ExecutorSpec(Config):
     """How stages run: ``local`` (this machine: one at a time, or ``workers`` processes) or
     ``ray`` (each stage a Ray task on a cluster whose nodes share the study folder).
 
     ``resources`` maps a stage kind (``prepare``, ``encoder``, ``fit``, ``sample``, ``fidelity``,
-    ``memorization``, ``train``, ``evaluate``) to the ``cpus`` / ``gpus`` its Ray task declares,
-    e.g. ``{fit: {cpus: 4, gpus: 1}}``; kinds not named keep the defaults.
+    ``memorization``, ``train``, ``evaluate``, ``classify``, ``classify_eval``) to the ``cpus`` /
+    ``gpus`` its Ray task declares, e.g. ``{fit: {cpus: 4, gpus: 1}}``; kinds not named keep the
+    defaults.
     """
 
     kind: str = Field("local", description="local (this machine) or ray (a Ray cluster): an executor registered "
@@ -174,6 +234,8 @@ class StudySpec(Config):
     train_sets: list[TrainSet] = Field(default_factory=lambda: ["real", "synthetic"])
     augmentation: list[bool] = Field(default_factory=lambda: [True])
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    classifiers: list[ClassifierSpec] = Field(default_factory=list,
+                                              description="classifiers trained on the train sets (none by default)")
     real_fractions: list[float | None] = Field(
         default_factory=list, description="proportion sweep for synthetic+real: the share of real samples in a fixed "
         "budget; null (or an empty list): all of both stores")
@@ -218,6 +280,15 @@ class StudySpec(Config):
         for kind in self.fidelity:
             if kind != "domain" and kind not in self.fidelity_weights:
                 raise ValueError(f"fidelity {kind} needs fidelity_weights.{kind}: a weights path")
+        for i, clf in enumerate(self.classifiers):
+            if clf.train_sets is not None and any(t != "real" for t in clf.train_sets) and not self.generators:
+                raise ValueError(f"classifiers.{i}.train_sets: synthetic and synthetic+real need at least one generator")
+            for data in self.data_sections():
+                if data.dims == 3 and data.phantom is not None and data.phantom.tumour_free_fraction == 0:
+                    raise ValueError(
+                        f"classifiers.{i}.task {clf.task} cannot be learnt from dataset {data.label}: its 3D phantom "
+                        "volumes all hold a tumour (tumour_free_fraction 0), so no sample is tumour-free; set "
+                        "phantom.tumour_free_fraction > 0, or dims 2 (slices without tumour)")
         return self
 
     def data_sections(self) -> list[DataSpec]:
@@ -230,6 +301,9 @@ class StudySpec(Config):
     def segmenter_labels(self) -> list[str]:
         return _unique([s.label or s.name for s in self.segmenters])
 
+    def classifier_labels(self) -> list[str]:
+        return _unique([c.label or f"{c.task}-{c.model}" for c in self.classifiers])
+
 
 def _unique(labels: list[str]) -> list[str]:
     seen: dict[str, int] = {}
@@ -241,7 +315,7 @@ def _unique(labels: list[str]) -> list[str]:
 
 
 def check_overrides(spec: StudySpec, source: str = "study") -> None:
-    """Validate every generator's and segmenter's ``model_overrides`` and ``train_overrides``
+    """Validate every generator's, segmenter's and classifier's ``model_overrides`` and ``train_overrides``
     against its preset's configs now, before any stage runs (``None`` values keep the preset's).
 
     Raises:
@@ -252,6 +326,7 @@ def check_overrides(spec: StudySpec, source: str = "study") -> None:
     checks: list[tuple[str, type, Any, dict[str, Any]]] = []
     generators = [(i, gen) for i, gen in enumerate(spec.generators) if gen.model_overrides or gen.train_overrides]
     segmenters = [(i, seg) for i, seg in enumerate(spec.segmenters) if seg.model_overrides or seg.train_overrides]
+    classifiers = [(i, clf) for i, clf in enumerate(spec.classifiers) if clf.model_overrides or clf.train_overrides]
     if generators:
         from synthmed.generators.registry import generator_class
     for i, gen in generators:
@@ -266,6 +341,13 @@ def check_overrides(spec: StudySpec, source: str = "study") -> None:
         checks += [(f"segmenters.{i}.model_overrides.", SegmentModelConfig, getattr(preset, seg.name),
                     seg.model_overrides),
                    (f"segmenters.{i}.train_overrides.", SegmentTrainConfig, preset.train, seg.train_overrides)]
+    if classifiers:
+        from synthmed.classify.config import PRESETS as CLASSIFIER_PRESETS
+        from synthmed.classify.config import ClassifierModelConfig, ClassifierTrainConfig
+    for i, clf in classifiers:
+        preset = CLASSIFIER_PRESETS[clf.preset]
+        checks += [(f"classifiers.{i}.model_overrides.", ClassifierModelConfig, preset.model, clf.model_overrides),
+                   (f"classifiers.{i}.train_overrides.", ClassifierTrainConfig, preset.train, clf.train_overrides)]
     for prefix, model, base, overrides in checks:
         if overrides:
             values = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}

@@ -3,8 +3,10 @@
 A stage function gets the stage, the spec, the finished folders of its inputs (by kind) and
 a temporary folder ``tmp`` to fill; the executor renames ``tmp`` into place when it returns.
 Outputs: ``prepare`` → ``store/``; ``encoder`` → ``encoder/`` (the domain encoder's run);
-``fit`` → ``run/``; ``sample`` → ``store/``; ``train`` → ``run/``; ``fidelity``,
-``memorization``, ``evaluate`` → ``result.json``.
+``fit`` → ``run/``; ``sample`` → ``store/``; ``train`` and ``classify`` → ``run/``; ``fidelity``,
+``memorization``, ``evaluate`` → ``result.json``; ``classify_eval`` → ``result.json`` (clean and
+robust metrics, and the saliency scores), ``eps.png`` (AUROC against ε) and ``saliency.png``
+(the saliency gallery).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from synthmed.study.plan import Stage
 from synthmed.study.spec import DataSpec, StudySpec
 
 RESULT_JSON = "result.json"
+#: the saliency gallery of a ``classify_eval`` stage.
+SALIENCY_PNG = "saliency.png"
 
 StageFn = Callable[[Stage, StudySpec, dict[str, Path], Path, bool], None]
 
@@ -101,14 +105,22 @@ def run_memorization(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp
     _write_json(tmp / RESULT_JSON, result.summary())
 
 
+def train_stores(train_set: str, inputs: dict[str, Path]) -> list[Path]:
+    """The stores a ``train`` or ``classify`` stage trains on: ``real`` and ``pretrained`` (fine-tuned)
+    the ``prepare`` stage's, ``synthetic`` the ``sample`` stage's, ``synthetic+real`` both."""
+    real = inputs["prepare"] / "store"
+    if train_set in ("real", "pretrained"):
+        return [real]
+    synthetic = inputs["sample"] / "store"
+    return [synthetic] if train_set == "synthetic" else [real, synthetic]
+
+
 def run_train(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
     from synthmed.segmentation import train_segmenter
     from synthmed.training.fabric import FabricOptions
 
     c = stage.config
-    real = inputs["prepare"] / "store"
-    stores = {"real": [real], "pretrained": [real], "synthetic": [inputs.get("sample", real) / "store"],
-              "synthetic+real": [real, inputs.get("sample", real) / "store"]}[c["train_set"]]
+    stores = train_stores(c["train_set"], inputs)
     pretrain = inputs["train"] / "run" if c["train_set"] == "pretrained" else None
     train_segmenter(tmp / "run", stores, model=c["model"], preset=c["preset"], real_fraction=c["real_fraction"],
                     subject_fraction=c.get("subject_fraction", 1.0), pretrain=pretrain,
@@ -123,6 +135,47 @@ def run_evaluate(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pa
     _write_json(tmp / RESULT_JSON, result)
 
 
+def run_classify(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    from synthmed.classify.api import train_classifier
+    from synthmed.training.fabric import FabricOptions
+
+    c = stage.config
+    train_classifier(tmp / "run", train_stores(c["train_set"], inputs), task=c["task"], model=c["model"],
+                     mode=c["mode"], preset=c["preset"], model_overrides=c["model_overrides"],
+                     train_overrides=c["train_overrides"], seed=c["seed"], fabric=FabricOptions(device=spec.device),
+                     progress=progress)
+
+
+def run_classify_eval(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    """Clean and robust metrics over the ε sweep, in the norm the run was trained with (both BN
+    routes for ``dual-bn``), then the saliency scores and gallery on the tumour-bearing test
+    samples; without any, ``saliency`` is ``None`` and ``saliency_skipped`` says why."""
+    from synthmed.classify.interpret import explain
+    from synthmed.classify.robustness import eps_figure, evaluate_classifier
+    from synthmed.training.run import read_run
+
+    c = stage.config
+    run, store = inputs["classify"] / "run", inputs["prepare"] / "store"
+    info = read_run(run)  # the attacks and bootstrap are seeded by the run's seed
+    result = evaluate_classifier(run, store, eps_sweep=c["eps"], norm=info["training"]["norm"],
+                                 attack_steps=c["attack_steps"], n_boot=c["n_boot"], seed=info["seed"],
+                                 device=spec.device, write=False, progress=progress)
+    eps_figure(result, tmp / "eps.png")
+    result["saliency"], result["saliency_skipped"] = None, None
+    if c["saliency"] is not None:
+        # every task's outputs are all 0 exactly on tumour-free samples
+        if not any(result["clean"][name]["positives"] > 0 for name in result["labels"]):
+            result["saliency_skipped"] = "no test sample has a tumour: saliency is scored against the tumour mask"
+        else:
+            saliency = explain([run], store, method=c["saliency"], dilation=c["dilation"],
+                               gallery_samples=c["gallery_samples"], n_boot=c["n_boot"],
+                               seed=info["seed"], out=tmp / "saliency", device=spec.device,
+                               progress=progress)
+            (tmp / "saliency.json").unlink()  # the same result is in result.json
+            result["saliency"] = dict(saliency, gallery=SALIENCY_PNG)
+    _write_json(tmp / RESULT_JSON, result)
+
+
 STAGE_FUNCTIONS: dict[str, StageFn] = {
     "prepare": run_prepare,
     "encoder": run_encoder,
@@ -132,4 +185,6 @@ STAGE_FUNCTIONS: dict[str, StageFn] = {
     "memorization": run_memorization,
     "train": run_train,
     "evaluate": run_evaluate,
+    "classify": run_classify,
+    "classify_eval": run_classify_eval,
 }
