@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -147,7 +146,7 @@ def test_undefined_resamples_are_skipped_or_give_nan():
     assert all(math.isnan(v) for v in bootstrap_ci([], [], [], auroc))
 
 
-def test_multi_label_statistic_and_speed():
+def test_multi_label_statistic():
     rng = np.random.default_rng(0)
     probs = rng.uniform(0, 1, (1000, 3))
     targets = (rng.uniform(0, 1, (1000, 3)) < probs).astype(int)
@@ -156,10 +155,7 @@ def test_multi_label_statistic_and_speed():
     def mean_auroc(p, t):
         return classification_metrics(p, t, ["a", "b", "c"])["mean"]["auroc"]
 
-    start = time.perf_counter()
     lo, hi = bootstrap_ci(probs[:, 0], targets[:, 0], subjects, auroc, n_boot=1000)
-    seconds = time.perf_counter() - start
     assert lo < auroc(probs[:, 0], targets[:, 0]) < hi
-    assert seconds < 3.0  # about 0.25 s measured; loose for a shared machine
     lo, hi = bootstrap_ci(probs, targets, subjects, mean_auroc, n_boot=50)
     assert lo < mean_auroc(probs, targets) < hi
