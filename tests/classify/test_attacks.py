@@ -254,3 +254,25 @@ def test_volumes(norm):
     rand = pgd(model, images, targets, AttackSpec(eps=eps, alpha=eps / 4, steps=2, norm=norm),
                generator=make_generator(0))
     assert (norms(rand - images, norm) <= eps * (1 + 1e-5)).all()
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_training_attack_splits_over_ranks_like_one_process(norm):
+    """The training attack of K processes with batch B is one process's with batch K·B: each rank's
+    random start is its rows of one world-size-invariant draw (two ranks never share a start)."""
+    from synthmed.classify.config import ClassifierModelConfig, ClassifierTrainConfig
+    from synthmed.classify.task import ClassificationTask
+    from synthmed.training.seeding import StepRandom
+
+    eps = 0.05 if norm == "linf" else 0.5
+    task = ClassificationTask(ClassifierModelConfig(mode="adversarial"),
+                              ClassifierTrainConfig(eps=eps, alpha=eps / 4, attack_steps=3, norm=norm), seed=0)
+    task.model = conv(k=1)
+    images, targets = batch(b=8, k=1)
+    whole = task.adversarial_examples(images, targets, StepRandom(0, 5))
+    halves = [task.adversarial_examples(images[r * 4:(r + 1) * 4], targets[r * 4:(r + 1) * 4],
+                                        StepRandom(0, 5, rank=r, world_size=2)) for r in (0, 1)]
+    assert torch.allclose(torch.cat(halves), whole, atol=1e-6)
+    starts = [task.adversarial_examples(images[:4], targets[:4], StepRandom(0, 5, rank=r, world_size=2))
+              for r in (0, 1)]
+    assert not torch.allclose(starts[0], starts[1])

@@ -12,7 +12,8 @@ each sample, and return images clamped to [0, 1].
   (Gaussian direction, radius ε·U^{1/d}, d = C·∏spatial), steps ``alpha·g/‖g‖₂`` per sample
   (no step where ‖g‖ = 0), projection ``δ·min(1, ε/‖δ‖₂)``. Every step is projected *then*
   clamped to [0, 1]; clamping is a projection onto a convex set that contains the clean image,
-  so it never leaves the ball. The only randomness is the caller's ``generator``.
+  so it never leaves the ball. The only randomness is the caller's ``generator`` (a
+  ``torch.Generator`` or :class:`Draws`).
 * :func:`library_pgd` / :func:`library_pgd_per_label` (evaluation): the same attack run by the
   adversarial-robustness-toolbox (ART), an independent implementation.
 
@@ -46,10 +47,10 @@ for K independent labels. What would remain (APGD-CE alone) is not AutoAttack.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -122,19 +123,41 @@ def _l2_norms(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x.flatten(1), dim=1).reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def _random_start(images: torch.Tensor, spec: AttackSpec, generator: torch.Generator) -> torch.Tensor:
-    """A uniform draw δ in the ε-ball of each sample (drawn on the generator's device)."""
-    shape, device = images.shape, generator.device
+class Draws(Protocol):
+    """A source of random tensors, ``shape[0]`` the batch: ``rand`` uniform in [0, 1), ``randn``
+    standard normal. A :class:`~synthmed.training.seeding.StepRandom` is one (each rank gets its
+    rows of one world-size-invariant draw); :class:`GeneratorDraws` wraps a ``torch.Generator``."""
+
+    def rand(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor: ...
+
+    def randn(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor: ...
+
+
+class GeneratorDraws:
+    """:class:`Draws` from one ``torch.Generator``, on its device."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def rand(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.rand(tuple(shape), generator=self.generator, device=self.generator.device, dtype=dtype)
+
+    def randn(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.randn(tuple(shape), generator=self.generator, device=self.generator.device, dtype=dtype)
+
+
+def _random_start(images: torch.Tensor, spec: AttackSpec, draws: Draws) -> torch.Tensor:
+    """A uniform draw δ in the ε-ball of each sample (drawn where ``draws`` draws, moved to the images' device)."""
+    shape = images.shape
     if spec.norm == "linf":
-        unit = torch.rand(shape, generator=generator, device=device, dtype=images.dtype)
-        delta = (2 * unit - 1) * spec.eps
+        delta = (2 * draws.rand(shape, images.dtype).to(images.device) - 1) * spec.eps
     else:
-        direction = torch.randn(shape, generator=generator, device=device, dtype=images.dtype)
-        u = torch.rand(shape[0], generator=generator, device=device, dtype=images.dtype)
+        direction = draws.randn(shape, images.dtype).to(images.device)
+        u = draws.rand((shape[0],), images.dtype).to(images.device)
         d = math.prod(shape[1:])
         radius = spec.eps * u.pow(1.0 / d).reshape(-1, *([1] * (len(shape) - 1)))
         delta = direction / _l2_norms(direction).clamp_min(torch.finfo(images.dtype).tiny) * radius
-    return delta.to(images.device)
+    return delta
 
 
 def _project(delta: torch.Tensor, spec: AttackSpec) -> torch.Tensor:
@@ -159,7 +182,7 @@ def pgd(
     targets: torch.Tensor,
     spec: AttackSpec,
     *,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Draws | None = None,
     loss_fn: LossFn | None = None,
 ) -> torch.Tensor:
     """Untargeted PGD: adversarial images ``[B, C, *spatial]`` (detached, in [0, 1]) for ``images``.
@@ -176,8 +199,11 @@ def pgd(
         targets: ``[B, K]`` labels in {0, 1} (any dtype; cast to the loss dtype).
         spec: the attack.
         generator: the only source of randomness, required when ``spec.random_start`` (the
-            global RNG is never touched); the start is drawn on the generator's device, so a
-            CPU generator gives the same start on any device.
+            global RNG is never touched): a ``torch.Generator`` (the start is drawn on its
+            device, so a CPU generator gives the same start on any device) or any
+            :class:`Draws`, e.g. a training step's
+            :class:`~synthmed.training.seeding.StepRandom`, whose ranks draw their rows of one
+            start (K processes with batch B attack like one with batch K·B).
         loss_fn: ``(logits, targets) → scalar`` to maximise instead of :func:`multilabel_bce`.
     """
     _check_batch(images, targets)
@@ -188,7 +214,8 @@ def pgd(
     if spec.random_start:
         if generator is None:
             raise ValueError("pgd with spec.random_start needs a seeded torch.Generator")
-        x_adv = (clean + _random_start(clean, spec, generator)).clamp(0, 1)
+        draws = GeneratorDraws(generator) if isinstance(generator, torch.Generator) else generator
+        x_adv = (clean + _random_start(clean, spec, draws)).clamp(0, 1)
     else:
         x_adv = clean.clone()
     for _ in range(spec.steps):

@@ -10,8 +10,9 @@ Every task is multi-label BCE on logits ``[B, K]`` against targets read from the
 
 Adversarial examples are crafted as in the paper's code: the network in **eval** mode (batch
 norm on running statistics), through the adversarial BN for ``dual-bn``, with the run's
-attack (:attr:`ClassifierTrainConfig.attack`) and the step's own random generator (so resume
-and DDP reproduce them). Crafting runs on the unwrapped module: only input gradients, never a
+attack (:attr:`ClassifierTrainConfig.attack`) and the step's own random numbers, each rank
+drawing its rows of one random start (so resume reproduces them, and K processes with batch B
+attack like one with batch K·B). Crafting runs on the unwrapped module: only input gradients, never a
 parameter's ``.grad`` or a DDP reduction.
 
 Validation (``validate``): the clean BCE (mean over samples and labels, through the clean BN)
@@ -38,7 +39,7 @@ from synthmed.classify.targets import targets_from_labels
 from synthmed.metrics.classification import auroc
 from synthmed.training.fabric import unwrap
 from synthmed.training.loop import StepContext
-from synthmed.training.seeding import INIT_STREAM, derive_seed
+from synthmed.training.seeding import INIT_STREAM, StepRandom, derive_seed
 
 
 class ClassificationTask:
@@ -70,13 +71,13 @@ class ClassificationTask:
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
         return {"adam": self.opt}
 
-    def adversarial_examples(self, images: torch.Tensor, targets: torch.Tensor,
-                             generator: torch.Generator) -> torch.Tensor:
-        """PGD examples of ``images`` (eval mode; through the adversarial BN for ``dual-bn``)."""
+    def adversarial_examples(self, images: torch.Tensor, targets: torch.Tensor, random: StepRandom) -> torch.Tensor:
+        """PGD examples of ``images`` (eval mode; through the adversarial BN for ``dual-bn``), the
+        random start this rank's rows of the step's draw (:class:`~synthmed.classify.attacks.Draws`)."""
         net = unwrap(self.model)
         route = bn_route("adversarial") if self.config.dual_bn else contextlib.nullcontext()
         with eval_mode(net), route:
-            return pgd(net, images, targets, self.train.attack, generator=generator)
+            return pgd(net, images, targets, self.train.attack, generator=random)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], ctx: StepContext) -> Mapping[str, torch.Tensor]:
         images, labels = batch
@@ -85,7 +86,7 @@ class ClassificationTask:
             group["lr"] = self.train.lr_at(ctx.step)
         mode = self.config.mode
         if mode != "standard":
-            adversarial = self.adversarial_examples(images, targets, ctx.random.generator())
+            adversarial = self.adversarial_examples(images, targets, ctx.random)
         self.model.train()
         logs: dict[str, torch.Tensor] = {}
         if mode == "standard":
