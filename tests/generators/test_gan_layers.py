@@ -159,6 +159,37 @@ def test_progressive_fade_in_at_alpha_zero_is_the_lower_resolution():
     assert growth(100, 2, 2) == (2, 1.0) and growth(5, 0, 3) == (3, 1.0)
 
 
+@torch.no_grad()
+def test_explicit_noise_maps_replace_the_drawn_ones_and_change_nothing_else():
+    """Synthesis 1 and 2 take one explicit noise map per noise layer (projection optimises them):
+    the maps a generator would draw, given explicitly, give the drawn output bit for bit; the
+    weights' names are those of a network without the option; a wrong map count or shape is
+    refused; StyleGAN 3 has none."""
+    torch.manual_seed(0)
+    for synthesis, kwargs in ((Synthesis2(16, 5, 2, 64, 16), {}), (Synthesis1(16, 5, 2, 64, 16), {"level": 1})):
+        for module in synthesis.modules():
+            if hasattr(module, "noise") and module.noise is not None:
+                module.noise.weight.data.fill_(0.5)  # trained networks have non-zero noise strengths
+        ws = torch.randn(3, synthesis.num_ws, 16)
+        shapes = synthesis.noise_shapes(**kwargs)
+        drawn = synthesis(ws, generator=torch.Generator().manual_seed(7), **kwargs)
+        gen = torch.Generator().manual_seed(7)
+        maps = [torch.randn((3, 1, *shape), generator=gen) for shape in shapes]  # the draw order: layer order
+        assert torch.equal(synthesis(ws, noise=maps, **kwargs), drawn)
+        assert not torch.equal(synthesis(ws, noise=[m * 2 for m in maps], **kwargs), drawn)
+        assert not any("noise_map" in k for k in synthesis.state_dict())
+        with pytest.raises(ValueError, match="noise maps"):
+            synthesis(ws, noise=maps[:-1], **kwargs)
+        with pytest.raises(ValueError, match="noise map 0"):
+            synthesis(ws, noise=[m[..., :2] for m in maps], **kwargs)
+    assert Synthesis2(16, 5, 2, 64, 16).noise_shapes() == [(4, 4), (8, 8), (8, 8), (16, 16), (16, 16)]
+    assert Synthesis1(16, 5, 2, 64, 16).noise_shapes(level=1) == [(4, 4), (4, 4), (8, 8), (8, 8)]
+    s3 = Synthesis3(16, 5, 16, 4, 2, 128, 16, 1.0)
+    assert s3.noise_shapes() == []
+    with pytest.raises(ValueError, match="expected 0 noise maps"):
+        s3(torch.randn(1, s3.num_ws, 16), noise=[torch.zeros(1, 1, 4, 4)])
+
+
 def _fourier_shift(x: torch.Tensor, dx: float) -> torch.Tensor:
     """Band-limited (periodic) translation of ``[…, H, W]`` by ``dx`` pixels along W."""
     fx = torch.fft.fftfreq(x.shape[-1])

@@ -11,6 +11,7 @@ learns at the same speed under Adam whatever its fan-in.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -155,20 +156,47 @@ def modulated_conv2d_loop(x: torch.Tensor, weight: torch.Tensor, styles: torch.T
 class NoiseInjection(nn.Module):
     """Add per-pixel Gaussian noise scaled by a learned weight (per channel or one scalar).
 
-    ``forward(x, generator)``: noise ``[B, 1, H, W]`` drawn from ``generator`` (so training
-    steps and sampling are reproducible); ``None`` generator → no noise (deterministic).
+    ``forward(x, generator, noise=None)``: an explicit ``noise`` ``[B or 1, 1, H, W]`` is
+    added as given and nothing is drawn (projection optimises per-image noise maps);
+    otherwise noise ``[B, 1, H, W]`` is drawn from ``generator`` (so training steps and
+    sampling are reproducible); ``None`` for both → no noise (deterministic).
     """
 
     def __init__(self, channels: int = 1):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        if noise is not None:
+            return x + noise.to(x.dtype) * self.weight
         if generator is None:
             return x
         b, _, h, w = x.shape
         noise = torch.randn((b, 1, h, w), generator=generator, device=x.device, dtype=x.dtype)
         return x + noise * self.weight
+
+
+def noise_inputs(noise: Sequence[torch.Tensor] | None, shapes: Sequence[tuple[int, int]]) -> list[torch.Tensor | None]:
+    """The explicit noise map of each noise layer of a synthesis network, in layer order.
+
+    Args:
+        noise: ``None`` (every layer draws from its generator, or adds none) or one tensor
+            ``[B or 1, 1, H_i, W_i]`` per layer of ``shapes``.
+        shapes: ``(H_i, W_i)`` of each noise layer (a synthesis network's ``noise_shapes()``).
+
+    Raises:
+        ValueError: a different number of maps, or a map of another shape.
+    """
+    if noise is None:
+        return [None] * len(shapes)
+    noise = list(noise)
+    if len(noise) != len(shapes):
+        raise ValueError(f"expected {len(shapes)} noise maps (one per noise layer), got {len(noise)}")
+    for i, (n, shape) in enumerate(zip(noise, shapes)):
+        if n.ndim != 4 or n.shape[1] != 1 or tuple(n.shape[2:]) != tuple(shape):
+            raise ValueError(f"noise map {i} must be [B or 1, 1, {shape[0]}, {shape[1]}], got {tuple(n.shape)}")
+    return noise
 
 
 class MappingNetwork(nn.Module):

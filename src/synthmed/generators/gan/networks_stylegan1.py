@@ -9,12 +9,15 @@ convolution; higher levels up-sample first with the ``[1, 3, 3, 1]`` filter). St
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from synthmed.generators.gan.config import GANModelConfig
 from synthmed.generators.gan.filters import binomial, upsample2d
-from synthmed.generators.gan.layers import EqualConv2d, EqualLinear, MappingNetwork, NoiseInjection, StyleGenerator, lrelu
+from synthmed.generators.gan.layers import (EqualConv2d, EqualLinear, MappingNetwork, NoiseInjection, StyleGenerator, lrelu,
+                                           noise_inputs)
 from synthmed.generators.gan.networks_progan import ProgressiveDiscriminator, channels_at, upscale
 
 
@@ -43,16 +46,23 @@ class StyleLayer(nn.Module):
         self.adain = AdaIN(w_dim, out_ch)
         self.register_buffer("filter", binomial(4))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise``: an explicit noise map ``[B or 1, 1, H', W']`` instead of one drawn from ``generator``."""
         if self.up:
             x = upsample2d(x, self.filter)
         if self.conv is not None:
             x = self.conv(x)
-        return self.adain(lrelu(self.noise(x, generator) + self.bias), w)
+        return self.adain(lrelu(self.noise(x, generator, noise) + self.bias), w)
 
 
 class Synthesis1(nn.Module):
-    """``ws [B, num_ws, w_dim] → [B, img_channels, 4·2^level, …]`` with ProGAN-style fade-in."""
+    """``ws [B, num_ws, w_dim] → [B, img_channels, 4·2^level, …]`` with ProGAN-style fade-in.
+
+    Every layer has a noise input: ``noise_shapes(level)`` lists the sizes of those the level
+    runs (two per resolution up to it); ``forward(…, noise=[maps])`` uses the given maps
+    instead of drawing them.
+    """
 
     def __init__(self, w_dim: int, img_channels: int, max_level: int, channel_base: int, channel_max: int):
         super().__init__()
@@ -65,15 +75,24 @@ class Synthesis1(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.to_rgb = nn.ModuleList(EqualConv2d(c, img_channels, 1) for c in ch)
 
-    def forward(self, ws: torch.Tensor, *, level: int | None = None, alpha: float = 1.0,
-                generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
+    def noise_shapes(self, level: int | None = None, **_: object) -> list[tuple[int, int]]:
+        """``(H, W)`` of the noise input of each layer run at ``level`` (default: the last), in order."""
         level = self.max_level if level is None else level
+        return [(4 * 2 ** (i // 2),) * 2 for i in range(2 * (level + 1))]
+
+    def forward(self, ws: torch.Tensor, *, level: int | None = None, alpha: float = 1.0,
+                generator: torch.Generator | None = None, noise: Sequence[torch.Tensor] | None = None,
+                **_: object) -> torch.Tensor:
+        """``noise``: one map per :meth:`noise_shapes` entry of ``level``, used instead of drawing
+        from ``generator``."""
+        level = self.max_level if level is None else level
+        maps = noise_inputs(noise, self.noise_shapes(level))
         x = self.const.expand(ws.shape[0], -1, -1, -1)
         prev = x
         for i in range(2 * (level + 1)):
             if i % 2 == 0 and i > 0:
                 prev = x
-            x = self.layers[i](x, ws[:, i], generator)
+            x = self.layers[i](x, ws[:, i], generator, maps[i])
         out = self.to_rgb[level](x)
         if level > 0 and alpha < 1:
             out = torch.lerp(upscale(self.to_rgb[level - 1](prev)), out, alpha)

@@ -11,6 +11,7 @@ plus one for the last ``to_rgb``: ``num_ws = 2·log2(R) - 2``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from synthmed.generators.gan.layers import (
     StyleGenerator,
     lrelu,
     modulated_conv2d,
+    noise_inputs,
 )
 from synthmed.generators.gan.networks_progan import channels_at
 
@@ -50,18 +52,25 @@ class ModulatedConv(nn.Module):
         self.noise = NoiseInjection(1) if activate else None
         self.register_buffer("filter", binomial(4))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise``: an explicit noise map ``[B or 1, 1, H', W']`` instead of one drawn from ``generator``."""
         if self.up:
             x = upsample2d(x, self.filter)
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=self.demodulate, padding=self.padding)
         if not self.activate:
             return x + self.bias
-        return lrelu(self.noise(x, generator) + self.bias)
+        return lrelu(self.noise(x, generator, noise) + self.bias)
 
 
 class Synthesis2(nn.Module):
-    """``ws [B, num_ws, w_dim] → [B, img_channels, R, R]`` (skip generator)."""
+    """``ws [B, num_ws, w_dim] → [B, img_channels, R, R]`` (skip generator).
+
+    Every synthesis convolution has a noise input: ``noise_shapes()`` lists their sizes in
+    order (``4, 8, 8, 16, 16, …``); ``forward(…, noise=[maps])`` uses the given maps instead
+    of drawing them (nothing about training, sampling or the weights changes).
+    """
 
     def __init__(self, w_dim: int, img_channels: int, max_level: int, channel_base: int, channel_max: int):
         super().__init__()
@@ -76,16 +85,24 @@ class Synthesis2(nn.Module):
         self.num_ws = len(convs) + 1
         self.register_buffer("filter", binomial(4))
 
+    def noise_shapes(self, **_: object) -> list[tuple[int, int]]:
+        """``(H, W)`` of each convolution's noise input, in order: ``4`` then two per resolution."""
+        sides = [4] + [4 * 2**lv for lv in range(1, len(self.to_rgb)) for _ in range(2)]
+        return [(s, s) for s in sides]
+
     def forward(self, ws: torch.Tensor, *, generator: torch.Generator | None = None, const: torch.Tensor | None = None,
-                **_: object) -> torch.Tensor:
-        """``const`` replaces the learned ``4×4`` input ``[1 or B, C, 4, 4]`` (equivariance tests)."""
+                noise: Sequence[torch.Tensor] | None = None, **_: object) -> torch.Tensor:
+        """``const`` replaces the learned ``4×4`` input ``[1 or B, C, 4, 4]`` (equivariance tests);
+        ``noise``: one map per :meth:`noise_shapes` entry (``[B or 1, 1, H, W]``), used instead of
+        drawing from ``generator``."""
+        maps = noise_inputs(noise, self.noise_shapes())
         x = (self.const if const is None else const).expand(ws.shape[0], -1, -1, -1)
-        x = self.convs[0](x, ws[:, 0], generator)
+        x = self.convs[0](x, ws[:, 0], generator, maps[0])
         img = self.to_rgb[0](x, ws[:, 1])
         for lv in range(1, len(self.to_rgb)):
             i = 2 * lv - 1
-            x = self.convs[i](x, ws[:, i], generator)
-            x = self.convs[i + 1](x, ws[:, i + 1], generator)
+            x = self.convs[i](x, ws[:, i], generator, maps[i])
+            x = self.convs[i + 1](x, ws[:, i + 1], generator, maps[i + 1])
             img = upsample2d(img, self.filter) + self.to_rgb[lv](x, ws[:, i + 2])
         return img
 

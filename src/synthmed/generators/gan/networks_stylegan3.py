@@ -37,6 +37,7 @@ sampling rate ``s`` and size ``n`` samples the pixel centres ``(i + ½ - n/2) / 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,7 @@ from torch import nn
 
 from synthmed.generators.gan.config import GANModelConfig
 from synthmed.generators.gan.filters import filtered_lrelu, jinc_lowpass, kaiser_lowpass
-from synthmed.generators.gan.layers import EqualLinear, MappingNetwork, StyleGenerator, modulated_conv2d
+from synthmed.generators.gan.layers import EqualLinear, MappingNetwork, StyleGenerator, modulated_conv2d, noise_inputs
 from synthmed.generators.gan.networks_stylegan2 import ResidualDiscriminator
 
 
@@ -219,11 +220,16 @@ class Synthesis3(nn.Module):
                                     for i in range(num_layers + 1))
         self.num_ws, self.output_scale = num_layers + 2, output_scale
 
+    def noise_shapes(self, **_: object) -> list[tuple[int, int]]:
+        """None: StyleGAN 3 has no noise inputs (the same protocol as the other synthesis networks)."""
+        return []
+
     def forward(self, ws: torch.Tensor, *, shift: torch.Tensor | None = None, rotate: torch.Tensor | None = None,
-                update_emas: bool = False, **_: object) -> torch.Tensor:
+                update_emas: bool = False, noise: Sequence[torch.Tensor] | None = None, **_: object) -> torch.Tensor:
         """``shift`` ``[B, 2]`` (output pixels), ``rotate`` ``[B]`` (radians): transform the
         input features (see :class:`FourierInput`). ``update_emas``: move every layer's
-        magnitude EMA (training, once per iteration)."""
+        magnitude EMA (training, once per iteration). ``noise``: ``None`` or empty (no noise inputs)."""
+        noise_inputs(noise, self.noise_shapes())
         x = self.input(ws[:, 0], shift, rotate)
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i + 1], update_emas)
