@@ -2,7 +2,7 @@
 
 One module per family: overlap (Dice, HD95), Fréchet distance, KID, Inception Score,
 precision/recall and density/coverage, all of them at once (:mod:`~synthmed.metrics.fidelity`),
-MS-SSIM diversity, the memorization search (pixel and shift-flip), sample statistics and
+MS-SSIM (per pair, differentiable) and MS-SSIM diversity, the memorization search (pixel and shift-flip), sample statistics and
 scores of saliency maps against tumour masks.
 Nothing here opens a store, trains a network or draws a figure: that is
 :mod:`synthmed.evaluate`; feature extractors are :mod:`synthmed.features`.
@@ -14,6 +14,7 @@ from synthmed.metrics.frechet import FrechetDistance, frechet_distance, relative
 from synthmed.metrics.inception_score import inception_score
 from synthmed.metrics.kid import kernel_inception_distance, mmd2_unbiased
 from synthmed.metrics.memorization import nearest_correlation, nearest_embedding
+from synthmed.metrics.ms_ssim import ms_ssim, ms_ssim_scales, ms_ssim_weights
 from synthmed.metrics.overlap import (
     OVERLAP_METRICS,
     OverlapAccumulator,
@@ -50,7 +51,10 @@ __all__ = [
     "inception_score",
     "kernel_inception_distance",
     "mmd2_unbiased",
+    "ms_ssim",
     "ms_ssim_diversity",
+    "ms_ssim_scales",
+    "ms_ssim_weights",
     "nearest_correlation",
     "nearest_correlation_tolerant",
     "nearest_embedding",
