@@ -15,6 +15,7 @@ from synthmed.features import (
     DomainEncoderConfig,
     encoder_dir,
     extract_features,
+    load_domain_encoder,
     make_extractor,
     orthogonal_planes,
     presence_class,
@@ -36,6 +37,10 @@ def test_domain_encoder_trains_saves_and_is_reused(store2d, tmp_path):
     feats, logits = extract_features(store2d, extractor, indices=store2d.indices("train"), batch_size=3)
     assert feats.shape == (6, 16) and logits.shape == (6, 8) and np.isfinite(feats).all()
     assert encoder_dir(store2d).name == store2d.path.name + "-encoder"
+    alone = load_domain_encoder(run)  # without the store: what the projection's perceptual term loads
+    assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), alone.state_dict().values()))
+    with pytest.raises(SynthmedError, match="not a domain encoder run"):
+        load_domain_encoder(tmp_path)
 
 
 def test_domain_encoder_training_is_a_pure_function_of_its_seed(store2d, tmp_path):

@@ -11,7 +11,7 @@ input.
 
 from synthmed.features.domain_encoder import (DOMAIN_CLASSES, DomainEncoder, DomainEncoderConfig, DomainExtractor,
                                              presence_class)
-from synthmed.features.domain_training import DomainEncoderTask, encoder_dir, train_domain_encoder
+from synthmed.features.domain_training import DomainEncoderTask, encoder_dir, load_domain_encoder, train_domain_encoder
 from synthmed.features.embedding import FeatureExtractor, embed, orthogonal_planes
 from synthmed.features.extract import extract_features, iter_features
 from synthmed.features.pretrained import RADIMAGENET_MEAN_BGR, InceptionExtractor, RadImageNetExtractor
@@ -33,6 +33,7 @@ __all__ = [
     "encoder_dir",
     "extract_features",
     "iter_features",
+    "load_domain_encoder",
     "make_extractor",
     "orthogonal_planes",
     "presence_class",

@@ -100,7 +100,7 @@ def train_domain_encoder(
             ``overwrite``), or the store has no ``train`` split.
     """
     from synthmed.training import FabricOptions, LoopOptions, batch_stream, make_fabric, open_run, train
-    from synthmed.training.checkpoint import latest_checkpoint, load_latest, load_weights
+    from synthmed.training.checkpoint import latest_checkpoint
     from synthmed.training.run import read_run
 
     from synthmed.outputs import guard_output, run_directory
@@ -119,15 +119,9 @@ def train_domain_encoder(
                                 "pass --overwrite to retrain it")
         found = latest_checkpoint(run_dir)
         if found is not None and found[0] >= config.steps:
-
-            def read(folder: Path) -> DomainEncoder:
-                encoder = DomainEncoder(channels, size, config)
-                load_weights(encoder, folder / "model.safetensors")
-                return encoder
-
-            loaded = load_latest(run_dir, read)  # a damaged one: the previous kept one, with a warning
+            loaded = _load_encoder(run_dir, channels, size, config)
             if loaded is not None and loaded[0] >= config.steps:
-                return loaded[2].eval()
+                return loaded[1]
         resume = True
     dataset = store.dataset(split="train")
     fabric = make_fabric(FabricOptions(device=device, precision="32"))  # type: ignore[arg-type]
@@ -141,3 +135,44 @@ def train_domain_encoder(
     train(task, fabric, run, batches, LoopOptions(steps=config.steps, checkpoint_every=max(1, config.steps),
                                                    log_every=10, progress=progress, description="domain encoder"))
     return task.encoder.cpu().eval()
+
+
+def _load_encoder(run_dir: Path, channels: int, size: int, config: DomainEncoderConfig) -> tuple[int, DomainEncoder] | None:
+    """``(step, encoder in eval mode)`` of the run's latest readable checkpoint (a damaged one:
+    the previous kept one, with a warning), or ``None`` without one."""
+    from synthmed.training.checkpoint import load_latest, load_weights
+
+    def read(folder: Path) -> DomainEncoder:
+        encoder = DomainEncoder(channels, size, config)
+        load_weights(encoder, folder / "model.safetensors")
+        return encoder
+
+    loaded = load_latest(run_dir, read)
+    return None if loaded is None else (loaded[0], loaded[2].eval())
+
+
+def load_domain_encoder(run_dir: str | Path) -> DomainEncoder:
+    """The trained domain encoder of an encoder run directory (:func:`train_domain_encoder`'s,
+    e.g. ``<store>-encoder/``), without its store: the architecture from ``run.json``'s ``model``
+    and the store's sample shape from its ``data``.
+
+    Raises:
+        SynthmedError: not a domain-encoder run, or it has no checkpoint yet.
+    """
+    from synthmed.training.run import RUN_JSON, read_run
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_JSON).is_file():
+        raise SynthmedError(f"{run_dir}: not a domain encoder run directory ({RUN_JSON} missing)")
+    info = read_run(run_dir)
+    if info.get("kind") != "domain-encoder":
+        raise SynthmedError(f"{run_dir}: a {info.get('kind')!r} run, not a domain encoder")
+    try:
+        config = DomainEncoderConfig(**info["model"])
+        shape = [int(s) for s in info["data"]["sample_shape"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SynthmedError(f"{run_dir}/{RUN_JSON}: no usable encoder model or data sample_shape ({exc})") from None
+    loaded = _load_encoder(run_dir, shape[0], shape[-1], config)
+    if loaded is None:
+        raise SynthmedError(f"{run_dir}: the domain encoder has no checkpoint yet (train it first)")
+    return loaded[1]

@@ -8,7 +8,7 @@ from typing import Any
 
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
-from synthmed.generators.base import FitOptions
+from synthmed.generators.base import FitOptions, Generator
 from synthmed.generators.registry import generator_class, names
 from synthmed.outputs import NIFTI_EXPORT, PNG_FILE, STORE, guard_output, run_directory
 from synthmed.training.fabric import FabricOptions
@@ -68,29 +68,44 @@ def sample_run(
 ) -> Store:
     """Load the generator of ``run`` and write ``n`` samples to the store ``out`` (see
     :func:`~synthmed.generators.sampling.sample_to_store`)."""
-    from synthmed.generators.sampling import sample_to_store
-    from synthmed.training.run import RUN_JSON, read_run
-
-    from synthmed.generators.sampling import FORMATS, export_path
+    from synthmed.generators.sampling import FORMATS, export_path, sample_to_store
 
     out = guard_output(out, [run], kind=STORE, overwrite=overwrite)
     extra = export_path(out, fmt) if fmt in FORMATS else None
     if extra is not None:
         guard_output(extra, [run], kind=NIFTI_EXPORT if fmt == "nifti" else PNG_FILE, overwrite=overwrite)
-    run = Path(run)
-    kind = read_run(run).get("kind") if (run / RUN_JSON).is_file() else _saved_kind(run)
-    generator = generator_class(kind).load(run, device=device, checkpoint=checkpoint)
+    generator = load_generator(run, device=device, checkpoint=checkpoint)
     return sample_to_store(generator, out, n, seed=seed, batch_size=batch, sampler=sampler, steps=steps, fmt=fmt,
                            overwrite=overwrite, progress=progress, truncation=truncation, force=force)
 
 
-def _saved_kind(path: Path) -> str:
+def generator_kind(path: str | Path) -> str:
+    """The registered name of the generator in a run directory (``run.json``'s ``kind``) or a
+    saved folder (``generator.json``'s ``generator``).
+
+    Raises:
+        SynthmedError: neither file is there.
+    """
     import json
 
     from synthmed.generators.base import GENERATOR_JSON
+    from synthmed.training.run import RUN_JSON, read_run
 
+    path = Path(path)
+    if (path / RUN_JSON).is_file():
+        return str(read_run(path).get("kind"))
     file = path / GENERATOR_JSON
     if not file.is_file():
-        raise SynthmedError(f"{path}: not a generator run directory (run.json missing) or saved generator "
+        raise SynthmedError(f"{path}: not a generator run directory ({RUN_JSON} missing) or saved generator "
                             f"({GENERATOR_JSON} missing)")
     return str(json.loads(file.read_text()).get("generator"))
+
+
+def load_generator(path: str | Path, *, device: str = "auto", checkpoint: str = "last") -> Generator:
+    """The generator of a run directory or saved folder, whatever its family (its
+    :func:`generator_kind`'s class's ``load``: EMA weights of checkpoint ``last`` or ``best``).
+
+    Raises:
+        SynthmedError: not a generator, an unknown kind, or no checkpoint yet.
+    """
+    return generator_class(generator_kind(path)).load(path, device=device, checkpoint=checkpoint)
