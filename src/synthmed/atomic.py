@@ -132,18 +132,35 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        publish_directory(tmp, path, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish_directory(folder: str | Path, path: str | Path, *, overwrite: bool = False) -> None:
+    """Rename the complete ``folder`` to ``path`` (same file system), replacing what is there
+    only with ``overwrite`` (or if it is an empty folder); the previous version goes through an
+    ``-old-`` sibling and is removed after the swap. ``folder`` is left in place on failure.
+
+    :func:`atomic_directory` ends with this; a resumable job that builds its output in a
+    working folder of its own publishes it with it.
+
+    Raises:
+        OutputExistsError: ``path`` exists (and is not an empty folder) without ``overwrite``.
+    """
+    folder, path = Path(folder), Path(path)
     old = None
     try:
         with deferred():  # a signal between the two renames would leave the old version hidden
             if os.path.lexists(path):
                 if not overwrite and not is_empty_dir(path):
-                    shutil.rmtree(tmp, ignore_errors=True)
                     raise OutputExistsError(path)
                 old = _sibling(path, "old")
                 os.replace(path, old)
-            os.replace(tmp, path)
+            os.replace(folder, path)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         reraise_naming(exc, path)
     if old is not None:
         _remove(old)

@@ -1,0 +1,141 @@
+"""Projecting a store's samples into a StyleGAN's latent space: the store → the latent dictionary, resumable by batch.
+
+:func:`project_store` loads the generator (a StyleGAN 1, 2 or 3 run or saved folder), encodes
+the store's samples as the generator was trained to produce them (image channels and mask,
+:class:`~synthmed.data.encoding.JointEncoding` of its ``label_mode``), projects them batch by
+batch in ascending sample order (:func:`~synthmed.progression.projector.project_images`) and
+writes a latent dictionary (:mod:`~synthmed.progression.latents`): each finished batch is
+kept in ``OUT.partial``, a killed projection continues from its next batch with
+``resume=True``, and ``OUT`` appears only when every batch is done. An image's latent depends
+on the seed, its sample index and the settings, not on the batch it is in, so a resumed
+projection gives what an uninterrupted one gives.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthmed.data.store import Store
+from synthmed.errors import SynthmedError
+from synthmed.outputs import check_not_input, guard_output
+from synthmed.progress import progress_bar
+from synthmed.progression.config import ProjectionConfig
+from synthmed.progression.latents import LATENTS, LatentDictionary, LatentWork, n_batches, partial_path, source_rows
+from synthmed.progression.losses import DomainPerceptual
+from synthmed.progression.projector import project_images
+from synthmed.progression.synthesis import StyleSynthesis
+
+
+def _perceptual(encoder: str | Path | None, config: ProjectionConfig, synthesis: StyleSynthesis,
+                device: torch.device) -> DomainPerceptual | None:
+    """The domain perceptual distance when the config weights it."""
+    if config.perceptual == 0:
+        if encoder is not None:
+            warnings.warn("an encoder was given but the perceptual weight is 0: it is not used", stacklevel=3)
+        return None
+    if encoder is None:
+        raise SynthmedError("the perceptual term (perceptual > 0) needs a domain encoder run (--encoder)")
+    from synthmed.features.domain_training import load_domain_encoder
+
+    net = load_domain_encoder(encoder)
+    in_channels = next(m.in_channels for m in net.body.modules() if isinstance(m, torch.nn.Conv2d))
+    channels = synthesis.encoding.n_image_channels
+    if in_channels != channels:
+        raise SynthmedError(f"{encoder}: the domain encoder takes {in_channels} image channels, the generator "
+                            f"makes {channels}")
+    return DomainPerceptual(net, channels).to(device)
+
+
+def check_store(store: Store, synthesis: StyleSynthesis) -> None:
+    """The store's samples must be what the generator makes.
+
+    Raises:
+        SynthmedError: naming both shapes.
+    """
+    r = synthesis.resolution
+    expected = (synthesis.encoding.n_image_channels, r, r)
+    if tuple(store.sample_shape) != expected:
+        raise SynthmedError(f"{store.path}: samples of shape {list(store.sample_shape)}, but the generator "
+                            f"{synthesis.generator.source} makes {list(expected)}")
+
+
+def project_store(store: str | Path | Store, generator: str | Path, out: str | Path, *,
+                  config: ProjectionConfig = ProjectionConfig(), split: str | None = None,
+                  encoder: str | Path | None = None, device: str = "auto", checkpoint: str = "last",
+                  resume: bool = False, overwrite: bool = False, progress: bool = True) -> LatentDictionary:
+    """Project the samples of ``store`` (all, or those of ``split``) with the StyleGAN ``generator``
+    into the latent dictionary ``out`` (the module docstring).
+
+    Args:
+        store: the store (or its path).
+        generator: a StyleGAN run directory or saved generator folder.
+        out: the latent dictionary to write.
+        config: space, schedule, batch, loss weights, seed.
+        split: project only this split's samples.
+        encoder: a domain encoder run directory, for ``config.perceptual > 0``.
+        device, checkpoint: where to run, and which checkpoint of a run to load.
+        resume: continue an unfinished projection into ``out`` (its ``.partial`` folder).
+        overwrite: replace an existing ``out`` (and discard an unfinished projection).
+
+    Returns:
+        The latent dictionary, opened.
+
+    Raises:
+        OutputExistsError: ``out`` exists without ``overwrite`` (checked before any work).
+        SynthmedError: not a StyleGAN; store samples the generator does not make; an
+            unfinished projection without ``resume`` or of other inputs or settings; a
+            perceptual weight without an encoder.
+    """
+    store = store if isinstance(store, Store) else Store.open(store)
+    inputs = [store.path, generator, encoder]
+    out = guard_output(out, inputs, kind=LATENTS, overwrite=overwrite, resume=resume)
+    check_not_input(partial_path(out), inputs)
+    synthesis = StyleSynthesis.load(generator, device=device, checkpoint=checkpoint)
+    check_store(store, synthesis)
+    perceptual = _perceptual(encoder, config, synthesis, synthesis.device)
+    indices = store.indices(split)
+    from synthmed.data.fingerprint import store_hash
+
+    job = {"store": {"path": str(Path(store.path).resolve()), "hash": store_hash(store.path), "split": split,
+                     "n": int(len(indices))},
+           "generator": synthesis.describe(), "encoder": None if encoder is None else str(Path(encoder).resolve()),
+           "space": config.space, "projection": config.model_dump(mode="json")}
+    job = json.loads(json.dumps(job))
+    if resume and (out / "latents.json").is_file() and not partial_path(out).exists():
+        done = LatentDictionary.open(out)
+        if {k: done.meta.get(k) for k in job} != job:
+            raise SynthmedError(f"{out}: a finished projection of other inputs or settings; choose another output "
+                                "or pass --overwrite")
+        return done
+    w_avg, w_std = synthesis.w_stats(config.w_avg_samples, config.seed)
+    shapes = synthesis.noise_shapes if config.optimise_noise else []
+    work = LatentWork.start(out, job, n=len(indices), layers=synthesis.layers(config.space), w_dim=synthesis.w_dim,
+                            noise_shapes=shapes, chunk=config.batch, w_avg=w_avg.numpy(), resume=resume,
+                            overwrite=overwrite)
+    try:
+        total = n_batches(len(indices), config.batch)
+        with progress_bar(enabled=progress) as bar:
+            task = bar.add_task(f"projecting ({config.space}, {config.steps} steps)", total=len(indices),
+                                completed=min(work.done * config.batch, len(indices)))
+            for b in range(work.done, total):
+                idx = indices[b * config.batch : (b + 1) * config.batch]
+                images, labels = store.read(idx)
+                targets = synthesis.encoding.encode(torch.from_numpy(images), torch.from_numpy(labels))
+                result = project_images(synthesis, targets, [int(i) for i in idx], config, w_avg=w_avg, w_std=w_std,
+                                        perceptual=perceptual,
+                                        on_step=lambda s, m=len(idx): bar.advance(task, m / config.steps))
+                work.write(b, b * config.batch, result.w.numpy(), [n.numpy() for n in result.noise],
+                           result.loss.numpy(), result.psnr.numpy())
+        meta = {**job, "w_std": w_std, "noise_maps": len(shapes)}
+        return work.publish(source_rows(store.samples, indices), meta, overwrite=overwrite)
+    except BaseException:
+        work.release()
+        raise
+
+
+__all__ = ["check_store", "project_store", "project_images"]
