@@ -133,7 +133,7 @@ class Trajectories:
             rows = np.flatnonzero((self.subjects == subject) & timed)
             months, inverse = np.unique(self.months[rows], return_inverse=True)
             latents = np.stack([self.latents[rows[inverse == v]].mean(0) for v in range(len(months))])
-            out.append(Track(subject, months - months[0], latents))
+            out.append(Track(str(subject), months - months[0], latents))
         return out
 
 
