@@ -35,13 +35,17 @@ def _one_thread():
         yield
 
 
-def tiny_synthesis(noise_strength: float = 0.01) -> StyleSynthesis:
-    """An untrained tiny StyleGAN 2 at 16 px (4 image channels + the mask), its noise strengths
-    set to ``noise_strength`` (0 at initialisation; small in trained networks) so the noise maps matter."""
-    config = PRESETS["stylegan2"]["tiny"].model.model_copy(update={"image_channels": 4, "resolution": 16})
-    gen = StyleGAN2(config)
+def tiny_synthesis(noise_strength: float = 0.01, family: str = "stylegan2") -> StyleSynthesis:
+    """An untrained tiny StyleGAN (2 by default) at 16 px (4 image channels + the mask), its noise
+    strengths set to ``noise_strength`` (0 at initialisation; small in trained networks) so the
+    noise maps matter."""
+    from synthmed.generators.registry import generator_class
+
+    cls = generator_class(family)
+    config = PRESETS[family]["tiny"].model.model_copy(update={"image_channels": 4, "resolution": 16})
+    gen = cls(config)
     with seeded_init(0):
-        net = StyleGAN2.build_network(config)
+        net = cls.build_network(config)
     for module in net.modules():
         if type(module).__name__ == "NoiseInjection":
             module.weight.data.fill_(noise_strength)
@@ -95,6 +99,21 @@ def test_a_batch_projects_each_image_as_it_would_be_projected_alone(space):
     # an image's draws follow its key, not its place in the batch
     swapped = project_images(synthesis, targets[[1, 0]], [6, 5], config, w_avg=w_avg, w_std=w_std)
     torch.testing.assert_close(swapped.w, batch.w[[1, 0]], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["stylegan1", "stylegan3"])
+def test_stylegan_1_and_3_project_too(family):
+    """StyleGAN 1 has a noise input per layer (two per resolution), StyleGAN 3 none."""
+    synthesis = tiny_synthesis(family=family)
+    assert len(synthesis.noise_shapes) == (6 if family == "stylegan1" else 0)
+    targets, _ = generated(synthesis, 2)
+    w_avg, w_std = synthesis.w_stats(1000, 0)
+    with torch.no_grad():
+        start = psnr(synthesis.synthesize(w_avg.expand(2, 1, -1), None), targets)
+    result = project_images(synthesis, targets, [0, 1], ProjectionConfig(steps=60, space="wplus"), w_avg=w_avg,
+                            w_std=w_std)
+    assert result.w.shape == (2, synthesis.num_ws, synthesis.w_dim) and len(result.noise) == len(synthesis.noise_shapes)
+    assert (result.psnr > start + 5).all(), (start, result.psnr)
 
 
 def test_schedule_losses_and_the_noise_penalty():
