@@ -252,6 +252,11 @@ def test_bad_input_is_refused_before_work(store2d, store3d, run, tmp_path):
     with pytest.raises(SynthmedError, match="needs a StyleGAN"):
         project_store(store2d, progan, tmp_path / "c", config=FAST, device="cpu", progress=False)
     assert not any(p.name in ("a", "b", "c") or p.name.endswith(".partial") for p in tmp_path.iterdir())
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):  # nothing to resume there: refused before any work
+        project_store(store2d, run, tmp_path / "d", config=FAST, device="cpu", progress=False, resume=True)
+    assert not partial_path(tmp_path / "d").exists()
 
 
 def test_the_perceptual_term_with_an_encoder_run(store2d, run, tmp_path):

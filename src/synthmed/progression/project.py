@@ -14,6 +14,7 @@ projection gives what an uninterrupted one gives.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 
 from synthmed.data.store import Store
-from synthmed.errors import SynthmedError
+from synthmed.atomic import is_empty_dir
+from synthmed.errors import OutputExistsError, SynthmedError
 from synthmed.outputs import check_not_input, guard_output
 from synthmed.progress import progress_bar
 from synthmed.progression.config import ProjectionConfig
@@ -112,6 +114,8 @@ def project_store(store: str | Path | Store, generator: str | Path, out: str | P
             raise SynthmedError(f"{out}: a finished projection of other inputs or settings; choose another output "
                                 "or pass --overwrite")
         return done
+    if os.path.lexists(out) and not overwrite and not is_empty_dir(out):
+        raise OutputExistsError(out)  # what resume cannot continue: refused before any work
     w_avg, w_std = synthesis.w_stats(config.w_avg_samples, config.seed)
     shapes = synthesis.noise_shapes if config.optimise_noise else []
     work = LatentWork.start(out, job, n=len(indices), layers=synthesis.layers(config.space), w_dim=synthesis.w_dim,

@@ -73,7 +73,8 @@ class StyleSynthesis:
 
     def describe(self) -> dict[str, Any]:
         """What a latent dictionary records about its generator."""
-        return {"generator": self.generator.name, "run": str(Path(self.generator.source).resolve()),
+        source = self.generator.source
+        return {"generator": self.generator.name, "run": None if source is None else str(Path(source).resolve()),
                 "step": int(self.generator.step), "label_mode": self.encoding.label_mode,
                 "num_ws": self.num_ws, "w_dim": self.w_dim, "level": int(self.level), "alpha": float(self.alpha),
                 "noise_shapes": [list(s) for s in self.noise_shapes]}
