@@ -10,13 +10,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny_stores import make_store
 
 from synthmed.data.store import StoreWriter
 from synthmed.errors import OutputExistsError, SynthmedError
 from synthmed.generators.api import train_generator
 from synthmed.generators.gan.config import PRESETS
-from synthmed.generators.gan.model import StyleGAN2
 from synthmed.parallel import torch_threads
 from synthmed.progression import project as project_module
 from synthmed.progression.config import ProjectionConfig

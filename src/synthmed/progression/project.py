@@ -18,7 +18,6 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from synthmed.data.store import Store
