@@ -93,22 +93,56 @@ def _root(
 @data_app.command("phantom")
 def data_phantom(
     out: Annotated[Path, typer.Argument(help="Folder to write (BraTS 2021 layout).")],
-    cases: Annotated[int, typer.Option(help="Number of cases.")] = 4,
+    cases: Annotated[Optional[int], typer.Option(help="Number of cases (default 4).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
     shape: Annotated[tuple[int, int, int], typer.Option(help="Grid as D H W voxels (axial slices, rows, columns); files are W×H×D like BraTS's 240×240×155.")] = (155, 240, 240),
-    tumour_free_fraction: Annotated[float, typer.Option(help="Share of cases without a tumour.")] = 0.0,
-    workers: Annotated[int, typer.Option(help="Processes writing cases in parallel.")] = 1,
+    tumour_free_fraction: Annotated[Optional[float], typer.Option(help="Share of cases without a tumour (default 0).", show_default=False)] = None,
+    longitudinal: Annotated[bool, typer.Option("--longitudinal", help="Write a longitudinal cohort: --subjects followed over --visits, the tumour growing between visits, and longitudinal.csv.")] = False,
+    subjects: Annotated[Optional[int], typer.Option(help="Longitudinal: number of subjects.", show_default=False)] = None,
+    visits: Annotated[Optional[int], typer.Option(help="Longitudinal: visits per subject, the first the baseline.", show_default=False)] = None,
+    interval_months: Annotated[Optional[float], typer.Option(help="Longitudinal: months between visits (default 12).", show_default=False)] = None,
+    onset_fraction: Annotated[Optional[float], typer.Option(help="Longitudinal: share of subjects whose first visit is tumour-free (default 0).", show_default=False)] = None,
+    fast_fraction: Annotated[Optional[float], typer.Option(help="Longitudinal: share of fast progressors (default 0.4).", show_default=False)] = None,
+    workers: Annotated[int, typer.Option(help="Processes writing cases (longitudinal: subjects) in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
 ) -> None:
     """Write a BraTS-like phantom dataset built from the MNI152 template: four MR sequences
-    (T1, T1ce, T2, FLAIR) and a tumour mask (necrotic core, enhancing rim, edema) per case, 1 mm."""
-    from synthmed.data.phantom import write_phantom
+    (T1, T1ce, T2, FLAIR) and a tumour mask (necrotic core, enhancing rim, edema) per case, 1 mm.
+    With --longitudinal, a cohort: each subject keeps its anatomy over its visits while its
+    tumour grows (slow or fast progressors); longitudinal.csv lists the visits."""
+    cohort = {"--subjects": subjects, "--visits": visits, "--interval-months": interval_months,
+              "--onset-fraction": onset_fraction, "--fast-fraction": fast_fraction}
+    if not longitudinal:
+        given = [name for name, value in cohort.items() if value is not None]
+        if given:
+            raise SynthmedError(f"{', '.join(given)}: only with --longitudinal")
+        from synthmed.data.phantom import write_phantom
 
-    config = build_config(PhantomConfig, cases=cases, seed=seed, shape=shape,
-                          tumour_free_fraction=tumour_free_fraction, workers=workers)
-    ids = write_phantom(out, **config.model_dump(), overwrite=overwrite, force=force)
-    stdout.print(f"wrote {len(ids)} phantom cases to {escape(str(out))}")
+        config = build_config(PhantomConfig, cases=4 if cases is None else cases, seed=seed, shape=shape,
+                              tumour_free_fraction=0.0 if tumour_free_fraction is None else tumour_free_fraction,
+                              workers=workers)
+        ids = write_phantom(out, **config.model_dump(), overwrite=overwrite, force=force)
+        stdout.print(f"wrote {len(ids)} phantom cases to {escape(str(out))}")
+        return
+    missing = [name for name in ("--subjects", "--visits") if cohort[name] is None]
+    if missing:
+        raise SynthmedError(f"--longitudinal needs {' and '.join(missing)} (a cohort of --subjects N followed over "
+                            "--visits V)")
+    crossed = [name for name, value in (("--cases", cases), ("--tumour-free-fraction", tumour_free_fraction))
+               if value is not None]
+    if crossed:
+        raise SynthmedError(f"{', '.join(crossed)}: not with --longitudinal (a cohort has --subjects × --visits "
+                            "cases; --onset-fraction makes first visits tumour-free)")
+    from synthmed.config import LongitudinalPhantomConfig
+    from synthmed.data.phantom import write_longitudinal_phantom
+
+    options = {name.lstrip("-").replace("-", "_"): value for name, value in cohort.items() if value is not None}
+    config = build_config(LongitudinalPhantomConfig, seed=seed, shape=shape, workers=workers, **options)
+    records = write_longitudinal_phantom(out, **config.model_dump(), overwrite=overwrite, force=force)
+    fast = len({r.subject_id for r in records if r.progressor})
+    stdout.print(f"wrote {len(records)} visits of {config.subjects} phantom subjects ({fast} fast progressors) to "
+                 f"{escape(str(out))}; visits listed in {escape(str(out / 'longitudinal.csv'))}")
 
 
 @data_app.command("prepare")
@@ -123,6 +157,7 @@ def data_prepare(
     layout: Annotated[str, typer.Option(help="auto, brats, msd, nnunet or csv.")] = "auto",
     skip_bad: Annotated[bool, typer.Option(help="Skip bad cases (listed in the store's provenance) instead of stopping.")] = False,
     min_brain_fraction: Annotated[float, typer.Option(help="2D: keep axial slices more than this share brain.")] = 0.15,
+    slices: Annotated[str, typer.Option(help="2D: brain (every slice more than --min-brain-fraction brain), centre (one slice per case, at its subject's tumour-centre axial position), or auto (centre for longitudinal data: a manifest with subject_id or months).")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace STORE if it exists.")] = False,
     force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
 ) -> None:
@@ -131,7 +166,8 @@ def data_prepare(
     from synthmed.data.prepare import prepare
 
     config = build_config(PrepareConfig, dims=dims, size=size, test_fraction=test_fraction, seed=seed,
-                          workers=workers, layout=layout, skip_bad=skip_bad, min_brain_fraction=min_brain_fraction)
+                          workers=workers, layout=layout, skip_bad=skip_bad, min_brain_fraction=min_brain_fraction,
+                          slices=slices)
     result = prepare(src, store, config, overwrite=overwrite, force=force)
     _print_prepare(result)
 
@@ -142,6 +178,9 @@ def _print_prepare(result) -> None:  # noqa: ANN001 - PrepareResult, imported la
         f"({result.samples['train']} train from {result.cases['train']} cases, "
         f"{result.samples['test']} test from {result.cases['test']} cases), layout {result.layout}"
     )
+    if result.longitudinal:
+        stdout.print(f"subjects: {result.subjects['train']} train, {result.subjects['test']} test "
+                     "(each subject's visits in one split)")
     if result.skipped:
         table = Table(title=f"skipped {len(result.skipped)} cases", title_justify="left")
         table.add_column("case")

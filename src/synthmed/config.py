@@ -53,6 +53,23 @@ class PhantomConfig(Config):
     workers: int = Field(1, ge=1, description="processes writing cases in parallel")
 
 
+class LongitudinalPhantomConfig(Config):
+    """`synthmed data phantom --longitudinal`: a cohort of subjects followed over visits.
+
+    Defaults match :mod:`synthmed.data.phantom.growth` (``FAST_FRACTION``) and
+    :mod:`synthmed.data.phantom.longitudinal` (``INTERVAL_MONTHS``).
+    """
+
+    subjects: int = Field(ge=1, description="number of subjects")
+    visits: int = Field(ge=1, description="visits per subject (the first is the baseline)")
+    interval_months: float = Field(12.0, gt=0, allow_inf_nan=False, description="months between visits")
+    onset_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of subjects whose first visit is tumour-free")
+    fast_fraction: float = Field(0.4, ge=0.0, le=1.0, description="share of fast progressors")
+    seed: int = Field(0, ge=0, description="random seed; same seed, same files")
+    shape: PhantomShape = Field((155, 240, 240), description="(D, H, W) voxels; files are W×H×D")
+    workers: int = Field(1, ge=1, description="processes writing subjects in parallel")
+
+
 class PrepareConfig(Config):
     """`synthmed data prepare`: how a dataset becomes a store."""
 
@@ -64,6 +81,10 @@ class PrepareConfig(Config):
     layout: LayoutName = Field("auto", description="dataset layout, or auto-detect")
     skip_bad: bool = Field(False, description="skip unreadable or inconsistent cases instead of stopping")
     min_brain_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="2D: keep slices more than this much brain")
+    slices: Literal["auto", "brain", "centre"] = Field(
+        "auto", description="2D: 'brain' keeps every axial slice more than min_brain_fraction brain; 'centre' one "
+        "slice per case, at its subject's tumour-centre axial position (longitudinal data); 'auto' is centre when "
+        "the dataset gives subjects or months, else brain")
 
 
 ConfigT = TypeVar("ConfigT", bound=Config)

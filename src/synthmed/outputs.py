@@ -92,7 +92,8 @@ class OutputKind:
 _RUN_ENTRIES = ("run.json", "state.json", "checkpoints", "tensorboard", "eval", "pretrain")
 
 STORE = OutputKind("store", marker="store.json", entries=("store.json", "zarr.json", "image", "label", "samples.csv"))
-PHANTOM = OutputKind("phantom dataset", marker="phantom.json", entries=("phantom.json", "BraTS2021_[0-9]*"))
+PHANTOM = OutputKind("phantom dataset", marker="phantom.json",
+                   entries=("phantom.json", "BraTS2021_[0-9]*", "longitudinal.csv", "phantom-[0-9]*-v[0-9]*"))
 RUN_DIR = OutputKind("run directory", marker="run.json", entries=_RUN_ENTRIES)
 
 

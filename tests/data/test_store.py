@@ -18,6 +18,7 @@ import synthmed
 from synthmed.data.case import CANONICAL_CHANNELS, LABEL_NAMES
 from synthmed.data.store import (
     SAMPLE_COLUMNS,
+    SUBJECT_COLUMNS,
     ChunkShuffleSampler,
     Store,
     StoreWriter,
@@ -94,9 +95,12 @@ def test_round_trip(tmp_path: Path, spatial: tuple[int, ...]) -> None:
     assert store.meta == meta
 
     table = store.samples
-    assert list(table.columns) == list(SAMPLE_COLUMNS)
+    # a store written without subjects reads each case as its own subject, visit 0, months unknown
+    assert list(table.columns) == [*SAMPLE_COLUMNS, *SUBJECT_COLUMNS]
     expected = pd.DataFrame(rows).assign(spacing_z=2.0, spacing_y=1.0, spacing_x=1.0)
-    pd.testing.assert_frame_equal(table, expected[list(SAMPLE_COLUMNS)], check_dtype=False)
+    expected = expected.assign(subject_id=expected["case_id"], visit=0, months=np.nan)
+    pd.testing.assert_frame_equal(table, expected[[*SAMPLE_COLUMNS, *SUBJECT_COLUMNS]], check_dtype=False)
+    assert (tmp_path / "s" / "samples.csv").read_text().splitlines()[0] == ",".join(SAMPLE_COLUMNS)  # on disk: none
     assert table["slice"].dtype == np.int64 and table["spacing_x"].dtype == np.float64
     assert list(table["case_id"]) == [r["case_id"] for r in rows]
 

@@ -28,7 +28,8 @@ cases; 3,165 slices and 112 volumes in all):
 * WT fraction of tumour-bearing samples, quantiles 0 / 25 / 50 / 75 / 100 %: 2D 0.001 /
   0.0078 / 0.0137 / 0.0234 / 0.060 (745 slices; 0.001 is one voxel of 1,024); 3D 0.0029 /
   0.0046 / 0.0073 / 0.0136 / 0.027 (53 volumes).
-* ``GRADE_BINS = (0, 0.007, 0.014)`` maximises the smallest grade share over both: grades 1 /
+* ``GRADE_BINS = (0, 0.007, 0.014)`` (defined in :mod:`synthmed.data.grades`, which the
+  longitudinal phantom shares) maximises the smallest grade share over both: grades 1 /
   2 / 3 are 24 / 26 / 50 % of tumour-bearing 2D slices and 47 / 30 / 23 % of 3D volumes.
 * Slice position is a weak cue, not a shortcut: the AUROC of ``|slice − centre|`` (centre =
   the middle of the case's stored slices) for tumour-bearing vs tumour-free slices is 0.29–0.44
@@ -46,13 +47,8 @@ import torch
 
 from synthmed.classify.names import TASKS
 from synthmed.data.case import LABEL_NAMES, REGIONS
+from synthmed.data.grades import GRADE_BINS, N_GRADES
 from synthmed.errors import SynthmedError
-
-#: Upper edges (inclusive) of the WT fraction of grades 0, 1, 2; grade 3 lies above the last.
-GRADE_BINS: tuple[float, ...] = (0.0, 0.007, 0.014)
-
-#: Number of grades, 0 (no tumour) included.
-N_GRADES = len(GRADE_BINS) + 1
 
 #: The tumour labels (all canonical labels but background), in label order: 1 NCR, 2 ED, 3 ET.
 TUMOUR_LABELS: tuple[int, ...] = REGIONS["WT"]

@@ -1,21 +1,35 @@
 """`prepare`: a labelled dataset on disk → a Store split by subject.
 
-Cases are discovered by layout, split into train / test at the subject level (a case is
-wholly in one split), read and validated, normalised and cut into 2D slices or 3D volumes
-(:mod:`synthmed.data.preprocess`), and streamed into the store in case order whatever the
-number of workers. Memory is bounded by the cases in flight, not by the dataset size. The
+Cases are discovered by layout, split into train / test at the subject level (a subject's
+cases are wholly in one split), read and validated, normalised and cut into 2D slices or 3D
+volumes (:mod:`synthmed.data.preprocess`), and streamed into the store in case order whatever
+the number of workers. Memory is bounded by the cases in flight, not by the dataset size. The
 store appears only when complete; a bad case stops everything (nothing is left behind)
 unless ``skip_bad`` is set, in which case it is skipped and listed in the store's
 provenance.
+
+Longitudinal datasets (a CSV manifest with ``subject_id`` or ``months``, such as the
+longitudinal phantom's ``longitudinal.csv``): a case is a visit of its subject; the split
+keeps each subject's visits together, and the sample table gets ``subject_id``, ``visit``
+(the case's rank among its subject's cases by months, then case id) and ``months``
+(:data:`~synthmed.data.store.format.SUBJECT_COLUMNS`). In 2D they get one slice per visit
+(``slices="centre"``, the default for them): the axial index of the WT centroid of the
+subject's earliest tumour-bearing visit (:func:`~synthmed.data.preprocess.tumour_centre_slice`,
+found by reading the label files first), the same index at every visit, whatever its brain
+share — one image per visit, as Han et al. (2021) have one radiograph. A subject with no
+tumour at any visit gets each case's middle axial slice. A subject's visits must share one
+voxel grid (co-registered), as the phantom's do.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,39 +38,105 @@ from synthmed.config import PrepareConfig
 from synthmed.data.case import CANONICAL_CHANNELS, Case
 from synthmed.data.fingerprint import file_digest
 from synthmed.data.layouts import CaseSource, detect_layout, discover_cases
-from synthmed.data.preprocess import CaseSamples, case_to_slices, case_to_volume, normalisation_record
+from synthmed.data.preprocess import (
+    CaseSamples,
+    case_to_slices,
+    case_to_volume,
+    normalisation_record,
+    tumour_centre_slice,
+)
 from synthmed.data.store import Store, StoreWriter
-from synthmed.errors import DataError
+from synthmed.errors import DataError, SynthmedError
 from synthmed.outputs import STORE, guard_output
 from synthmed.parallel import ordered_map, torch_threads
 from synthmed.progress import progress_bar
 
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
 
 @dataclass
 class PrepareResult:
-    """What `prepare` wrote: the store, counts per split and the skipped cases with reasons."""
+    """What `prepare` wrote: the store, counts per split (cases, samples, subjects) and the skipped cases with reasons."""
 
     store: Store
     layout: str
     cases: dict[str, int]
     samples: dict[str, int]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    subjects: dict[str, int] = field(default_factory=dict)  # distinct subjects per split
+    longitudinal: bool = False  # the dataset gave subjects or months
 
 
-def split_cases(case_ids: list[str], test_fraction: float, seed: int) -> dict[str, str]:
-    """Assign each case to ``"train"`` or ``"test"``.
+def split_cases(case_ids: list[str], test_fraction: float, seed: int,
+                subjects: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Assign each case to ``"train"`` or ``"test"``, by subject.
 
-    ``round(test_fraction * n)`` cases go to test — at least one when ``test_fraction > 0``
-    and there are two or more cases, never all of them — chosen by a seeded permutation of
-    the sorted ids, so the split depends only on the ids, the fraction and the seed.
+    Of the ``S`` distinct subjects (``subjects[case]``; a case missing from ``subjects``, or
+    every case when it is None, is its own subject), ``round(test_fraction * S)`` go to test
+    — at least one when ``test_fraction > 0`` and there are two or more subjects, never all
+    of them — chosen by a seeded permutation of the sorted subject ids; each case takes its
+    subject's split. The split depends only on the ids, the fraction and the seed (with one
+    case per subject it is the same as splitting the cases).
     """
-    ids = sorted(case_ids)
+    subject_of = {case: (subjects or {}).get(case, case) for case in case_ids}
+    ids = sorted(set(subject_of.values()))
     n_test = int(round(test_fraction * len(ids)))
     if test_fraction > 0 and len(ids) >= 2:
         n_test = min(max(n_test, 1), len(ids) - 1)
     order = np.random.default_rng(seed).permutation(len(ids))
     test = {ids[i] for i in order[:n_test]}
-    return {case_id: ("test" if case_id in test else "train") for case_id in ids}
+    return {case: ("test" if subject_of[case] in test else "train") for case in sorted(case_ids)}
+
+
+def is_longitudinal(sources: Sequence[CaseSource]) -> bool:
+    """Whether the dataset gives any case a subject or a time (a longitudinal manifest)."""
+    return any(s.subject is not None or s.months is not None for s in sources)
+
+
+def visit_numbers(sources: Sequence[CaseSource]) -> dict[str, int]:
+    """Each case's 0-based rank among its subject's cases, by months (unknown last), then case id."""
+    by_subject: dict[str, list[CaseSource]] = {}
+    for source in sources:
+        by_subject.setdefault(source.subject_id, []).append(source)
+    visits = {}
+    for group in by_subject.values():
+        ordered = sorted(group, key=lambda s: (math.inf if s.months is None else s.months, s.id))
+        visits.update({s.id: rank for rank, s in enumerate(ordered)})
+    return visits
+
+
+def _subject_centre(group: list[CaseSource]) -> int | None:
+    """The tumour-centre axial index of a subject's earliest tumour-bearing visit (``group`` in visit order).
+
+    Reads label files only, visit by visit, until one holds a tumour; an unreadable label is
+    passed over (its case's own load reports it).
+    """
+    for source in group:
+        try:
+            centre = tumour_centre_slice(source.load_label())
+        except DataError:
+            continue
+        if centre is not None:
+            return centre
+    return None
+
+
+def centre_slices(sources: Sequence[CaseSource], *, workers: int = 1, progress: bool = False) -> dict[str, int | None]:
+    """Each subject's tumour-centre axial index (``None``: no visit holds a tumour), by subject id."""
+    visits = visit_numbers(sources)
+    groups: dict[str, list[CaseSource]] = {}
+    for source in sorted(sources, key=lambda s: visits[s.id]):
+        groups.setdefault(source.subject_id, []).append(source)
+    names = sorted(groups)
+    jobs = [groups[name] for name in names]
+    out: dict[str, int | None] = {}
+    with progress_bar(enabled=progress) as bar, closing(_in_order(_subject_centre, jobs, workers)) as centres:
+        task = bar.add_task(f"finding {len(names)} subjects' tumour centres", total=len(names))
+        for name, centre in zip(names, centres):
+            out[name] = centre
+            bar.advance(task)
+    return out
 
 
 @dataclass(frozen=True)
@@ -65,6 +145,8 @@ class _Job:
     dims: int
     size: int
     min_brain_fraction: float
+    centre: bool = False  # 2D: one slice, at ``slice_index`` (the middle one when None)
+    slice_index: int | None = None
 
 
 @dataclass
@@ -92,10 +174,19 @@ def _cut(job: _Job, outcome: _Outcome) -> _Outcome:
     """Normalise and cut a loaded case into slices or a volume (drops the raw case)."""
     if outcome.case is not None:
         case, outcome.case = outcome.case, None
-        if job.dims == 2:
+        if job.dims == 3:
+            outcome.samples = case_to_volume(case, job.size)
+        elif not job.centre:
             outcome.samples = case_to_slices(case, job.size, job.min_brain_fraction)
         else:
-            outcome.samples = case_to_volume(case, job.size)
+            depth = case.images.shape[1]
+            index = depth // 2 if job.slice_index is None else job.slice_index
+            if not 0 <= index < depth:
+                outcome.error = DataError(
+                    f"the subject's tumour-centre slice {index} is outside this visit's {depth} axial slices; "
+                    "a subject's visits must share one voxel grid", case=case.id)
+            else:
+                outcome.samples = case_to_slices(case, job.size, only=index)
     return outcome
 
 
@@ -104,13 +195,18 @@ def _process(job: _Job) -> _Outcome:
     return _cut(job, _load(job))
 
 
-def _outcomes(jobs: list[_Job], workers: int) -> Iterator[_Outcome]:
-    """Outcomes in job order. One worker: two threads of this process (decompression,
-    numpy and torch release the GIL, so reading one case overlaps cutting another); more:
-    ``workers`` processes each load and cut whole cases."""
+def _in_order(function: Callable[[_In], _Out], jobs: list[_In], workers: int) -> Iterator[_Out]:
+    """``function`` over ``jobs``, results in job order. One worker: two threads of this process
+    (decompression, numpy and torch release the GIL, so reading one case overlaps cutting
+    another); more: ``workers`` processes each doing whole jobs."""
     if workers > 1:
-        return ordered_map(_process, jobs, workers=workers)
-    return ordered_map(_process, jobs, workers=2, window=2, threads=True)
+        return ordered_map(function, jobs, workers=workers)
+    return ordered_map(function, jobs, workers=2, window=2, threads=True)
+
+
+def _outcomes(jobs: list[_Job], workers: int) -> Iterator[_Outcome]:
+    """Outcomes of loading and cutting each case, in job order."""
+    return _in_order(_process, jobs, workers)
 
 
 def _source_shape(sources: list[CaseSource]) -> tuple[int, ...]:
@@ -154,14 +250,26 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
         in_flight = 2 * config.workers if config.workers > 1 else 2  # ordered_map's window
         check("data prepare", prepare_estimate(len(sources), shape, config.dims, config.size, in_flight), store_path,
               force=force)
-    splits = split_cases([s.id for s in sources], config.test_fraction, config.seed)
+    longitudinal = is_longitudinal(sources)
+    mode = ("centre" if longitudinal else "brain") if config.slices == "auto" else config.slices
+    if config.dims == 3:
+        if config.slices == "centre":
+            raise SynthmedError("--slices centre cuts one axial slice per case: it needs --dims 2")
+        mode = "volume"
+    splits = split_cases([s.id for s in sources], config.test_fraction, config.seed,
+                         {s.id: s.subject_id for s in sources})
+    visits = visit_numbers(sources)
+    centres = centre_slices(sources, workers=config.workers, progress=progress) if mode == "centre" else {}
     size = config.size
     spatial = (size,) * config.dims
-    jobs = [_Job(s, config.dims, size, config.min_brain_fraction) for s in sources]
+    jobs = [_Job(s, config.dims, size, config.min_brain_fraction, centre=mode == "centre",
+                 slice_index=centres.get(s.subject_id)) for s in sources]
+    by_id = {s.id: s for s in sources}
     skipped: list[dict[str, str]] = []
     digests: list[str] = []
     cases = {"train": 0, "test": 0}
     samples = {"train": 0, "test": 0}
+    subjects: dict[str, set[str]] = {"train": set(), "test": set()}
     writer = StoreWriter(
         store_path,
         dims=config.dims,
@@ -187,7 +295,9 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
                 continue
             part = outcome.samples
             assert part is not None
-            digests.append(f"{outcome.case_id}:{outcome.digest}")
+            source = by_id[outcome.case_id]
+            extra = f":{source.subject_id}:{source.months}" if longitudinal else ""
+            digests.append(f"{outcome.case_id}:{outcome.digest}{extra}")
             split = splits[outcome.case_id]
             n = len(part.slices)
             if n == 0:
@@ -197,9 +307,14 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
                 writer.spacing = list(part.spacing)
             cases[split] += 1
             samples[split] += n
+            subjects[split].add(source.subject_id)
+            series = {}
+            if longitudinal:
+                series = {"subject_id": source.subject_id, "visit": visits[source.id],
+                          "months": math.nan if source.months is None else source.months}
             rows = [
                 {"case_id": part.case_id, "slice": int(s), "split": split, "source": layout,
-                 "spacing_z": part.spacing[0], "spacing_y": part.spacing[1], "spacing_x": part.spacing[2]}
+                 "spacing_z": part.spacing[0], "spacing_y": part.spacing[1], "spacing_x": part.spacing[2], **series}
                 for s in part.slices
             ]
             writer.append(part.images, part.labels, rows)
@@ -214,4 +329,10 @@ def prepare(src: str | Path, store_path: str | Path, config: PrepareConfig, *,
             "prepare": config.model_dump(exclude={"workers"}),
             "synthmed_version": synthmed.__version__,
         })
-    return PrepareResult(store=Store.open(store_path), layout=layout, cases=cases, samples=samples, skipped=skipped)
+        if longitudinal:
+            writer.provenance["subjects"] = {split: len(names) for split, names in subjects.items()}
+        if mode == "centre":
+            writer.provenance["slices"] = "centre"
+            writer.provenance["centre_slices"] = {name: centres[name] for name in sorted(centres)}
+    return PrepareResult(store=Store.open(store_path), layout=layout, cases=cases, samples=samples, skipped=skipped,
+                         subjects={split: len(names) for split, names in subjects.items()}, longitudinal=longitudinal)

@@ -169,10 +169,34 @@ class CaseSamples:
     spacing: tuple[float, float, float]
 
 
-def case_to_slices(case: Case, size: int, min_brain_fraction: float = MIN_BRAIN_FRACTION) -> CaseSamples:
-    """Normalise ``case`` and cut the axial slices that are more than ``min_brain_fraction`` brain."""
+def tumour_centre_slice(label: np.ndarray) -> int | None:
+    """The axial index of the WT centroid of ``label`` ``[D, H, W]`` (rounded), or None without tumour.
+
+    A longitudinal subject's 2D sample is this slice of its earliest tumour-bearing visit, at
+    every visit (``data prepare --slices centre``; the longitudinal phantom grades it).
+    """
+    per_slice = np.count_nonzero(label.reshape(label.shape[0], -1), axis=1)
+    total = int(per_slice.sum())
+    if total == 0:
+        return None
+    centroid = float(np.dot(np.arange(len(per_slice), dtype=np.float64), per_slice)) / total
+    return int(np.clip(np.floor(centroid + 0.5), 0, len(per_slice) - 1))
+
+
+def case_to_slices(case: Case, size: int, min_brain_fraction: float = MIN_BRAIN_FRACTION, *,
+                   only: int | None = None) -> CaseSamples:
+    """Normalise ``case`` and cut the axial slices that are more than ``min_brain_fraction`` brain.
+
+    With ``only``, cut just that axial index, however much brain it holds (the intensity
+    window still comes from the whole brain; an index outside the volume is a ``ValueError``).
+    """
     mask = brain_mask(case.images)
-    keep = np.flatnonzero(mask.mean(axis=(1, 2)) > min_brain_fraction)
+    if only is None:
+        keep = np.flatnonzero(mask.mean(axis=(1, 2)) > min_brain_fraction)
+    elif not 0 <= only < mask.shape[0]:
+        raise ValueError(f"slice {only} is outside the case's {mask.shape[0]} axial slices")
+    else:
+        keep = np.array([only], dtype=np.int64) if mask.any() else np.zeros(0, dtype=np.int64)
     target = (size, size)
     _, _, height, width = case.images.shape
     sz, sy, sx = case.spacing

@@ -66,6 +66,10 @@ class CaseSource:
         label_set: name of the layout's label convention, for messages (e.g. ``"BraTS"``).
         problems: ``(message, path)`` pairs the reader found while listing the case's files
             (a missing or ambiguous file); ``load`` raises the first.
+        subject: the subject (patient) the case belongs to when the layout says so (a CSV
+            manifest's ``subject_id``); ``None``: the case is its own subject.
+        months: when the case was acquired, in months since the subject's baseline, when the
+            layout says so (a CSV manifest's ``months``); ``None``: unknown.
     """
 
     id: str
@@ -75,6 +79,13 @@ class CaseSource:
     label_map: tuple[tuple[int, int], ...]
     label_set: str
     problems: tuple[tuple[str, Path], ...] = ()
+    subject: str | None = None
+    months: float | None = None
+
+    @property
+    def subject_id(self) -> str:
+        """The subject: :attr:`subject`, or the case id when the layout gives none."""
+        return self.id if self.subject is None else self.subject
 
     def files(self) -> tuple[Path, ...]:
         """Every file this case reads, each once, in reading order (for provenance hashing).
@@ -127,6 +138,20 @@ class CaseSource:
             spacing=spacing_from_affine(ref_affine),
             affine=ref_affine,
         )
+
+    def load_label(self) -> np.ndarray:
+        """Read and validate only the label file: canonical uint8 ``[D, H, W]`` (as :meth:`load` gives it).
+
+        Raises:
+            DataError: a problem found by the reader, or a missing, unreadable or bad label file.
+        """
+        if self.problems:
+            message, path = self.problems[0]
+            raise DataError(message, path=path, case=self.id)
+        if self.label is None:
+            raise DataError("no label file", case=self.id)
+        label, _ = self._read(self.label, "label", dtype=None)
+        return self._map_label(self._squeeze(label, self.label))
 
     # -- helpers -------------------------------------------------------------------------
 

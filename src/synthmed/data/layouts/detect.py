@@ -3,6 +3,8 @@
 Detection rules, in order:
 
 - a ``.csv`` file → ``csv``;
+- a folder holding ``longitudinal.csv`` (a longitudinal phantom cohort) → ``csv``, read
+  through that manifest (so its subjects and months come along);
 - a folder with ``imagesTr/``: image files named ``<case>_0000.nii[.gz]`` → ``nnunet``;
   otherwise 4D images → ``msd``;
 - a folder of case folders holding ``*_{t1,t1ce,t2,flair,seg}.nii[.gz]`` → ``brats``;
@@ -26,7 +28,8 @@ LAYOUT_DESCRIPTIONS: dict[str, str] = {
     "brats": "a folder of case folders, each with <case>_{t1,t1ce,t2,flair,seg}.nii.gz",
     "msd": "dataset.json + imagesTr/<case>.nii.gz (4D: one channel per modality) + labelsTr/<case>.nii.gz",
     "nnunet": "dataset.json + imagesTr/<case>_0000.nii.gz, <case>_0001.nii.gz, ... + labelsTr/<case>.nii.gz",
-    "csv": "a .csv file with columns case_id, t1, t1ce, t2, flair, label",
+    "csv": "a .csv file with columns case_id, t1, t1ce, t2, flair, label (optional: subject_id, months), "
+           f"or a folder holding {manifest.LONGITUDINAL_MANIFEST}",
 }
 
 _READERS = {"brats": brats.discover, "msd": msd.discover, "nnunet": nnunet.discover, "csv": manifest.discover}
@@ -81,6 +84,8 @@ def detect_layout(src: Path) -> str:
     entries = _visible(src)
     if not entries:
         raise DataError("folder is empty: no cases found", path=src)
+    if (src / manifest.LONGITUDINAL_MANIFEST).is_file():
+        return "csv"
     if (src / "imagesTr").is_dir():
         return _images_tr_layout(src)
     if any(brats.is_case_folder(p) for p in entries):

@@ -4,7 +4,10 @@ The stages, one module each, run in this order by :mod:`.simulate` (:func:`phant
 :mod:`.draws` (the case's random parameters), :mod:`.warp`, :mod:`.tumour`,
 :mod:`.intensities`; they build on :mod:`.geometry` (the grid), :mod:`.template` (the MNI
 maps), :mod:`.tissues` (the tissue classes and means) and :mod:`.fields` (smooth B-spline
-fields). :mod:`.writer` writes a dataset of cases (:func:`write_phantom`).
+fields). :mod:`.writer` writes a dataset of cases (:func:`write_phantom`) or a longitudinal
+cohort (:func:`write_longitudinal_phantom`): :mod:`.longitudinal` follows case ``i`` over
+visits (:func:`phantom_visits`: same anatomy, contrasts and tumour site and shape, the tumour
+scaled by the growth law of :mod:`.growth`, fresh noise per visit).
 
 Anatomy comes from nilearn's bundled 1 mm MNI152 (ICBM 2009a) template: grey- and
 white-matter probability maps and the brain mask (T1 template > 0.2, as
@@ -51,7 +54,9 @@ rim up to ≈ 2500), written as int16.
 Randomness. Case ``i`` depends only on ``(seed, i)`` and its ``tumour`` flag:
 ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` spawns independent streams for the
 tumour-free decision, the anatomy, the tumour, the contrasts and the noise (a tumour-free
-case has the same anatomy and contrasts as its tumour twin; its noise differs). No global
+case has the same anatomy and contrasts as its tumour twin; its noise differs); a
+longitudinal subject ``i`` adds a growth stream (``spawn_key=(i, 5)``) and draws visit ``v``'s
+noise from ``spawn_key=(i, 4, v)``, a child of the noise stream. No global
 RNG state is used and torch runs on one thread during a case, so the arrays are identical
 whatever the number of workers or cases.
 """
@@ -67,12 +72,25 @@ from synthmed.data.phantom.simulate import (
     phantom_tissues,
 )
 from synthmed.data.phantom.tissues import TISSUE_MEANS, TISSUES
-from synthmed.data.phantom.writer import write_phantom
+from synthmed.data.phantom.growth import Growth
+from synthmed.data.phantom.longitudinal import (
+    PhantomVisit,
+    VisitRecord,
+    phantom_visits,
+    subject_growth,
+    subject_id,
+    visit_id,
+)
+from synthmed.data.phantom.writer import LONGITUDINAL_COLUMNS, write_longitudinal_phantom, write_phantom
 
 __all__ = [
     "CASE_ID_FORMAT",
     "DEFAULT_SHAPE",
     "FIELD_OF_VIEW_MM",
+    "LONGITUDINAL_COLUMNS",
+    "Growth",
+    "PhantomVisit",
+    "VisitRecord",
     "TISSUES",
     "TISSUE_MEANS",
     "PhantomTissues",
@@ -82,5 +100,10 @@ __all__ = [
     "phantom_geometry",
     "phantom_sample",
     "phantom_tissues",
+    "phantom_visits",
+    "subject_growth",
+    "subject_id",
+    "visit_id",
+    "write_longitudinal_phantom",
     "write_phantom",
 ]

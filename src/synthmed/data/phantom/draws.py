@@ -136,3 +136,26 @@ def is_tumour_free(index: int, *, seed: int, fraction: float) -> bool:
     if not 0.0 <= fraction <= 1.0:
         raise SynthmedError(f"tumour_free_fraction must be in [0, 1], got {fraction}")
     return bool(case_streams(index, seed)[0].random() < fraction)
+
+
+def _case_child(index: int, seed: int, *keys: int) -> np.random.Generator:
+    """A generator of stream ``keys`` below case ``index``'s seed: ``SeedSequence(seed, spawn_key=(index, *keys))``.
+
+    :func:`case_streams` are the children ``(index, 0)`` … ``(index, 4)``; others take
+    higher keys or grandchildren, so no two streams coincide.
+    """
+    if index < 0 or seed < 0:
+        raise SynthmedError(f"phantom index and seed must be non-negative, got index {index}, seed {seed}")
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, *keys)))
+
+
+def growth_stream(index: int, seed: int) -> np.random.Generator:
+    """The stream of longitudinal subject ``index``'s growth draws (onset, progressor class, ``V0``, rate)."""
+    return _case_child(index, seed, 5)
+
+
+def visit_noise_stream(index: int, seed: int, visit: int) -> np.random.Generator:
+    """The noise stream of visit ``visit`` of longitudinal subject ``index``: a child of the case's noise stream."""
+    if visit < 0:
+        raise SynthmedError(f"phantom visit must be non-negative, got {visit}")
+    return _case_child(index, seed, 4, visit)

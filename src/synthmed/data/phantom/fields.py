@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -74,3 +75,39 @@ def noise_fields(rng: np.random.Generator, lines: tuple[np.ndarray, np.ndarray, 
     field = spline_field(controls, coarse, low, length).permute(3, 0, 1, 2)  # type: ignore[arg-type]
     field = (2.0 * torch.tanh(0.5 * field))[None].contiguous()
     return F.interpolate(field, size=sizes, mode="trilinear", align_corners=True)[0].numpy()
+
+
+@dataclass(frozen=True)
+class NoiseLattice:
+    """Smooth random fields fixed in their own frame, to be evaluated at any points of it.
+
+    Unlike :func:`noise_fields` (controls laid over the box it is evaluated on), the controls
+    here are laid once over a fixed box, so evaluating the fields at ``x / s`` draws the same
+    pattern scaled by ``s`` — the growing tumour's shape (:mod:`.longitudinal`).
+
+    Attributes:
+        controls: float64 ``[count, nz, ny, nx]`` B-spline controls, i.i.d. Gaussian scaled to
+            sd ≈ 0.9 of the evaluated field (as :func:`noise_fields`).
+        low, length: ``(x, y, z)`` lower corner and size (mm) of the controls' span.
+    """
+
+    controls: np.ndarray
+    low: np.ndarray
+    length: np.ndarray
+
+    def at(self, lines: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """The fields on the grid spanned by ``lines`` (z, y, x mm): float32 ``[count, len(z), len(y), len(x)]``.
+
+        Softly limited to ±2 (``2 tanh(v / 2)``), exactly as :func:`noise_fields`; outside the
+        span the controls fade and the fields go to 0.
+        """
+        field = spline_field(self.controls, lines, self.low, self.length)
+        return (2.0 * torch.tanh(0.5 * field)).permute(3, 0, 1, 2).contiguous().numpy()
+
+
+def noise_lattice(rng: np.random.Generator, reach_mm: float, count: int, cell_mm: float) -> NoiseLattice:
+    """``count`` smooth random fields with features of about ``cell_mm`` on the cube ``[-reach_mm, reach_mm]³``."""
+    side = 2.0 * max(float(reach_mm), 1e-3)
+    n = int(math.ceil(side / cell_mm)) + 3
+    controls = rng.standard_normal((count, n, n, n)) / 0.332  # sd of the 3D cubic B-spline of unit controls
+    return NoiseLattice(controls=controls, low=np.full(3, -side / 2.0), length=np.full(3, side))

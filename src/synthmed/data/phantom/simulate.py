@@ -7,12 +7,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from synthmed.data.case import CANONICAL_CHANNELS, Case
-from synthmed.data.phantom.draws import case_streams, draw_anatomy, draw_contrast, draw_tumour
+from synthmed.data.phantom.draws import (
+    Anatomy,
+    Contrast,
+    TumourSpec,
+    case_streams,
+    draw_anatomy,
+    draw_contrast,
+    draw_tumour,
+)
 from synthmed.data.phantom.geometry import DEFAULT_SHAPE, apply_affine, phantom_geometry, world_lines
 from synthmed.data.phantom.intensities import sequence_intensities, tissue_fractions
 from synthmed.data.phantom.template import mni_template
 from synthmed.data.phantom.tissues import TISSUES
-from synthmed.data.phantom.tumour import draw_tumour_labels
+from synthmed.data.phantom.tumour import TumourBox, draw_tumour_labels
 from synthmed.data.phantom.warp import crop_box, tumour_centre, warp_template
 from synthmed.parallel import torch_threads
 
@@ -80,13 +88,49 @@ def phantom_sample(index: int, *, seed: int, shape: tuple[int, int, int] = DEFAU
 
 def _phantom_sample(index: int, *, seed: int, shape: tuple[int, int, int], tumour: bool,
                     tissues: bool) -> tuple[Case, PhantomTissues | None]:
+    _, anatomy_rng, tumour_rng, contrast_rng, noise_rng = case_streams(index, seed)
+    spec = draw_tumour(tumour_rng, mni_template().sites_mm) if tumour else None
+    scene = phantom_scene(shape, draw_anatomy(anatomy_rng), draw_contrast(contrast_rng), spec)
+    tumour_box = None
+    if spec is not None and scene.centre_vox is not None:
+        tumour_box = draw_tumour_labels(spec, scene.centre_vox, np.array(scene.spacing), scene.gm, scene.wm,
+                                        scene.mask)
+    return render_case(scene, tumour_box, noise_rng, case_id(index), tissues=tissues)
+
+
+@dataclass
+class PhantomScene:
+    """What a phantom case is drawn on before its tumour labels and noise: the warped anatomy on its crop.
+
+    Attributes:
+        shape, spacing, affine: the grid (:func:`phantom_geometry`).
+        box: slices ``(D, H, W)`` of the crop holding the brain.
+        gm, wm, mask: float32 ``[d, h, w]`` warped GM, WM and brain-mask maps on the crop.
+        brain: bool ``[d, h, w]``, ``mask > 0.5``.
+        contrast: the intensity model.
+        centre_vox: the tumour centre in (fractional) crop voxel indices ``(z, y, x)``, or
+            None without a tumour (then there is no mass effect either).
+        centre_mm: the same point in world ``(x, y, z)`` mm, or None.
+    """
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    affine: np.ndarray
+    box: tuple[slice, ...]
+    gm: np.ndarray
+    wm: np.ndarray
+    mask: np.ndarray
+    brain: np.ndarray
+    contrast: Contrast
+    centre_vox: np.ndarray | None
+    centre_mm: np.ndarray | None
+
+
+def phantom_scene(shape: tuple[int, int, int], anatomy: Anatomy, contrast: Contrast,
+                  spec: TumourSpec | None) -> PhantomScene:
+    """Warp the template for ``anatomy``, with the mass effect of ``spec`` (none when None), onto the brain's crop."""
     shape = tuple(int(n) for n in shape)  # type: ignore[assignment]
     spacing, affine = phantom_geometry(shape)
-    _, anatomy_rng, tumour_rng, contrast_rng, noise_rng = case_streams(index, seed)
-    anatomy = draw_anatomy(anatomy_rng)
-    spec = draw_tumour(tumour_rng, mni_template().sites_mm) if tumour else None
-    contrast = draw_contrast(contrast_rng)
-
     mass = None
     margin = float(np.abs(anatomy.controls).max()) + 2.0 + max(spacing)
     if spec is not None:
@@ -94,18 +138,31 @@ def _phantom_sample(index: int, *, seed: int, shape: tuple[int, int, int], tumou
         margin += spec.r_mass
     box = crop_box(anatomy, affine, shape, margin)
     gm, wm, mask = warp_template(anatomy, affine, box, mass).numpy()
-    brain = mask > 0.5
-
-    labels = np.zeros(brain.shape, dtype=np.uint8)
-    tumour_box = None
-    if mass is not None and spec is not None:
+    centre_vox = None
+    if mass is not None:
         centre_vox = apply_affine(np.linalg.inv(affine), mass[0])[::-1] - np.array([sl.start for sl in box])
-        tumour_box = draw_tumour_labels(spec, centre_vox, np.array(spacing), gm, wm, mask)
+    return PhantomScene(shape=shape, spacing=spacing, affine=affine, box=box, gm=gm, wm=wm, mask=mask,
+                        brain=mask > 0.5, contrast=contrast, centre_vox=centre_vox,
+                        centre_mm=None if mass is None else mass[0])
+
+
+def render_case(scene: PhantomScene, tumour_box: TumourBox | None, noise_rng: np.random.Generator, identifier: str,
+                *, tissues: bool = False) -> tuple[Case, PhantomTissues | None]:
+    """The case of ``scene`` with ``tumour_box``'s labels (none when None) and noise drawn from ``noise_rng``.
+
+    Returns:
+        The :class:`Case` with id ``identifier`` and, when ``tissues`` is true, its
+        :class:`PhantomTissues` (else None).
+    """
+    shape, box, brain = scene.shape, scene.box, scene.brain
+    labels = np.zeros(brain.shape, dtype=np.uint8)
+    if tumour_box is not None:
         labels[tumour_box.box] = tumour_box.labels
 
     where = np.flatnonzero(brain)
-    fractions, modulation = tissue_fractions(gm, wm, mask, brain, where, tumour_box)
-    values = sequence_intensities(fractions, modulation, contrast, noise_rng, world_lines(affine, box), where)
+    fractions, modulation = tissue_fractions(scene.gm, scene.wm, scene.mask, brain, where, tumour_box)
+    values = sequence_intensities(fractions, modulation, scene.contrast, noise_rng, world_lines(scene.affine, box),
+                                  where)
 
     # Scatter the brain voxels into the full grid.
     full_where = np.ravel_multi_index(
@@ -114,8 +171,8 @@ def _phantom_sample(index: int, *, seed: int, shape: tuple[int, int, int], tumou
     images.reshape(len(CANONICAL_CHANNELS), -1)[:, full_where] = values
     label = np.zeros(shape, dtype=np.uint8)
     label[box] = labels
-    case = Case(id=case_id(index), images=images, label=label, channels=CANONICAL_CHANNELS, spacing=spacing,
-                affine=affine)
+    case = Case(id=identifier, images=images, label=label, channels=CANONICAL_CHANNELS, spacing=scene.spacing,
+                affine=scene.affine)
     if not tissues:
         return case, None
     full = np.zeros((len(TISSUES), *shape), dtype=np.float32)

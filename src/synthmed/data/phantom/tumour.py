@@ -58,13 +58,54 @@ def draw_tumour_labels(spec: TumourSpec, centre_vox: np.ndarray, spacing_zyx: np
         The labels on the whole tumour's bounding box (plus two voxels).
     """
     rng = np.random.default_rng(spec.seed)
+    box = tumour_box(spec, centre_vox, spacing_zyx, mask.shape)
+    rel = box_offsets(box, centre_vox, spacing_zyx)
+    lobes = noise_fields(rng, tuple(rel), 3, cell_mm=lobe_cell_mm(spec))  # type: ignore[arg-type]
+    rough = noise_fields(rng, tuple(rel), 3, cell_mm=ROUGH_CELL_MM)  # type: ignore[arg-type]
+    labels, modulation = tumour_on_box(spec, box, rel, centre_vox, lobes, rough, spacing_zyx, gm, wm, mask)
+    return tighten(box, labels, modulation)
+
+
+#: Feature size (mm) of the tumour's fine roughness noise.
+ROUGH_CELL_MM = 5.0
+
+
+def lobe_cell_mm(spec: TumourSpec) -> float:
+    """Feature size (mm) of the tumour's lobulation noise."""
+    return max(0.6 * spec.r_core, 6.0)
+
+
+def whole_reach_mm(spec: TumourSpec) -> float:
+    """Distance (mm) from the centre beyond which no tumour label can lie, whatever the noise."""
+    return spec.r_whole * _WHOLE_BOUND * spec.max_stretch
+
+
+def tumour_box(spec: TumourSpec, centre_vox: np.ndarray, spacing_zyx: np.ndarray,
+               shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Slices of the arrays ``shape`` that can hold the tumour of ``spec`` around ``centre_vox`` (two voxels to spare)."""
+    return _box_around(centre_vox, whole_reach_mm(spec) + 2.0 * spacing_zyx.max(), spacing_zyx, shape)
+
+
+def box_offsets(box: tuple[slice, ...], centre_vox: np.ndarray, spacing_zyx: np.ndarray) -> list[np.ndarray]:
+    """Offsets (mm) of the voxels of ``box`` from ``centre_vox`` along z, y and x."""
+    return [(np.arange(sl.start, sl.stop) - c) * s for sl, c, s in zip(box, centre_vox, spacing_zyx)]
+
+
+def tumour_on_box(spec: TumourSpec, box: tuple[slice, ...], rel: list[np.ndarray], centre_vox: np.ndarray,
+                  lobes: np.ndarray, rough: np.ndarray, spacing_zyx: np.ndarray, gm: np.ndarray, wm: np.ndarray,
+                  mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tumour's labels and texture on ``box``, from its level-set noise.
+
+    Args:
+        box: slices of the arrays (see :func:`tumour_box`); ``rel`` its :func:`box_offsets`.
+        lobes, rough: float32 ``[3, *box shape]`` noise fields (lobulation, roughness) on the box.
+
+    Returns:
+        ``(labels, modulation)``: uint8 canonical labels and float32 ``[3, ...]`` texture of
+        NCR, ED (signal strength 0-1) and ET, on the box.
+    """
     cross = ndimage.generate_binary_structure(3, 1)
     grow = max(1, int(round(2.0 / spacing_zyx.min())))  # edema at least ~2 mm around the core
-    box = _box_around(centre_vox, spec.r_whole * _WHOLE_BOUND * spec.max_stretch + 2.0 * spacing_zyx.max(),
-                      spacing_zyx, mask.shape)
-    rel = [(np.arange(sl.start, sl.stop) - c) * s for sl, c, s in zip(box, centre_vox, spacing_zyx)]  # z, y, x mm
-    lobes = noise_fields(rng, tuple(rel), 3, cell_mm=max(0.6 * spec.r_core, 6.0))  # type: ignore[arg-type]
-    rough = noise_fields(rng, tuple(rel), 3, cell_mm=5.0)  # type: ignore[arg-type]
     rho = _ellipsoid_radius(rel, spec.frame, np.zeros(3))
     brain_b = mask[box] > 0.5
     wm_b = wm[box]
@@ -117,8 +158,15 @@ def draw_tumour_labels(spec: TumourSpec, centre_vox: np.ndarray, spacing_zyx: np
         np.clip(1.2 - 0.5 * edema_field + 0.1 * rough[2], 0.45, 1.0),  # edema: strongest near the core
         1.0 + 0.12 * lobes[1],  # enhancing rim: patchy enhancement
     ]).astype(np.float32)
+    return labels, modulation
 
-    # Shrink to the tumour's bounding box plus two voxels (room for partial-volume smoothing).
+
+def tighten(box: tuple[slice, ...], labels: np.ndarray, modulation: np.ndarray) -> TumourBox:
+    """The tumour on ``box`` shrunk to its bounding box plus two voxels (room for partial-volume smoothing).
+
+    ``labels`` must hold a tumour voxel.
+    """
+    whole = labels > 0
     tight = []
     for axis in range(3):
         present = np.nonzero(whole.any(axis=tuple(a for a in range(3) if a != axis)))[0]

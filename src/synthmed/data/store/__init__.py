@@ -15,6 +15,7 @@ from synthmed.data.store.format import (
     FORMAT_VERSION,
     REQUIRED_ROW_KEYS,
     SAMPLE_COLUMNS,
+    SUBJECT_COLUMNS,
     default_chunk_samples,
 )
 from synthmed.data.store.handle import Store
@@ -29,6 +30,7 @@ __all__ = [
     "FORMAT_VERSION",
     "REQUIRED_ROW_KEYS",
     "SAMPLE_COLUMNS",
+    "SUBJECT_COLUMNS",
     "ChunkShuffleSampler",
     "Store",
     "StoreDataset",

@@ -20,6 +20,13 @@ index of a 2D sample in its case, ``-1`` for 3D), ``split`` str (``"train"``, ``
 ``source`` str (dataset or generator), ``spacing_z``, ``spacing_y``, ``spacing_x`` float mm
 of the sample's grid. Extra columns given by the writer are kept.
 
+Longitudinal stores (:data:`SUBJECT_COLUMNS`; ``data prepare`` writes them when the dataset
+gives subjects or times) add ``subject_id`` str (the patient), ``visit`` int (0-based rank of
+the case among its subject's cases, by ``months`` then case id) and ``months`` float (months
+since the subject's baseline; ``nan`` when unknown). A store without them (older stores,
+cross-sectional data, synthetic stores) reads as ``subject_id = case_id``, ``visit = 0``,
+``months = nan``, so every :attr:`Store.samples` table has them.
+
 ``store.json``::
 
     {"format": "synthmed-store", "format_version": 1, "dims": 2 | 3, "n": N,
@@ -43,6 +50,8 @@ FORMAT = "synthmed-store"
 FORMAT_VERSION = 1
 #: Columns every ``samples.csv`` holds, in this order.
 SAMPLE_COLUMNS: tuple[str, ...] = ("case_id", "slice", "split", "source", "spacing_z", "spacing_y", "spacing_x")
+#: Optional columns of longitudinal stores: a sample's subject, visit number and months since baseline.
+SUBJECT_COLUMNS: tuple[str, ...] = ("subject_id", "visit", "months")
 #: Columns a row given to :meth:`StoreWriter.append` must hold (spacing defaults to nominal).
 REQUIRED_ROW_KEYS: tuple[str, ...] = ("case_id", "slice", "split", "source")
 #: Uncompressed image bytes a chunk aims for; a chunk holds ``max(1, this // sample bytes)`` samples.

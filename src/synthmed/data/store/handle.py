@@ -42,7 +42,9 @@ class Store:
         spatial_shape: ``(H, W)`` or ``(D, H, W)``.
         spacing: nominal ``(z, y, x)`` spacing in mm.
         synthetic: whether the samples come from a generator.
-        samples: the per-sample table, one row per sample in array order.
+        samples: the per-sample table, one row per sample in array order; it always has
+            ``subject_id``, ``visit`` and ``months`` (filled as ``case_id``, 0 and NaN where
+            ``samples.csv`` lacks them, :data:`~.format.SUBJECT_COLUMNS`).
         chunk_samples: samples per chunk along ``N``.
     """
 
@@ -263,9 +265,9 @@ def _read_samples(path: Path, n: int) -> pd.DataFrame:
     try:
         frame = pd.read_csv(
             file,
-            dtype={"case_id": str, "split": str, "source": str},
+            dtype={"case_id": str, "split": str, "source": str, "subject_id": str},
             keep_default_na=False,
-            na_values={c: ["nan", "NaN", ""] for c in ("spacing_z", "spacing_y", "spacing_x")},
+            na_values={c: ["nan", "NaN", ""] for c in ("spacing_z", "spacing_y", "spacing_x", "months")},
         )
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"unreadable {SAMPLES_CSV}: {exc}", path=path) from None
@@ -274,10 +276,17 @@ def _read_samples(path: Path, n: int) -> pd.DataFrame:
         raise DataError(f"{SAMPLES_CSV} lacks column(s) {missing}", path=path)
     if len(frame) != n:
         raise DataError(f"{SAMPLES_CSV} has {len(frame)} rows, store.json says n = {n}", path=path)
+    if "subject_id" not in frame.columns:
+        frame["subject_id"] = frame["case_id"]
+    if "visit" not in frame.columns:
+        frame["visit"] = 0
+    if "months" not in frame.columns:
+        frame["months"] = np.nan
     try:
         frame["slice"] = frame["slice"].astype(np.int64)
-        for c in ("spacing_z", "spacing_y", "spacing_x"):
+        frame["visit"] = frame["visit"].astype(np.int64)
+        for c in ("spacing_z", "spacing_y", "spacing_x", "months"):
             frame[c] = frame[c].astype(np.float64)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{SAMPLES_CSV}: bad slice or spacing value: {exc}", path=path) from None
+        raise DataError(f"{SAMPLES_CSV}: bad slice, visit, spacing or months value: {exc}", path=path) from None
     return frame
