@@ -5,7 +5,6 @@ visit and months."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from synthmed.generators.gan.config import PRESETS
 from synthmed.parallel import torch_threads
 from synthmed.progression import project as project_module
 from synthmed.progression.config import ProjectionConfig
-from synthmed.progression.latents import LatentDictionary, longitudinal_table, partial_path
+from synthmed.progression.latents import LatentDictionary, partial_path
 from synthmed.progression.losses import DomainPerceptual, noise_penalty, psnr
 from synthmed.progression.project import project_images, project_store
 from synthmed.progression.schedule import learning_rate, w_noise_scale
@@ -168,7 +167,7 @@ def test_project_store_writes_a_latent_dictionary(store2d, run, tmp_path):
     assert latents.w().shape == (8, 1, 32) and [n.shape for n in latents.noise()][0] == (8, 1, 4, 4)
     rows = latents.samples
     assert rows["index"].tolist() == list(range(8)) and rows["subject"].tolist() == store2d.samples["case_id"].tolist()
-    assert rows["months"].isna().all() and (rows["visit"] == -1).all()  # a store without longitudinal columns
+    assert rows["months"].isna().all() and (rows["visit"] == 0).all()  # a cross-sectional store
     assert np.isfinite(rows["psnr"]).all() and (rows["loss"] > 0).all()
     meta = json.loads((out / "latents.json").read_text())
     assert meta["format"] == "synthmed-latents" and meta["generator"]["generator"] == "stylegan2"
@@ -218,8 +217,8 @@ def test_a_killed_projection_resumes_by_batch_to_the_same_result(store2d, run, t
 
 def test_subject_visit_and_months_come_from_the_store(tmp_path, run):
     rng = np.random.default_rng(0)
-    rows = [{"case_id": f"s{i // 2}_v{i % 2}", "slice": 40, "split": "train", "source": "test", "subject": f"p{i // 2}",
-             "months": [0.0, 6.0][i % 2]} for i in range(4)]
+    rows = [{"case_id": f"s{i // 2}_v{i % 2}", "slice": 40, "split": "train", "source": "test",
+             "subject_id": f"p{i // 2}", "visit": i % 2, "months": [0.0, 6.0][i % 2]} for i in range(4)]
     with StoreWriter(tmp_path / "long", dims=2, channels=("t1", "t1ce", "t2", "flair"), sample_shape=(4, 16, 16),
                      spacing=(1, 1, 1), normalisation={}, provenance={}, synthetic=False) as writer:
         writer.append(rng.random((4, 4, 16, 16), dtype=np.float32), np.zeros((4, 16, 16), np.uint8), rows)
@@ -228,14 +227,6 @@ def test_subject_visit_and_months_come_from_the_store(tmp_path, run):
     assert latents.samples["visit"].tolist() == [0, 1, 0, 1] and latents.samples["months"].tolist() == [0, 6, 0, 6]
     traj = latents.trajectories()
     assert [t.subject for t in traj.tracks] == ["p0", "p1"] and traj.tracks[0].span == 6
-    import pandas as pd
-
-    table = longitudinal_table(pd.DataFrame({"case_id": ["a", "a", "b"], "subject_id": ["x", "x", "y"],
-                                             "months": [12.0, 3.0, ""], "visit": [1, 0, 0]}))
-    assert table["subject"].tolist() == ["x", "x", "y"] and table["visit"].tolist() == [1, 0, 0]
-    assert table["months"].tolist()[:2] == [12.0, 3.0] and math.isnan(table["months"][2])
-    ranked = longitudinal_table(pd.DataFrame({"case_id": ["a", "a", "b"], "months": [12.0, 3.0, 1.0]}))
-    assert ranked["visit"].tolist() == [1, 0, 0]
 
 
 def test_bad_input_is_refused_before_work(store2d, store3d, run, tmp_path):

@@ -16,10 +16,8 @@ Layout (a Zarr v3 group, arrays chunked along ``N`` by the projection batch)::
                      step, label_mode, num_ws, w_dim, noise_shapes, …), store (path, hash, split),
                      encoder, projection (the ProjectionConfig), w_std, created, synthmed_version
 
-``subject``, ``visit`` and ``months`` come from the source store's sample table
-(:func:`longitudinal_table`): ``subject`` (or ``subject_id``) if present, else the case id;
-``months`` since the subject's baseline if present, else NaN; ``visit`` if present, else the
-rank of the sample's months within its subject (0 = first), else -1.
+``subject``, ``visit`` and ``months`` are the source store's ``subject_id``, ``visit`` and
+``months`` (:func:`longitudinal_table`; a cross-sectional store's: the case id, 0 and NaN).
 
 Writing is resumable and atomic: :class:`LatentWork` fills a working folder ``LATENTS.partial/``
 batch by batch (``progress.json`` counts the finished batches and is replaced after each batch's
@@ -58,8 +56,6 @@ PROGRESS_JSON = "progress.json"
 W, W_AVG, LOSS, PSNR = "w", "w_avg", "loss", "psnr"
 #: Columns of ``samples.csv``, in order.
 COLUMNS: tuple[str, ...] = ("index", "case_id", "slice", "split", "subject", "visit", "months", "loss", "psnr")
-#: Store sample-table columns read as the subject, first found first.
-SUBJECT_COLUMNS: tuple[str, ...] = ("subject", "subject_id")
 #: The output kind of ``guard_output``.
 LATENTS = OutputKind("latent dictionary", marker=LATENTS_JSON,
                      entries=(LATENTS_JSON, SAMPLES_CSV, "zarr.json", W, W_AVG, LOSS, PSNR, "noise_[0-9]*"))
@@ -78,28 +74,12 @@ def partial_path(out: str | Path) -> Path:
 
 def longitudinal_table(samples: pd.DataFrame) -> pd.DataFrame:
     """``subject`` (str), ``visit`` (int) and ``months`` (float) of each row of a store's sample
-    table, in its order (the rules: the module docstring). Works on stores with or without the
-    longitudinal columns.
-
-    Raises:
-        SynthmedError: a ``visit`` column with a value that is not a whole number.
-    """
-    subject_col = next((c for c in SUBJECT_COLUMNS if c in samples.columns), "case_id")
-    subject = samples[subject_col].astype(str).to_numpy()
-    if "months" in samples.columns:
-        months = pd.to_numeric(samples["months"].replace("", np.nan), errors="coerce").to_numpy(np.float64)
-    else:
-        months = np.full(len(samples), np.nan)
-    if "visit" in samples.columns:
-        try:
-            visit = pd.to_numeric(samples["visit"], errors="raise").astype(np.int64).to_numpy()
-        except (TypeError, ValueError) as exc:
-            raise SynthmedError(f"the sample table's visit column must hold whole numbers ({exc})") from None
-    else:
-        frame = pd.DataFrame({"subject": subject, "months": months})
-        ranks = frame.groupby("subject")["months"].rank(method="dense") - 1
-        visit = ranks.fillna(-1).astype(np.int64).to_numpy()
-    return pd.DataFrame({"subject": subject, "visit": visit, "months": months})
+    table, in its order: its ``subject_id``, ``visit`` and ``months`` columns
+    (:data:`synthmed.data.store.format.SUBJECT_COLUMNS`, which every store's table has: a
+    cross-sectional store's read as the case id, 0 and NaN)."""
+    return pd.DataFrame({"subject": samples["subject_id"].astype(str).to_numpy(),
+                         "visit": samples["visit"].to_numpy(np.int64),
+                         "months": samples["months"].to_numpy(np.float64)})
 
 
 def source_rows(samples: pd.DataFrame, indices: np.ndarray) -> pd.DataFrame:
