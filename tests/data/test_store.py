@@ -115,6 +115,19 @@ def test_row_spacing_and_extra_columns_are_kept(tmp_path: Path) -> None:
     assert store.samples["case_id"][0] == "NA"
 
 
+def test_subject_ids_are_the_patients(tmp_path: Path) -> None:
+    """``subject_ids``: a longitudinal store's subjects (an empty cell: the case itself); without
+    the column, the case ids."""
+    images, labels, rows = _data(4, (4, 4))
+    rows = [dict(r, case_id=f"c{i}", subject_id=s) for i, (r, s) in enumerate(zip(rows, ["A", "A", "", "B"]))]
+    store = _write(tmp_path / "s", images, labels, rows, pieces=())
+    assert store.subject_ids().tolist() == ["A", "A", "c2", "B"]
+    assert store.samples["subject_id"].tolist() == ["A", "A", "c2", "B"]
+    assert store.subject_ids([3, 0]).tolist() == ["B", "A"]
+    plain = _write(tmp_path / "p", *_data(3, (4, 4)), pieces=())
+    assert plain.subject_ids().tolist() == plain.samples["case_id"].tolist()
+
+
 def test_zarr_opens_the_store(tmp_path: Path) -> None:
     images, labels, rows = _data(9, (6, 5))
     _write(tmp_path / "s", images, labels, rows)

@@ -25,7 +25,10 @@ gives subjects or times) add ``subject_id`` str (the patient), ``visit`` int (0-
 the case among its subject's cases, by ``months`` then case id) and ``months`` float (months
 since the subject's baseline; ``nan`` when unknown). A store without them (older stores,
 cross-sectional data, synthetic stores) reads as ``subject_id = case_id``, ``visit = 0``,
-``months = nan``, so every :attr:`Store.samples` table has them.
+``months = nan`` (an empty ``subject_id`` cell as its ``case_id``), so every :attr:`Store.samples`
+table has them. ``subject_id`` is *the patient* everywhere a grouping means one (validation and
+test splits, bootstrap intervals, patient-disjoint metric subsets); ``case_id`` is one scan
+(a visit), the unit of per-case rows and file names.
 
 ``store.json``::
 

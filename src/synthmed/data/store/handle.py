@@ -44,7 +44,8 @@ class Store:
         synthetic: whether the samples come from a generator.
         samples: the per-sample table, one row per sample in array order; it always has
             ``subject_id``, ``visit`` and ``months`` (filled as ``case_id``, 0 and NaN where
-            ``samples.csv`` lacks them, :data:`~.format.SUBJECT_COLUMNS`).
+            ``samples.csv`` lacks them, :data:`~.format.SUBJECT_COLUMNS`; an empty
+            ``subject_id`` cell reads as the case id). :meth:`subject_ids` gives the patients.
         chunk_samples: samples per chunk along ``N``.
     """
 
@@ -152,6 +153,17 @@ class Store:
         if not mask.any():
             raise DataError(f"no samples in split {split!r}; splits present: {list(self.splits)}", path=self.path)
         return np.flatnonzero(mask).astype(np.int64)
+
+    def subject_ids(self, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """The patient of each sample, as str ``[k]`` (all samples, or those of ``indices`` in that order).
+
+        The patient is the ``subject_id`` column: a longitudinal store's subject (all visits of
+        one patient share it), a cross-sectional or synthetic store's case id. Every grouping
+        that means "patient" — validation and test splits, bootstrap resamples, patient-disjoint
+        subsets of the set metrics — groups by it.
+        """
+        ids = self.samples["subject_id"].to_numpy().astype(str)
+        return ids if indices is None else ids[np.asarray(indices, np.int64)]
 
     def read(self, indices: slice | Sequence[int] | np.ndarray, *, fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Read some samples, in the order given.
@@ -278,6 +290,8 @@ def _read_samples(path: Path, n: int) -> pd.DataFrame:
         raise DataError(f"{SAMPLES_CSV} has {len(frame)} rows, store.json says n = {n}", path=path)
     if "subject_id" not in frame.columns:
         frame["subject_id"] = frame["case_id"]
+    else:  # an empty cell: the case is its own subject (as in a manifest)
+        frame["subject_id"] = frame["subject_id"].where(frame["subject_id"] != "", frame["case_id"])
     if "visit" not in frame.columns:
         frame["visit"] = 0
     if "months" not in frame.columns:
