@@ -9,10 +9,26 @@ import numpy as np
 from synthmed.data.store import Store, StoreWriter
 
 
+def with_visits(rows: list[dict], visits: int) -> list[dict]:
+    """Make ``rows`` (sample rows of a store) longitudinal, in place: the ``c``-th case id (in order
+    of first appearance) becomes visit ``c % visits`` of subject ``subj{c // visits}``, with
+    ``subject_id``, ``visit`` and ``months`` (6 per visit) columns. Returns ``rows``."""
+    order: dict[str, int] = {}
+    for row in rows:
+        c = order.setdefault(row["case_id"], len(order))
+        row.update(subject_id=f"subj{c // visits}", visit=c % visits, months=6.0 * (c % visits))
+    return rows
+
+
 def make_store(path: Path, *, dims: int = 2, n: int = 8, side: int = 16, n_test: int = 2, seed: int = 0,
-               chunk_samples: int | None = 4, synthetic: bool = False) -> Store:
-    """``n`` samples (the last ``n_test`` in split test) of smooth random images and a blob mask;
-    ``synthetic`` marks the store as a generator's."""
+               chunk_samples: int | None = 4, synthetic: bool = False, visits: int | None = None) -> Store:
+    """``n`` samples (the last ``n_test`` in split test) of smooth random images and a blob mask,
+    two per case (``case0``, ``case1``, …; 2D: slices 0 and 1); ``synthetic`` marks the store as a
+    generator's.
+
+    ``visits``: a longitudinal store (:func:`with_visits`: case ``c`` is visit ``c % visits`` of
+    subject ``subj{c // visits}``); choose ``n_test`` a multiple of ``2 × visits`` to keep each
+    subject in one split. ``None``: no subject columns (every case its own subject)."""
     rng = np.random.default_rng(seed)
     spatial = (side,) * dims
     grid = np.stack(np.meshgrid(*(np.linspace(-1, 1, side),) * dims, indexing="ij"))
@@ -28,6 +44,8 @@ def make_store(path: Path, *, dims: int = 2, n: int = 8, side: int = 16, n_test:
             images[i, c] = np.clip(0.5 + 0.3 * np.cos(3 * r + c) + 0.05 * rng.standard_normal(spatial), 0, 1)
     rows = [{"case_id": f"case{i // 2}", "slice": i % 2 if dims == 2 else -1,
              "split": "test" if i >= n - n_test else "train", "source": "test"} for i in range(n)]
+    if visits is not None:
+        with_visits(rows, visits)
     with StoreWriter(path, dims=dims, channels=("t1", "t1ce", "t2", "flair"), sample_shape=(4, *spatial),
                      spacing=(1.0, 1.0, 1.0), normalisation={"kind": "test"}, provenance={"made_by": "tests"},
                      synthetic=synthetic, chunk_samples=chunk_samples) as writer:

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_stores import with_visits
 
 from synthmed.data.store import Store, StoreWriter
 
 
 def make_presence_store(path: Path, *, dims: int = 2, cases: int = 8, side: int = 16, test_cases: int = 2,
-                        seed: int = 0) -> Store:
-    """``2 × cases`` samples: slice 0 of each case has a tumour, slice 1 none; the last ``test_cases`` in test."""
+                        seed: int = 0, visits: int | None = None) -> Store:
+    """``2 × cases`` samples: slice 0 of each case has a tumour, slice 1 none; the last ``test_cases`` in test.
+
+    ``visits``: a longitudinal store, each subject ``visits`` consecutive cases
+    (:func:`tiny_stores.with_visits`; make ``test_cases`` a multiple of ``visits``)."""
     rng = np.random.default_rng(seed)
     spatial = (side,) * dims
     grid = np.stack(np.meshgrid(*(np.linspace(-1, 1, side),) * dims, indexing="ij"))
@@ -35,6 +39,8 @@ def make_presence_store(path: Path, *, dims: int = 2, cases: int = 8, side: int 
             images[i, 1:][:, r < 0.45] = np.clip(images[i, 1:][:, r < 0.45] + 0.4, 0, 1)
     rows = [{"case_id": f"case{i // 2}", "slice": i % 2 if dims == 2 else -1,
              "split": "test" if i // 2 >= cases - test_cases else "train", "source": "test"} for i in range(n)]
+    if visits is not None:
+        with_visits(rows, visits)
     with StoreWriter(path, dims=dims, channels=("t1", "t1ce", "t2", "flair"), sample_shape=(4, *spatial),
                      spacing=(1.0, 1.0, 1.0), normalisation={"kind": "test"}, provenance={"made_by": "tests"},
                      synthetic=False, chunk_samples=4) as writer:
@@ -52,3 +58,9 @@ def presence2d(tmp_path_factory: pytest.TempPathFactory) -> Store:
 def presence3d(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """3D: 4 cases of two 4×16³ volumes (one with a tumour), 1 case in test."""
     return make_presence_store(tmp_path_factory.mktemp("cls") / "presence3d", dims=3, cases=4, test_cases=1)
+
+
+@pytest.fixture(scope="session")
+def visits2d(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """2D longitudinal: 12 subjects of 2 visits (cases) of two slices (one with a tumour); 4 subjects in test."""
+    return make_presence_store(tmp_path_factory.mktemp("cls") / "visits2d", cases=24, test_cases=8, visits=2)

@@ -218,6 +218,21 @@ def test_prepared_cohort_has_one_centre_slice_per_visit_split_by_subject(cohort,
     assert not (tmp_path / "v").exists()
 
 
+def test_a_prepared_cohort_validates_on_subjects_it_does_not_train_on(cohort, tmp_path):
+    """The training set of a prepared cohort (3 training subjects of 3 visits) holds out whole
+    subjects for validation, whatever the seed: no visit of a validation subject is trained on."""
+    from synthmed.segmentation import build_training_set
+
+    store = prepare(cohort[0], tmp_path / "s", PrepareConfig(size=16, test_fraction=0.25), progress=False).store
+    subject_of = store.samples["subject_id"].to_numpy()
+    for seed in range(4):
+        ts = build_training_set([store], seed=seed, val_fraction=0.34)
+        train = {s for part in ts.train.parts for s in subject_of[part.indices]}
+        val = {s for part in ts.val.parts for s in subject_of[part.indices]}
+        assert len(train) == 2 and len(val) == 1 and not train & val, (seed, train, val)
+        assert len(ts.train) + len(ts.val) == 9  # every visit of the 3 training subjects, one slice each
+
+
 def _manifest(tmp_path, kit, rows):
     """A CSV manifest of the conftest phantoms; ``rows`` are ``(case, phantom index, subject, months)``."""
     root = tmp_path / "byo"

@@ -298,3 +298,30 @@ def test_evaluate_fidelity_cli_is_reproducible_with_a_retrained_encoder(patients
         assert result.exit_code == 0, result.output
         outs.append(json.loads(result.stdout[result.stdout.index("{"):]))
     assert outs[0] == outs[1]
+
+
+def test_evaluate_fidelity_groups_samples_by_subject(tmp_path, monkeypatch):
+    """On a longitudinal store the metrics' patients are subjects: the visits of one subject are
+    one patient (relative-FD halves, fd_train subsets and PRDC radii never split them)."""
+    import synthmed.evaluate.fidelity as evaluate
+    from synthmed.features import DomainEncoderConfig
+    from tiny_stores import make_store
+
+    real = make_store(tmp_path / "real", n=40, n_test=12, visits=2)  # 10 subjects of 2 visits, 3 in test
+    syn = make_store(tmp_path / "syn", n=8, seed=1, n_test=0, synthetic=True)
+    seen: dict = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return fidelity_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "fidelity_metrics", spy)
+    config = DomainEncoderConfig(width=8, feature_dim=16, projection_dim=8, steps=2, batch=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate.evaluate_fidelity(real, syn, encoder_config=config, device="cpu", progress=False)
+    subjects = real.samples["subject_id"].to_numpy()
+    assert list(seen["real_cases"]) == list(subjects[real.indices("test")])
+    assert list(seen["train_cases"]) == list(subjects[real.indices("train")])
+    assert len(set(seen["real_cases"])) == 3 and len(set(seen["train_cases"])) == 7
+    assert list(seen["synthetic_cases"]) == list(syn.samples["case_id"])  # a generator's samples: one patient each

@@ -34,3 +34,9 @@ def syn2d(tmp_path_factory: pytest.TempPathFactory) -> Store:
 def real2d(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """Real 2D store: 16 slices of 8 cases (2 slices each), the last 2 cases (4 slices) in test."""
     return make_store(tmp_path_factory.mktemp("seg") / "real2d", dims=2, n=16, n_test=4, seed=3)
+
+
+@pytest.fixture(scope="session")
+def longitudinal2d(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """Real longitudinal 2D store: 8 subjects of 2 visits (cases) of 2 slices, the last 2 subjects in test."""
+    return make_store(tmp_path_factory.mktemp("seg") / "longitudinal2d", dims=2, n=32, n_test=8, seed=5, visits=2)

@@ -21,10 +21,10 @@ def test_regions_round_trip_and_nesting():
     assert regions_to_labels(odd).tolist() == [[0, 1, 1, 3]]
 
 
-def _case_ids(dataset):
+def _case_ids(dataset, column="case_id"):
     out = []
     for part in dataset.parts:
-        out += part.store.samples["case_id"].to_numpy()[part.indices].tolist()
+        out += part.store.samples[column].to_numpy()[part.indices].tolist()
     return out
 
 
@@ -37,6 +37,23 @@ def test_validation_split_is_by_subject_and_seeded(real2d):
     assert ts.description["kind"] == "real"
     scarce = build_training_set([real2d], seed=0, val_fraction=0.34, subject_fraction=0.5)
     assert len(set(_case_ids(scarce.train))) == 2 and set(_case_ids(scarce.val)) == val
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_validation_and_scarce_splits_hold_out_whole_subjects(longitudinal2d, seed):
+    """A longitudinal store: 6 training subjects of 2 visits each. The validation split holds out
+    round(0.34 × 6) = 2 subjects with all their visits; the scarce-data share keeps whole subjects."""
+    ts = build_training_set([longitudinal2d], seed=seed, val_fraction=0.34)
+    train, val = set(_case_ids(ts.train, "subject_id")), set(_case_ids(ts.val, "subject_id"))
+    assert not train & val, f"subjects {sorted(train & val)} are in training and validation"
+    assert len(val) == 2 and len(train) == 4 and len(ts.val) == 2 * 2 * 2  # 2 subjects × 2 visits × 2 slices
+    assert set(_case_ids(ts.val)) == set(longitudinal2d.samples.case_id[longitudinal2d.samples.subject_id.isin(val)])
+    store = ts.description["stores"][0]
+    assert (store["train_subjects"], store["val_subjects"], store["train_cases"], store["val_cases"]) == (4, 2, 8, 4)
+    scarce = build_training_set([longitudinal2d], seed=seed, val_fraction=0.34, subject_fraction=0.5)
+    kept = set(_case_ids(scarce.train, "subject_id"))
+    assert len(kept) == 2 and not kept & val and len(scarce.train) == 2 * 2 * 2  # whole subjects kept
+    assert set(_case_ids(scarce.val, "subject_id")) == val
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5, 1.0])

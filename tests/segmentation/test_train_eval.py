@@ -60,6 +60,16 @@ def test_unet_2d_trains_validates_evaluates(real2d, tmp_path):
     assert json.loads((tmp_path / "run" / "eval" / "real2d.json").read_text())["n"] == 2
 
 
+def test_evaluation_rows_are_visits_with_their_subjects(longitudinal2d, tmp_path):
+    """A longitudinal test split (2 subjects of 2 visits): one row per visit (case), each naming
+    its subject; ``n`` counts visits, ``subjects`` patients."""
+    fit(tmp_path / "run", [longitudinal2d], train_overrides={"steps": 1, "validate_every": 0})
+    result = evaluate_run(tmp_path / "run", longitudinal2d.path, device="cpu", write=False)
+    assert [c["case_id"] for c in result["cases"]] == ["case12", "case13", "case14", "case15"]
+    assert [c["subject_id"] for c in result["cases"]] == ["subj6", "subj6", "subj7", "subj7"]
+    assert result["n"] == 4 and result["subjects"] == 2
+
+
 def test_slices_are_reassembled_in_slice_order(tmp_path):
     """A case whose slices are stored out of order and interleaved with another case."""
     rng = np.random.default_rng(0)

@@ -20,7 +20,7 @@ from synthmed.errors import SynthmedError
 from synthmed.study import write_report
 from synthmed.study.browser import find_browser, screen_fractions, screenshot
 from synthmed.study.results import read_results
-from synthmed.study.summary import MAX_CORRELATION, MEMORIZED, MIXED, SYNTHETIC, summary_table
+from synthmed.study.summary import MAX_CORRELATION, MEMORIZED, MIXED, SYNTHETIC, describe_scale, summary_table
 
 SEEDS = (0, 1)
 #: the fake study's Dice (see fake_study.fake_functions): real-only 0.8, synthetic d, half-and-half
@@ -126,3 +126,13 @@ def test_no_browser_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SynthmedError, match="no headless browser found: none of chromium"):
         find_browser()
+
+
+def test_the_scale_counts_patients_not_visits(tmp_path: Path) -> None:
+    """A longitudinal dataset of 8 subjects of 2 visits: 8 patients, not 16."""
+    from tiny_stores import make_store
+
+    make_store(tmp_path / "prepare" / "store", n=32, n_test=8, visits=2)
+    record = {"kind": "prepare", "config": {"size": 16}, "labels": {"dataset": "cohort"},
+              "folder": tmp_path / "prepare"}
+    assert describe_scale([record]) == ("cohort: 8 patients (6 train + 2 test), 16 px", False)

@@ -13,7 +13,8 @@ Run directory of a classifier (the :mod:`synthmed.training.run` layout)::
 
 Training sets are built as for segmenters (:func:`synthmed.segmentation.data.build_training_set`):
 the ``train`` splits of one or more stores (real, synthetic or both), validation subjects held
-out by case id, ``subject_fraction`` for the data-size curve; batches mix patients
+out by ``subject_id`` (a patient's visits together; a cross-sectional store's case ids),
+``subject_fraction`` for the data-size curve; batches mix patients
 (:func:`~synthmed.training.data.batch_stream`).
 """
 

@@ -6,7 +6,9 @@ explains the logit of ``target`` (default the task's first output: ``tumour``, `
 ``grade>=1``) with the network on its clean batch norm. The maps are scored against the WT mask
 dilated by ``dilation`` voxels (:mod:`synthmed.metrics.saliency`): the share of positive
 saliency mass inside it, the pointing game and the voxel-wise AUROC. Each score is the mean
-over samples, with a percentile bootstrap interval over test subjects.
+over samples, with a percentile bootstrap interval over test subjects (the store's
+``subject_id``, :func:`~synthmed.classify.samples.test_samples`: a longitudinal subject's
+visits are drawn together; a cross-sectional store's case ids).
 
 Runs compared must take the same samples (dims, channels, shape); the gallery shows, for the
 largest-tumour slice or volume of each of the first ``gallery_samples`` test subjects, the

@@ -2,7 +2,8 @@
 
 **Clean**: per label AUROC, accuracy and balanced accuracy (threshold 0.5 on the sigmoid;
 :mod:`synthmed.metrics.classification`) of the test split, each with a percentile bootstrap
-interval over test *subjects* (case ids), and their macro mean.
+interval over test *subjects* (the store's ``subject_id``: a longitudinal subject's visits are
+resampled together; a cross-sectional store's case ids), and their macro mean.
 
 **Robust**: the same metrics on adversarial examples of every test sample, across an ε sweep
 (default the paper's ``linspace(0, 0.01, 21)`` for L∞; ``linspace(0, 1, 21)`` for L2, whose

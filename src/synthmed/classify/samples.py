@@ -74,6 +74,10 @@ def check_fits(store: Store, config: ClassifierModelConfig) -> None:
 def test_samples(store: Store, config: ClassifierModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(images float32 [N, C, *sp], labels uint8 [N, *sp], subjects str [N])`` of ``store``'s test split.
 
+    ``subjects`` are the samples' patients (:meth:`~synthmed.data.store.Store.subject_ids`: a
+    longitudinal store's ``subject_id``, so all visits of a patient share one; a cross-sectional
+    store's case ids): the unit the bootstrap intervals resample and the saliency gallery picks.
+
     Raises:
         SynthmedError: samples that do not fit ``config`` (:func:`check_fits`), or no test split.
     """
@@ -83,7 +87,7 @@ def test_samples(store: Store, config: ClassifierModelConfig) -> tuple[np.ndarra
                             "evaluate on a prepared store with --test-fraction > 0")
     idx = store.indices("test")
     images, labels = store.read(idx)
-    return images, labels, store.samples["case_id"].to_numpy()[idx].astype(str)
+    return images, labels, store.subject_ids(idx)
 
 
 @torch.no_grad()

@@ -76,7 +76,10 @@ def evaluate_fidelity(
     ``None``: every sample); every metric is computed against it, except ``fd_train``: FD
     against the ``train_split`` (the generator's training patients) at the reference's sample
     size (see :mod:`synthmed.metrics.frechet`; left out when ``train_split`` is ``None`` or the
-    reference itself). Patients are the stores' ``case_id`` columns.
+    reference itself). Patients are the stores' subjects
+    (:meth:`~synthmed.data.store.Store.subject_ids`: a longitudinal store's ``subject_id``, so a
+    patient's visits are one patient to the relative-FD halves, the ``fd_train`` subsets and
+    the PRDC radii; a cross-sectional store's case ids; a generator's samples, one each).
 
     Features come from :func:`synthmed.features.make_extractor` (``domain``: the encoder of
     ``real`` is loaded from beside it or trained first, on its ``train`` split) and are banked
@@ -110,9 +113,9 @@ def evaluate_fidelity(
     train_f = None if train_idx is None else extract_features(real, extractor, indices=train_idx, **stream)[0]
     bank_features(bank, synthetic, extractor, real=False, **stream)
     (real_f, real_logits), (syn_f, syn_logits) = bank.banked(True), bank.banked(False)
-    cases = real.samples["case_id"].to_numpy()
-    out = fidelity_metrics(real_f, syn_f, real_cases=cases[idx], synthetic_cases=synthetic.samples["case_id"].to_numpy(),
-                           train=train_f, train_cases=None if train_idx is None else cases[train_idx],
+    patients = real.subject_ids()
+    out = fidelity_metrics(real_f, syn_f, real_cases=patients[idx], synthetic_cases=synthetic.subject_ids(),
+                           train=train_f, train_cases=None if train_idx is None else patients[train_idx],
                            real_logits=real_logits, synthetic_logits=syn_logits,
                            kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, seed=seed)
     if syn_logits is None:

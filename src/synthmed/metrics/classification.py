@@ -15,9 +15,12 @@ Conventions:
   tumour it would call specificity "balanced accuracy").
 * :func:`classification_metrics` gives each label's numbers and their macro ``mean`` over
   labels, skipping ``nan`` (``nan`` if every label's is).
-* **Bootstrap** (:func:`bootstrap_ci`): samples of one subject (a patient's slices) are not
-  independent, so a resample draws *subjects* with replacement (as many as there are) and
-  takes all samples of each draw (:func:`subject_resamples`). Resamples on which the statistic
+* **Bootstrap** (:func:`bootstrap_ci`): samples of one subject (a patient's slices, and a
+  longitudinal patient's visits) are not independent, so a resample draws *subjects* with
+  replacement (as many as there are) and takes all samples of each draw
+  (:func:`subject_resamples`). Callers pass a store's patients,
+  :meth:`~synthmed.data.store.Store.subject_ids` (its ``subject_id``; a cross-sectional store's
+  case ids). Resamples on which the statistic
   is undefined (``nan``: one class only) are skipped; with fewer valid resamples than
   ``min_valid`` × ``n_boot`` the interval is ``(nan, nan)``. The interval is the percentile one
   (``numpy.quantile``, linear interpolation) at ``(1 − level) / 2`` and ``(1 + level) / 2``.
@@ -192,7 +195,8 @@ def bootstrap_ci(
     Args:
         probs: ``[N]`` or ``[N, K]``; rows are samples.
         targets: the same rows as ``probs``.
-        subjects: ``[N]`` subject ids (str or int); a subject's samples are drawn together.
+        subjects: ``[N]`` subject (patient) ids (str or int), e.g. a store's ``subject_id``; a
+            subject's samples — all its slices and visits — are drawn together.
         statistic: called on the rows of one resample (numpy arrays); ``nan`` when undefined.
         n_boot: number of resamples.
         level: coverage of the interval, in (0, 1).

@@ -46,7 +46,8 @@ def fidelity_metrics(
 
     Args:
         real: the reference real features ``[N, F]`` (:func:`synthmed.evaluate.evaluate_fidelity`:
-            the test patients); ``real_cases`` their patient ids (``None``: one patient per sample).
+            the test patients); ``real_cases`` their patient ids (a store's ``subject_id``, as in
+            :mod:`~synthmed.metrics.samples`; ``None``: one patient per sample).
         synthetic: ``[M, F]``; ``synthetic_cases`` likewise (a generator's samples are each
             their own).
         train: optionally the generator's training features, for ``fd_train``

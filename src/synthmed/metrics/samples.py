@@ -1,9 +1,11 @@
 """Sample sets as the set metrics take them: float64 feature rows, grouped by patient.
 
-Samples of one patient (``case_id``: neighbouring slices, or a volume's planes) are alike, so
-they never stand in for each other: the set metrics take optional ``cases`` (one id per
-sample; ``None``: every sample is its own patient, as a generator's samples are), and
-subsets of real samples are made of whole patients (:func:`case_groups`).
+Samples of one patient (neighbouring slices, a volume's planes, a longitudinal patient's
+visits) are alike, so they never stand in for each other: the set metrics take optional
+``cases`` (one *patient* id per sample — a store's
+:meth:`~synthmed.data.store.Store.subject_ids`, i.e. its ``subject_id``, a cross-sectional
+store's case ids; ``None``: every sample is its own patient, as a generator's samples are),
+and subsets of real samples are made of whole patients (:func:`case_groups`).
 """
 
 from __future__ import annotations

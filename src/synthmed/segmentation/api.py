@@ -253,6 +253,11 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
                  batch: int = 16, write: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Score a segmenter on the real test patients of ``test_store``: per case Dice, HD95, HD95-max on WT, TC, ET.
 
+    A row is a *case* — one scan: a cross-sectional patient, or one visit of a longitudinal
+    subject — and names its patient (``subject_id``, the store's; a cross-sectional store's
+    case id). ``mean`` and ``sd`` are over the rows (``n``); ``subjects`` counts the distinct
+    patients.
+
     Each test case is predicted whole: a 3D model on its volume (a case id with several
     volumes in the store is scored once per volume, as ``<case>#<k>``); a 2D model slice by slice,
     the predicted slices stacked back in ``slice`` order into the case's evaluation volume
@@ -267,8 +272,8 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
 
         {"run", "test_store", "checkpoint": {"name", "step"}, "network", "aug", "seed",
          "train_set": {...run.json data...}, "model": {...}, "training": {...run.json training...}, "dims", "n",
-         "mean": {"WT": {"dice", "hd95", "hd95_max"}, "TC": …, "ET": …}, "sd": {…},
-         "cases": [{"case_id", "WT": {"dice", "hd95", "hd95_max"}, …}, …]}
+         "mean": {"WT": {"dice", "hd95", "hd95_max"}, "TC": …, "ET": …}, "sd": {…}, "subjects",
+         "cases": [{"case_id", "subject_id", "WT": {"dice", "hd95", "hd95_max"}, …}, …]}
 
     With ``write``, existing evaluation files of this store are replaced only with ``overwrite``.
 
@@ -297,15 +302,22 @@ def evaluate_run(run_dir: str | Path, test_store: str | Path, *, checkpoint: str
         raise SynthmedError(f"{store.path}: the test split is empty (splits: {list(store.splits)}); "
                             "evaluate on a prepared real store with --test-fraction > 0")
     acc = OverlapAccumulator()
+    subjects: list[str] = []  # the patient of each row of acc
     for case, members, spacing in case_volumes(store, "test"):
         images, ref = store.read(members)
         pred = predict_labels(net, images, batch=batch)
+        subject = str(store.subject_ids(members[:1])[0])
         if store.dims == 2:
             acc.update(pred, ref, spacing, case)  # stacked slices: [n_slices, H, W]
+            subjects.append(subject)
         else:
             for k in range(len(members)):
                 acc.update(pred[k], ref[k], spacing, case if len(members) == 1 else f"{case}#{k}")
+                subjects.append(subject)
     scores = acc.compute()
+    scores["cases"] = [{"case_id": row["case_id"], "subject_id": subject, **row}
+                       for row, subject in zip(scores["cases"], subjects)]
+    scores["subjects"] = len(set(subjects))
     result = {"run": str(run_dir.resolve()), "test_store": str(store.path.resolve()), "checkpoint": ckpt,
               "network": model["network"], "aug": bool(info["training"].get("aug")), "seed": int(info["seed"]),
               "train_set": info.get("data", {}), "model": model, "training": info["training"], "dims": store.dims,

@@ -6,14 +6,17 @@ How a training set is made (:func:`build_training_set`), in this order:
 1. **Checks.** Every store must have the same dims, channels (names and order) and sample
    shape, and a ``train`` split; otherwise a :class:`~synthmed.errors.SynthmedError` names
    the two stores and what differs.
-2. **Validation split, by subject.** From each store's ``train`` split,
-   ``round(val_fraction × cases)`` case ids (at least one when the store has two or more
-   cases and ``val_fraction`` > 0, never all of them) are held out, chosen by a permutation
-   seeded by the run seed. A real case's slices therefore never straddle training and
-   validation. Synthetic stores have one case id per sample, so for them this is a
-   sample-level split.
+2. **Validation split, by subject.** Subjects are the store's patients
+   (:meth:`~synthmed.data.store.Store.subject_ids`: a longitudinal store's ``subject_id``, a
+   cross-sectional store's case ids). From each store's ``train`` split,
+   ``round(val_fraction × subjects)`` subjects (at least one when the store has two or more
+   and ``val_fraction`` > 0, never all of them) are held out, chosen by a permutation of the
+   sorted subject ids seeded by the run seed. A patient's slices and visits therefore never
+   straddle training and validation. Synthetic stores have one subject per sample, so for
+   them this is a sample-level split.
 3. **Scarce real data** (``subject_fraction`` F < 1, for the pre-training curve): of each
-   *real* store's remaining training cases, ``max(1, round(F × cases))`` are kept (seeded).
+   *real* store's remaining training subjects, ``max(1, round(F × subjects))`` are kept
+   (seeded), each with all its samples.
 4. **Proportions** (``real_fraction`` F, needs real and synthetic stores): a fixed budget of
    ``N`` samples (default: the smaller of the real and the synthetic pools, so every F fits)
    made of ``round(F × N)`` real and ``N − round(F × N)`` synthetic samples, each drawn without
@@ -144,17 +147,18 @@ def _train_indices(store: Store) -> np.ndarray:
         raise SynthmedError(f"{store.path}: no 'train' split to train on (splits: {list(store.splits)})") from None
 
 
-def _split_cases(cases: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[set, set]:
-    """``(kept, held_out)`` case ids."""
-    n = len(cases)
+def _split_subjects(subjects: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[set, set]:
+    """``(kept, held_out)`` of the sorted distinct ``subjects``: ``round(fraction × S)`` held out
+    (at least one when ``fraction`` > 0 and ``S`` >= 2, never all), by a permutation from ``rng``."""
+    n = len(subjects)
     k = int(round(fraction * n))
     if fraction > 0 and n >= 2:
         k = min(max(k, 1), n - 1)
     else:
         k = 0
     perm = rng.permutation(n)
-    held = set(cases[perm[:k]].tolist())
-    return set(cases.tolist()) - held, held
+    held = set(subjects[perm[:k]].tolist())
+    return set(subjects.tolist()) - held, held
 
 
 def build_training_set(stores: Sequence[Store], *, seed: int = 0, val_fraction: float = 0.2,
@@ -179,21 +183,25 @@ def build_training_set(stores: Sequence[Store], *, seed: int = 0, val_fraction: 
     summary = []
     for k, store in enumerate(stores):
         idx = _train_indices(store)
-        case_of = store.samples["case_id"].to_numpy()[idx]
-        cases = np.unique(case_of)
-        keep, held = _split_cases(cases, val_fraction, np.random.default_rng(derive_seed(seed, VAL_STREAM, k)))
+        subject_of = store.subject_ids(idx)
+        keep, held = _split_subjects(np.unique(subject_of), val_fraction,
+                                     np.random.default_rng(derive_seed(seed, VAL_STREAM, k)))
         if not store.synthetic and subject_fraction < 1:
             kept = np.array(sorted(keep))
             n_keep = max(1, int(round(subject_fraction * len(kept))))
             rng = np.random.default_rng(derive_seed(seed, SUBJECT_STREAM, k))
             keep = set(kept[rng.permutation(len(kept))[:n_keep]].tolist())
-        train_idx = idx[np.isin(case_of, list(keep))]
-        val_idx = idx[np.isin(case_of, list(held))]
+        train_idx = idx[np.isin(subject_of, list(keep))]
+        val_idx = idx[np.isin(subject_of, list(held))]
         train_parts.append((store, train_idx))
         if len(val_idx):
             val_parts.append(store.dataset(indices=val_idx))
-        summary.append({"store": str(store.path.resolve()), "synthetic": store.synthetic, "train_cases": len(keep),
-                        "val_cases": len(held), "train_samples": int(len(train_idx)), "val_samples": int(len(val_idx))})
+        case_of = store.samples["case_id"].to_numpy()
+        summary.append({"store": str(store.path.resolve()), "synthetic": store.synthetic,
+                        "train_subjects": len(keep), "val_subjects": len(held),
+                        "train_cases": int(len(np.unique(case_of[train_idx]))),
+                        "val_cases": int(len(np.unique(case_of[val_idx]))),
+                        "train_samples": int(len(train_idx)), "val_samples": int(len(val_idx))})
     kinds = {s.synthetic for s in stores}
     kind = "synthetic+real" if len(kinds) == 2 else ("synthetic" if True in kinds else "real")
     description: dict[str, Any] = {"kind": kind, "stores": summary, "channels": list(stores[0].channels),
@@ -205,7 +213,7 @@ def build_training_set(stores: Sequence[Store], *, seed: int = 0, val_fraction: 
         raise SynthmedError("--budget is for --real-fraction runs")
     train = MixedDataset([s.dataset(indices=i) for s, i in train_parts if len(i)])
     if len(train) == 0:
-        raise SynthmedError("the training set is empty (every case went to validation?)")
+        raise SynthmedError("the training set is empty (every subject went to validation?)")
     val = MixedDataset(val_parts)
     description.update(n_train=len(train), n_val=len(val))
     return TrainingSet(train, val, description)

@@ -52,7 +52,8 @@ MAX_CORRELATION = "max correlation"
 
 
 def _case_counts(store_path: Path) -> tuple[dict[str, int], str] | None:
-    """``({split: patients}, side)`` of a prepared store (``None`` when it cannot be opened)."""
+    """``({split: patients}, side)`` of a prepared store (``None`` when it cannot be opened); patients
+    are its distinct ``subject_id`` values (a longitudinal subject's visits count once)."""
     from synthmed.data.store import Store
     from synthmed.errors import SynthmedError
 
@@ -60,7 +61,7 @@ def _case_counts(store_path: Path) -> tuple[dict[str, int], str] | None:
         store = Store.open(store_path)
     except SynthmedError:
         return None
-    counts = store.samples.groupby("split")["case_id"].nunique()
+    counts = store.samples.groupby("split")["subject_id"].nunique()
     side = store.spatial_shape[-1]
     return {str(k): int(v) for k, v in counts.items()}, f"{side} px" if store.dims == 2 else f"{side}³ voxels"
 
