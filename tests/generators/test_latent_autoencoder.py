@@ -282,9 +282,19 @@ def test_perceptual_domain_and_radimagenet(store3d, tmp_path):
         RadImageNetPerceptual(tmp_path / "missing.pt", 4)
 
 
-def test_load_errors(tmp_path, store3d):
+def test_run_folder_errors(tmp_path, store3d):
+    from synthmed.errors import OutputExistsError
+    from synthmed.outputs import OutputIsInputError
+
     with pytest.raises(SynthmedError, match="no autoencoder stage"):
         load_autoencoder(tmp_path)
     fit(store3d, tmp_path / "r", train=training(steps=1))
+    with pytest.raises(OutputExistsError):
+        fit(store3d, tmp_path / "r", train=training(steps=1))
     with pytest.raises(SynthmedError, match="changed model config"):
         fit(store3d, tmp_path / "r", config=model(latent_channels=2), train=training(steps=2), resume=True)
+    with pytest.raises(OutputIsInputError):
+        fit(store3d, store3d.path / "ldm", train=training(steps=1))
+    assert not (store3d.path / "ldm").exists()
+    with pytest.raises(SynthmedError, match="perceptual_path"):  # an unvalidated copy is checked again
+        fit(store3d, tmp_path / "p", train=training(perceptual="radimagenet"))

@@ -38,6 +38,7 @@ from synthmed.generators.common import check_resume_store, open_training_run, st
 from synthmed.generators.latent.config import AutoencoderConfig, AutoencoderTrainConfig
 from synthmed.generators.latent.networks import LatentAutoencoder
 from synthmed.generators.latent.task import AutoencoderTask
+from synthmed.outputs import guard_output, run_directory
 from synthmed.training.checkpoint import load_latest, load_weights
 from synthmed.training.data import batch_stream
 from synthmed.training.fabric import make_fabric, resolve_device
@@ -110,13 +111,17 @@ def train_autoencoder(store: Store, run_dir: str | Path, config: AutoencoderConf
 
     Raises:
         DataError: the store has no ``train`` samples.
+        OutputIsInputError: ``RUN/autoencoder`` is, contains or lies inside the store.
+        NotOwnOutputError: ``overwrite`` of something that is not an autoencoder run.
         SynthmedError / OutputExistsError: the store does not fit the model, a bad precision,
             or see :func:`~synthmed.training.run.open_run` (``RUN/autoencoder`` exists without
             ``resume`` or ``overwrite``, a changed model on ``resume``, …).
     """
-    stage = autoencoder_dir(run_dir)
+    stage = guard_output(autoencoder_dir(run_dir), [store.path], kind=run_directory("autoencoder run", [AUTOENCODER_KIND]),
+                         overwrite=options.overwrite, resume=options.resume)
     data = store_data(store)  # DataError if there is no train split
     config = autoencoder_config_for(config, store)
+    train_config = build_config(AutoencoderTrainConfig, "autoencoder training options", **train_config.model_dump())
     if options.resume:
         check_resume_store(stage, store)
     precision = autoencoder_precision(options.fabric.precision, resolve_device(options.fabric.device))
