@@ -6,7 +6,8 @@ trained self-supervised on the real store (:mod:`~synthmed.features.domain_encod
 networks from the user's weight files (:mod:`~synthmed.features.pretrained`). 3D stores are
 embedded as 2.5D (:mod:`~synthmed.features.embedding`); stores are streamed batch by batch
 (:mod:`~synthmed.features.extract`). Inputs are in ``[0, 1]`` as stored; the label is never an
-input.
+input. Perceptual distances for training losses, from the same networks, are in
+:mod:`~synthmed.features.perceptual`.
 """
 
 from synthmed.features.domain_encoder import (DOMAIN_CLASSES, DomainEncoder, DomainEncoderConfig, DomainExtractor,
@@ -14,6 +15,7 @@ from synthmed.features.domain_encoder import (DOMAIN_CLASSES, DomainEncoder, Dom
 from synthmed.features.domain_training import DomainEncoderTask, encoder_dir, load_domain_encoder, train_domain_encoder
 from synthmed.features.embedding import FeatureExtractor, embed, orthogonal_planes
 from synthmed.features.extract import extract_features, iter_features
+from synthmed.features.perceptual import DomainPerceptual, RadImageNetPerceptual, load_domain_perceptual
 from synthmed.features.pretrained import RADIMAGENET_MEAN_BGR, InceptionExtractor, RadImageNetExtractor
 from synthmed.features.spaces import FEATURE_SPACES, describe, make_extractor
 
@@ -23,17 +25,20 @@ __all__ = [
     "DomainEncoderConfig",
     "DomainEncoderTask",
     "DomainExtractor",
+    "DomainPerceptual",
     "FEATURE_SPACES",
     "FeatureExtractor",
     "InceptionExtractor",
     "RADIMAGENET_MEAN_BGR",
     "RadImageNetExtractor",
+    "RadImageNetPerceptual",
     "describe",
     "embed",
     "encoder_dir",
     "extract_features",
     "iter_features",
     "load_domain_encoder",
+    "load_domain_perceptual",
     "make_extractor",
     "orthogonal_planes",
     "presence_class",

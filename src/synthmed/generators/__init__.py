@@ -2,6 +2,8 @@
 
 Families: ``ddpm`` (:mod:`.diffusion`) and ``progan``, ``stylegan1``, ``stylegan2``,
 ``stylegan3`` (:mod:`.gan`); what they share around their networks is in :mod:`.common`.
+Latent diffusion (:mod:`.latent`) has its autoencoder stage so far, a library, not yet a
+registered family.
 
 Everything is imported on first use (PEP 562): looking up ``names()`` — which every study
 spec does while validating — must not pay for torch, MONAI and Lightning Fabric.

@@ -10,7 +10,8 @@ Terms of image ``i`` (synthesised ``x``, target ``t``, both encoded in ``[-1, 1]
   (image and mask) and pixels;
 * ``ms_ssim`` · ``(1 − MS-SSIM)`` of ``(x + 1)/2`` against ``(t + 1)/2``
   (:func:`synthmed.metrics.ms_ssim.ms_ssim`, 7-pixel window, data range 1);
-* ``perceptual`` · the domain encoder's feature distance (:class:`DomainPerceptual`);
+* ``perceptual`` · the domain encoder's feature distance
+  (:class:`~synthmed.features.perceptual.DomainPerceptual`);
 * ``noise_regularisation`` · the noise maps' multi-scale autocorrelation penalty
   (:func:`noise_penalty`).
 """
@@ -21,14 +22,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from synthmed.features.perceptual import DomainPerceptual, per_image_mean
 from synthmed.progression.config import ProjectionConfig
-
-
-def per_image_mean(x: torch.Tensor) -> torch.Tensor:
-    """``[B, …] → [B]``: the mean over everything but the batch."""
-    return x.reshape(x.shape[0], -1).mean(1)
 
 
 def psnr(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -63,41 +59,6 @@ def normalise_noise(noise: Sequence[torch.Tensor]) -> None:
     for n in noise:
         n -= n.mean(dim=(1, 2, 3), keepdim=True)
         n *= n.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
-
-
-class DomainPerceptual(nn.Module):
-    """A perceptual distance from the domain encoder's feature maps (LPIPS without learned weights).
-
-    The image channels of an encoded sample, back in ``[0, 1]``, go through the encoder's
-    convolution levels (:class:`~synthmed.features.domain_encoder.DomainEncoder` ``body``);
-    at each level the feature vector of every pixel is scaled to unit length and the distance
-    is the mean over pixels of the squared difference, summed over channels; image ``i``'s
-    value ``[B]`` is the mean over levels. The encoder is frozen; its GroupNorm acts per
-    sample, so each value depends on its own image alone.
-
-    Args:
-        encoder: a trained domain encoder (:func:`~synthmed.features.load_domain_encoder`).
-        image_channels: ``C``, the image channels of the encoding (the mask is not an input).
-    """
-
-    def __init__(self, encoder: nn.Module, image_channels: int):
-        super().__init__()
-        self.levels = encoder.body.eval().requires_grad_(False)
-        self.image_channels = image_channels
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Unit-length feature maps of each level of encoded samples ``x``."""
-        h = (x[:, : self.image_channels] + 1) / 2
-        out = []
-        for level in self.levels:
-            h = level(h)
-            out.append(h * torch.rsqrt(h.square().sum(dim=1, keepdim=True) + 1e-10))
-        return out
-
-    def forward(self, x: torch.Tensor, target_features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``[B]`` distances of ``x`` to targets whose :meth:`features` are given."""
-        dists = [per_image_mean((a - b).square().sum(dim=1)) for a, b in zip(self.features(x), target_features)]
-        return torch.stack(dists).mean(0)
 
 
 class ProjectionLoss:

@@ -23,11 +23,11 @@ import torch
 from synthmed.data.store import Store
 from synthmed.atomic import is_empty_dir
 from synthmed.errors import OutputExistsError, SynthmedError
+from synthmed.features.perceptual import DomainPerceptual, load_domain_perceptual
 from synthmed.outputs import check_not_input, guard_output
 from synthmed.progress import progress_bar
 from synthmed.progression.config import ProjectionConfig
 from synthmed.progression.latents import LATENTS, LatentDictionary, LatentWork, n_batches, partial_path, source_rows
-from synthmed.progression.losses import DomainPerceptual
 from synthmed.progression.projector import project_images
 from synthmed.progression.synthesis import StyleSynthesis
 
@@ -41,15 +41,7 @@ def _perceptual(encoder: str | Path | None, config: ProjectionConfig, synthesis:
         return None
     if encoder is None:
         raise SynthmedError("the perceptual term (perceptual > 0) needs a domain encoder run (--encoder)")
-    from synthmed.features.domain_training import load_domain_encoder
-
-    net = load_domain_encoder(encoder)
-    in_channels = next(m.in_channels for m in net.body.modules() if isinstance(m, torch.nn.Conv2d))
-    channels = synthesis.encoding.n_image_channels
-    if in_channels != channels:
-        raise SynthmedError(f"{encoder}: the domain encoder takes {in_channels} image channels, the generator "
-                            f"makes {channels}")
-    return DomainPerceptual(net, channels).to(device)
+    return load_domain_perceptual(encoder, synthesis.encoding.n_image_channels).to(device)
 
 
 def check_store(store: Store, synthesis: StyleSynthesis) -> None:
