@@ -71,6 +71,11 @@ class ClassificationTask:
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
         return {"adam": self.opt}
 
+    def targets_of(self, labels: torch.Tensor) -> torch.Tensor:
+        """float32 ``[B, K]`` targets of a batch's second item: the task's targets read from its masks
+        (a subclass training on other targets returns them here)."""
+        return targets_from_labels(labels, self.config.task)
+
     def adversarial_examples(self, images: torch.Tensor, targets: torch.Tensor, random: StepRandom) -> torch.Tensor:
         """PGD examples of ``images`` (eval mode; through the adversarial BN for ``dual-bn``), the
         random start this rank's rows of the step's draw (:class:`~synthmed.classify.attacks.Draws`)."""
@@ -81,7 +86,7 @@ class ClassificationTask:
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], ctx: StepContext) -> Mapping[str, torch.Tensor]:
         images, labels = batch
-        targets = targets_from_labels(labels, self.config.task)
+        targets = self.targets_of(labels)
         for group in self.opt.param_groups:
             group["lr"] = self.train.lr_at(ctx.step)
         mode = self.config.mode
@@ -117,7 +122,7 @@ class ClassificationTask:
                 images = torch.stack([i for i, _ in items]).to(self.fabric.device)
                 labels = torch.stack([l for _, l in items]).to(self.fabric.device)
                 logits.append(self.model(images).float().cpu())
-                targets.append(targets_from_labels(labels, self.config.task).cpu())
+                targets.append(self.targets_of(labels).cpu())
         z, y = torch.cat(logits), torch.cat(targets)
         loss = float(F.binary_cross_entropy_with_logits(z, y))
         scores = [auroc(z[:, k].numpy(), y[:, k].numpy()) for k in range(y.shape[1])]

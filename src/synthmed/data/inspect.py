@@ -97,7 +97,7 @@ def render_grid(store: Store, out: str | Path, *, n: int = 8, seed: int = 0,
         image, label = _axial(image, label)
         for col in range(cols):
             ax = axes[row, col]
-            _show(ax, image[min(col, len(channels) - 1)], label if col == len(channels) else None)
+            show_sample(ax, image[min(col, len(channels) - 1)], label if col == len(channels) else None)
             if row == 0:
                 ax.set_title(channels[col] if col < len(channels) else "mask", fontsize=9)
         if row_label is None:
@@ -130,9 +130,9 @@ def render_side_by_side(real: Store, synthetic: Sequence[tuple[str, Store]], out
                 ax = axes[row, half * n + k]
                 if k < len(shown):
                     image, label = _axial(shown[k], masks[k])
-                    _show(ax, image[-1], label)
+                    show_sample(ax, image[-1], label)
                 else:  # a store with fewer than n samples: an empty cell
-                    _show(ax, None, None)
+                    show_sample(ax, None, None)
                 if row == 0 and k == 0:
                     ax.set_title("synthetic" if half else "real (training)", fontsize=7, loc="left")
         axes[row, 0].set_ylabel(name, fontsize=7)
@@ -146,7 +146,7 @@ def pick_samples_of(total: int, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
 
 
-def _show(ax, image: np.ndarray | None, label: np.ndarray | None) -> None:  # noqa: ANN001
+def show_sample(ax, image: np.ndarray | None, label: np.ndarray | None) -> None:  # noqa: ANN001
     """One grid cell: a 2D ``image`` in [0, 1] (grey), ``label`` overlaid in the BraTS colours; no
     ticks (no frame either when both are ``None``: an empty cell)."""
     ax.set_xticks([])

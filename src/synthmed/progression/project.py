@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from synthmed.data.store import Store
@@ -59,8 +61,9 @@ def check_store(store: Store, synthesis: StyleSynthesis) -> None:
 
 def project_store(store: str | Path | Store, generator: str | Path, out: str | Path, *,
                   config: ProjectionConfig = ProjectionConfig(), split: str | None = None,
-                  encoder: str | Path | None = None, device: str = "auto", checkpoint: str = "last",
-                  resume: bool = False, overwrite: bool = False, progress: bool = True) -> LatentDictionary:
+                  indices: Sequence[int] | np.ndarray | None = None, encoder: str | Path | None = None,
+                  device: str = "auto", checkpoint: str = "last", resume: bool = False, overwrite: bool = False,
+                  progress: bool = True) -> LatentDictionary:
     """Project the samples of ``store`` (all, or those of ``split``) with the StyleGAN ``generator``
     into the latent dictionary ``out`` (the module docstring).
 
@@ -70,6 +73,8 @@ def project_store(store: str | Path | Store, generator: str | Path, out: str | P
         out: the latent dictionary to write.
         config: space, schedule, batch, loss weights, seed.
         split: project only this split's samples.
+        indices: project only these store samples (sorted ascending; they must lie in ``split``
+            when both are given), e.g. each subject's baseline.
         encoder: a domain encoder run directory, for ``config.perceptual > 0``.
         device, checkpoint: where to run, and which checkpoint of a run to load.
         resume: continue an unfinished projection into ``out`` (its ``.partial`` folder).
@@ -91,11 +96,20 @@ def project_store(store: str | Path | Store, generator: str | Path, out: str | P
     synthesis = StyleSynthesis.load(generator, device=device, checkpoint=checkpoint)
     check_store(store, synthesis)
     perceptual = _perceptual(encoder, config, synthesis, synthesis.device)
-    indices = store.indices(split)
+    chosen = store.indices(split)
+    subset: dict[str, list[int]] = {}
+    if indices is not None:
+        wanted = np.unique(np.asarray(indices, np.int64))
+        outside = np.setdiff1d(wanted, chosen)
+        if not len(wanted) or len(outside):
+            raise ValueError(f"indices must be a non-empty subset of the samples of split {split}; "
+                             f"{outside[:5].tolist()} are not")
+        chosen, subset = wanted, {"indices": [int(i) for i in wanted]}
+    indices = chosen
     from synthmed.data.fingerprint import store_hash
 
     job = {"store": {"path": str(Path(store.path).resolve()), "hash": store_hash(store.path), "split": split,
-                     "n": int(len(indices))},
+                     "n": int(len(indices)), **subset},
            "generator": synthesis.describe(), "encoder": None if encoder is None else str(Path(encoder).resolve()),
            "space": config.space, "projection": config.model_dump(mode="json")}
     job = json.loads(json.dumps(job))

@@ -336,3 +336,43 @@ def batch_stream(dataset: StoreDataset, batch_size: int, *, seed: int = 0, start
     """
     return BatchStream(dataset, batch_size, seed=seed, start_step=start_step, rank=rank, world_size=world_size,
                        num_workers=num_workers, pin_memory=pin_memory, window=window)
+
+
+#: :func:`~synthmed.training.seeding.derive_seed` stream of :func:`tensor_batches`' epoch orders.
+TENSOR_ORDER_STREAM = 11
+
+
+def tensor_batches(images: torch.Tensor, targets: torch.Tensor, batch_size: int, *, seed: int = 0,
+                   start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless ``(images[items], targets[items])`` batches of a few samples held in memory (e.g. one
+    image per subject with a target that no mask holds), for steps ``start_step, start_step + 1, …``.
+
+    Step ``s`` takes positions ``s·B … (s+1)·B − 1`` of the endless concatenation of epoch orders,
+    epoch ``e``'s a uniform permutation of the ``N`` samples drawn from
+    ``derive_seed(seed, TENSOR_ORDER_STREAM, e)``: a pure function of ``(seed, s)``, so a resumed
+    run draws what an uninterrupted one draws; a set smaller than the batch is cycled.
+
+    Raises:
+        ValueError: no samples, or images and targets of different lengths.
+    """
+    from synthmed.training.seeding import derive_seed
+
+    n = len(images)
+    if n == 0 or len(targets) != n:
+        raise ValueError(f"tensor_batches needs as many targets as images (> 0), got {n} and {len(targets)}")
+    orders: dict[int, np.ndarray] = {}
+
+    def order(epoch: int) -> np.ndarray:
+        if epoch not in orders:
+            for old in [e for e in orders if e < epoch - 1]:  # a batch may straddle two epochs
+                del orders[old]
+            orders[epoch] = np.random.default_rng(derive_seed(seed, TENSOR_ORDER_STREAM, epoch)).permutation(n)
+        return orders[epoch]
+
+    step = int(start_step)
+    while True:
+        positions = np.arange(step * batch_size, (step + 1) * batch_size)
+        items = np.array([order(int(p // n))[p % n] for p in positions], np.int64)
+        index = torch.from_numpy(items)
+        yield images[index], targets[index]
+        step += 1
