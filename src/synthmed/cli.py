@@ -25,12 +25,13 @@ from synthmed.cli_generator import generator_app
 from synthmed.cli_metrics import metrics_app
 from synthmed.cli_segment import segment_app
 from synthmed.cli_classify import classify_app
+from synthmed.cli_progression import progression_app
 from synthmed.cli_evaluate import evaluate_app, export_command
 from synthmed.cli_study import study_app
 
 app = typer.Typer(
     help="synthmed: synthetic medical images with tumour masks — make, prepare and inspect data; "
-    "train generators; measure fidelity, utility and privacy; train robust classifiers.",
+    "train generators; measure fidelity, utility and privacy; train robust classifiers; predict disease progression.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -40,6 +41,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(generator_app, name="generator")
 app.add_typer(segment_app, name="segment")
 app.add_typer(classify_app, name="classify")
+app.add_typer(progression_app, name="progression")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(evaluate_app, name="evaluate")
 app.command("export")(export_command)
