@@ -137,6 +137,9 @@ def test_resume_hint():
         "interrupted; resume with: synthmed --debug segment train O --train S --resume"
     assert resume_hint(["classify", "train", "O", "--train", "S", "--mode", "dual-bn"]) == \
         "interrupted; resume with: synthmed classify train O --train S --mode dual-bn --resume"
+    assert resume_hint(["progression", "fit", "S", "R", "--generator", "G", "--overwrite"]) == \
+        "interrupted; resume with: synthmed progression fit S R --generator G --resume"
+    assert resume_hint(["progression", "evaluate", "R", "--test", "S"]).startswith("interrupted; finished stages are kept")
     assert resume_hint(["demo", "my dir"]) == "interrupted; finished stages are kept; resume with: synthmed demo 'my dir'"
     assert resume_hint(["data", "prepare", "a", "b"]) == \
         "interrupted; nothing was written; run again with: synthmed data prepare a b"

@@ -24,9 +24,11 @@ from contextlib import contextmanager
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: commands that continue an interrupted run with ``--resume`` (and never with ``--overwrite``).
-RESUME_FLAG = {("generator", "train"), ("segment", "train"), ("classify", "train")}
-#: commands whose rerun continues where the interrupted one stopped (finished stages are kept).
-CONTINUES = {("study", "run"), ("demo",)}
+RESUME_FLAG = {("generator", "train"), ("segment", "train"), ("classify", "train"), ("progression", "fit")}
+#: commands whose rerun continues where the interrupted one stopped (finished stages are kept; for
+#: ``progression predict`` and ``evaluate``: the baselines' projection batches and baseline classifier
+#: checkpoints in the run, their outputs being written only at the end).
+CONTINUES = {("study", "run"), ("demo",), ("progression", "predict"), ("progression", "evaluate")}
 
 
 class Interrupted(BaseException):

@@ -120,10 +120,15 @@ def test_fit_predict_evaluate(cohort, monkeypatch, capsys):
     assert "exist" in error(monkeypatch, capsys, "progression", "evaluate", str(run), "--test", str(store),
                             "--n-boot", "50", *CPU)
     code, out, err = cli(monkeypatch, capsys, "progression", "evaluate", str(run), "--test", str(store), "--months", "12",
-                         "--no-baseline", "--n-boot", "50", "--out", str(folder / "eval12"), *CPU)
-    assert code == 0 and "no fast progressor among the test subjects" in " ".join(out.split()), err
-    assert "--no-baseline" in " ".join(out.split())
+                         "--n-boot", "50", "--out", str(folder / "eval12"), *CPU)
+    text = " ".join(out.split())  # at 12 months no subject has risen two grades yet
+    assert code == 0 and "no fast progressor among the test subjects" in text, err
+    assert "baseline_auroc:" in text and "slow progressors; the baseline classifier has nothing to learn" in text
     assert (folder / "eval12" / "cohort-m12_gallery.png").is_file()
+    code, out, err = cli(monkeypatch, capsys, "progression", "evaluate", str(run), "--test", str(store), "--no-baseline",
+                         "--classifier", str(grade), "--n-boot", "20", "--json", "--out", str(folder / "eval24"), *CPU)
+    skipped = json.loads(out)["skipped"]
+    assert code == 0 and skipped == {"baseline_auroc": "--no-baseline"}, err
 
 
 def test_errors_leave_nothing_behind(cohort, tmp_path, monkeypatch, capsys):

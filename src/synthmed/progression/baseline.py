@@ -33,8 +33,8 @@ from synthmed.progression.followup import followup_pairs, pair_grades
 
 KIND = "progressor-classifier"
 
-__all__ = ["KIND", "NoBaselineTargets", "ProgressorTask", "baseline_run_name", "load_progressor_classifier", "progressor_targets",
-           "train_progressor_classifier"]
+__all__ = ["KIND", "NoBaselineTargets", "ProgressorTask", "baseline_run_name", "load_progressor_classifier",
+           "progressor_targets", "train_progressor_classifier"]
 
 
 class NoBaselineTargets(SynthmedError):
@@ -97,8 +97,8 @@ def train_progressor_classifier(run_dir: str | Path, store: Store, horizon: floa
     indices, fast, subjects = progressor_targets(store, horizon)
     if fast.all() or not fast.any():
         which = "fast" if fast.all() else "slow"
-        raise NoBaselineTargets(f"{store.path}: all {len(fast)} training subjects with a follow-up at {horizon:g} months "
-                            f"are {which} progressors; the baseline classifier has nothing to learn")
+        raise NoBaselineTargets(f"{store.path}: all {len(fast)} training subjects with a follow-up at {horizon:g} "
+                                f"months are {which} progressors; the baseline classifier has nothing to learn")
     config, tc = resolve_configs("presence", network, "standard", preset, {}, {"steps": steps, "val_fraction": 0.0})
     config = config_for(config, store)
     images = torch.from_numpy(store.read(indices)[0])

@@ -62,7 +62,8 @@ __all__ = ["eval_files", "evaluate_progression"]
 
 
 def eval_files(folder: str | Path, test_store: str | Path, horizon: float) -> dict[Path, OutputKind]:
-    """The files :func:`evaluate_progression` writes into ``folder``: ``<store>-m<M>.json``, ``.csv``, ``_gallery.png``."""
+    """The files :func:`evaluate_progression` writes into ``folder``: ``<store>-m<M>.json``, ``.csv`` and
+    ``_gallery.png``."""
     base = Path(folder) / f"{Path(test_store).name}-m{horizon:g}"
     return {base.with_suffix(".json"): JSON_FILE, base.with_suffix(".csv"): CSV_FILE,
             base.with_name(base.name + "_gallery.png"): PNG_FILE}
@@ -263,7 +264,8 @@ def evaluate_progression(
         "followup": {"all": _group(table), "fast": _group(table[table["fast"] == 1])},
         "wt_spearman": {"predicted": spearman(prediction.wt, table["wt_followup"].to_numpy()),
                         "copy_baseline": spearman(table["wt_baseline"].to_numpy(), table["wt_followup"].to_numpy())},
-        "wt_interval": {"coverage": float(covered.mean()), "mean_width": float((table["wt_high"] - table["wt_low"]).mean())},
+        "wt_interval": {"coverage": float(covered.mean()),
+                        "mean_width": float((table["wt_high"] - table["wt_low"]).mean())},
         "projection_psnr": float(table["projection_psnr"].mean()),
         "grade_classifier": grade_info, "baseline_classifier": baseline_info,
         "bootstrap": {"n_boot": int(n_boot), "seed": int(seed), "unit": "subject"},

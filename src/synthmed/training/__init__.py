@@ -12,7 +12,7 @@ from synthmed.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from synthmed.training.data import StepBatchSampler, batch_stream
+from synthmed.training.data import StepBatchSampler, batch_stream, tensor_batches
 from synthmed.training.ema import EMA, half_life_decay
 from synthmed.training.fabric import FabricOptions, make_fabric, resolve_device, resolve_precision
 from synthmed.training.loop import LoopOptions, StepContext, TrainingTask, tile, train
@@ -44,6 +44,7 @@ __all__ = [
     "save_checkpoint",
     "save_weights",
     "seeded_init",
+    "tensor_batches",
     "tile",
     "train",
     "versions",

@@ -36,6 +36,10 @@ Consequences:
 * ``W`` ranks with batch ``B`` see exactly the global batches of one process with batch ``W·B``
   (``K`` depends on ``G`` only);
 * a dataset smaller than the global batch is simply cycled.
+
+:func:`tensor_batches` is the same idea for a few samples held in memory with targets of their
+own (e.g. one baseline image per subject and its progression label): uniform epoch permutations
+of the samples, step ``s``'s batch a pure function of ``(seed, s)``.
 """
 
 from __future__ import annotations
