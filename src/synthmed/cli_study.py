@@ -64,7 +64,7 @@ def study_plan(
             mark = "[green]done[/] [yellow](older code)[/]"
         text = f"{stage.name} {mark} {escape(_describe(stage))}"
         parent = nodes.get(stage.inputs[-1]) if stage.inputs else None
-        if stage.kind in ("evaluate", "classify_eval"):  # under the run it scores
+        if stage.kind in ("evaluate", "classify_eval", "progression_eval"):  # under the run it scores
             parent = nodes.get(stage.inputs[0])
         nodes[key] = (parent or tree).add(text)
     Console(soft_wrap=True, width=max(stdout.width, 160)).print(tree)  # deep lines are not cropped

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from synthmed.study.report import OPTIONAL_SECTIONS, SECTIONS, build_sections, write_report
     from synthmed.study.results import COLUMNS, gather, write_results
     from synthmed.study.run import DEMO_SPEC, StudyOutcome, run_study
-    from synthmed.study.spec import (ClassifierSpec, DataSpec, ExecutorSpec, GeneratorSpec, PhantomSpec,
-                                     PretrainingSpec, SegmenterSpec, StudySpec, build_spec, load_spec)
+    from synthmed.study.spec import (ClassifierSpec, DataSpec, ExecutorSpec, GeneratorSpec, GradeClassifierSpec,
+                                     LongitudinalSpec, PhantomSpec, PretrainingSpec, ProgressionSpec, SegmenterSpec,
+                                     StudySpec, build_spec, load_spec)
     from synthmed.study.stage_run import clean_stale, run_stage
 
 #: public name → the submodule defining it.
@@ -34,6 +35,7 @@ _HOMES = {"LocalExecutor": "executor_local", "RayExecutor": "executor_ray", "mak
           "build_sections": "report", "write_report": "report", "COLUMNS": "results", "gather": "results",
           "write_results": "results", "DEMO_SPEC": "run", "StudyOutcome": "run", "run_study": "run",
           "ClassifierSpec": "spec", "DataSpec": "spec", "ExecutorSpec": "spec", "GeneratorSpec": "spec",
+          "GradeClassifierSpec": "spec", "LongitudinalSpec": "spec", "ProgressionSpec": "spec",
           "PhantomSpec": "spec", "PretrainingSpec": "spec", "SegmenterSpec": "spec", "StudySpec": "spec",
           "build_spec": "spec", "load_spec": "spec", "clean_stale": "stage_run", "run_stage": "stage_run"}
 
@@ -58,9 +60,12 @@ __all__ = [
     "DataSpec",
     "ExecutorSpec",
     "GeneratorSpec",
+    "GradeClassifierSpec",
+    "LongitudinalSpec",
     "LocalExecutor",
     "PhantomSpec",
     "PretrainingSpec",
+    "ProgressionSpec",
     "RayExecutor",
     "Plan",
     "SegmenterSpec",

@@ -22,7 +22,7 @@ import pandas as pd
 
 from synthmed.classify.names import MODES
 from synthmed.study.plots import curves_png
-from synthmed.study.results import ROUTE_PREFIX, SALIENCY_PREFIX, robust_eps
+from synthmed.study.results import PROGRESSION_PREFIX, ROUTE_PREFIX, SALIENCY_PREFIX, robust_eps
 from synthmed.study.sections import MISSING, Section, mean_sd
 from synthmed.study.stages import RESULT_JSON, SALIENCY_PNG
 
@@ -75,8 +75,9 @@ def _line(mode: str, route: str) -> str:
 def write_classifiers(stages: list[dict], results: pd.DataFrame, section: Section) -> None:
     """Fill ``section`` (see the module docstring); nothing when the study has no classifier results."""
     records = _records(stages)
-    rows = results[results.classifier.notna() & (results.classifier.astype(str) != "")] \
-        if "classifier" in results.columns else results.iloc[:0]
+    rows = results[results.classifier.notna() & (results.classifier.astype(str) != "")
+                   & ~results.metric.str.startswith(PROGRESSION_PREFIX, na=False)] \
+        if "classifier" in results.columns else results.iloc[:0]  # progression rows name their grade classifier
     if rows.empty and not records:
         return
     rows = rows.assign(generator=rows.generator.fillna("—").replace("", "—"), dataset=rows.dataset.fillna("—"))

@@ -12,10 +12,10 @@ Conventions:
   (NFS, Lustre, a cloud file store). After each task the driver checks that the stage's
   ``done.json`` is there, and raises a :class:`~synthmed.errors.SynthmedError` saying so if not.
 - **Resources.** Every stage takes 1 CPU. When the study's ``device`` is ``cuda``, or ``auto``
-  and the cluster has GPUs, ``fit``, ``train`` and ``classify`` take 1 GPU and ``encoder``,
-  ``sample``, ``fidelity``, ``evaluate`` and ``classify_eval`` (which run a small or trained
-  network on the same device) take half of one; ``prepare`` and
-  ``memorization`` run on CPUs. A task that asks for no GPU sees none (Ray hides them), so a
+  and the cluster has GPUs, ``fit``, ``train``, ``classify`` and ``progression_fit`` take 1 GPU
+  and ``encoder``, ``sample``, ``fidelity``, ``evaluate``, ``classify_eval`` and
+  ``progression_eval`` (which run a small or trained network on the same device) take half of
+  one; ``prepare`` and ``memorization`` run on CPUs. A task that asks for no GPU sees none (Ray hides them), so a
   stage on ``device: cuda`` must ask for one. ``executor.resources`` overrides both per kind.
 - **Retries.** A failed task is retried ``retries`` times (``max_retries`` with
   ``retry_exceptions=True``); stage folders are atomic, so a retry starts clean.
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from synthmed.study.spec import ExecutorSpec
 
 #: GPUs a stage kind takes when the study uses GPUs (kinds not listed take none).
-GPU_SHARE = {"fit": 1.0, "train": 1.0, "classify": 1.0, "encoder": 0.5, "sample": 0.5, "fidelity": 0.5,
-             "evaluate": 0.5, "classify_eval": 0.5}
+GPU_SHARE = {"fit": 1.0, "train": 1.0, "classify": 1.0, "progression_fit": 1.0, "encoder": 0.5, "sample": 0.5,
+             "fidelity": 0.5, "evaluate": 0.5, "classify_eval": 0.5, "progression_eval": 0.5}
 
 
 def import_ray() -> ModuleType:

@@ -7,7 +7,9 @@ when that folder exists holding ``done.json`` (written last, the folder renamed 
 
 Kinds, in dependency order: ``prepare`` → ``fit`` → ``sample`` → ``fidelity`` /
 ``memorization``; ``prepare`` (+ ``sample``) → ``train`` → ``evaluate``; ``prepare`` (+
-``sample``) → ``classify`` → ``classify_eval``. Every ``domain``
+``sample``) → ``classify`` → ``classify_eval``; ``prepare`` + ``fit`` (the progression's StyleGAN)
++ ``classify`` (its grade classifier, train set ``real``: the same stage as a ``classifiers:``
+entry's) → ``progression_fit`` → ``progression_eval``. Every ``domain``
 ``fidelity`` stage of a dataset also takes that dataset's one ``encoder`` stage (the domain
 encoder, keyed by the ``prepare`` stage, its steps and seed), so all generators are scored
 in one feature space however the stages are scheduled. The pre-training
@@ -188,6 +190,11 @@ def _add_dataset(plan: Plan, data: DataSpec, out: str | Path | None) -> None:
     spec = plan.spec
     dataset = data.label
     prep_config = data.model_dump(mode="json", exclude={"name"})
+    if data.cross_sectional_phantom:  # keyed as before phantoms could be longitudinal
+        del prep_config["phantom"]["longitudinal"]
+    elif data.phantom is not None:  # a cohort: the cross-sectional fields are not its own
+        for name in ("cases", "tumour_free_fraction"):
+            del prep_config["phantom"][name]
     source, problem = source_key(data, out)
     if source is not None:
         prep_config["source_hash"] = source
@@ -196,6 +203,7 @@ def _add_dataset(plan: Plan, data: DataSpec, out: str | Path | None) -> None:
     prep = plan.add(_stage("prepare", prep_config, (), {"dataset": dataset}))
 
     samples: list[tuple[str, Stage]] = []
+    fits: dict[str, Stage] = {}
     for label, gen in zip(spec.generator_labels(), spec.generators):
         train_overrides = dict(gen.train_overrides)
         if gen.steps is not None:
@@ -203,6 +211,7 @@ def _add_dataset(plan: Plan, data: DataSpec, out: str | Path | None) -> None:
         fit = plan.add(_stage("fit", {"model": gen.name, "preset": gen.preset, "model_overrides": gen.model_overrides,
                                       "train_overrides": train_overrides, "seed": gen.seed},
                               (prep.key,), {"dataset": dataset, "generator": label}))
+        fits[label] = fit
         sample = plan.add(_stage("sample", {"n": spec.samples, "sampler": gen.sampler, "steps": gen.sample_steps,
                                             "seed": gen.seed, "truncation": gen.truncation},
                                  (fit.key,), {"dataset": dataset, "generator": label}))
@@ -225,6 +234,8 @@ def _add_dataset(plan: Plan, data: DataSpec, out: str | Path | None) -> None:
                 _add_segmentation(plan, prep, samples, seg_label, seg, aug, seed)
     for clf_label, clf in zip(spec.classifier_labels(), spec.classifiers):
         _add_classifier(plan, prep, samples, clf_label, clf)
+    if spec.progression is not None:
+        _add_progression(plan, prep, fits)
 
 
 def train_set_inputs(train_sets: Sequence[str], prep: Stage, samples: Sequence[tuple[str, Stage]],
@@ -291,16 +302,41 @@ def _add_classifier(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]], l
     """The ``classify`` + ``classify_eval`` stages of one classifier: every train set (all of both
     stores for ``synthetic+real``) × seed × mode."""
     spec = plan.spec
-    common = {"task": clf.task, "model": clf.model, "preset": clf.preset, "model_overrides": clf.model_overrides,
-              "train_overrides": clf.training_overrides()}
     evaluation = {"split": "test", "eps": clf.eval_eps, "attack_steps": clf.eval_attack_steps, "n_boot": clf.n_boot,
                   "saliency": clf.saliency, "dilation": clf.dilation, "gallery_samples": clf.gallery_samples}
     for train_set, inputs, generator, fraction in train_set_inputs(clf.train_sets or spec.train_sets, prep, samples):
         for seed in clf.seeds or spec.seeds:
             for mode in clf.modes:
-                labels = {"dataset": prep.labels["dataset"], "classifier": label, "task": clf.task, "mode": mode,
-                          "generator": generator, "train_set": train_set, "seed": seed, "real_fraction": fraction,
-                          "subject_fraction": 1.0}
-                train = plan.add(_stage("classify", dict(common, mode=mode, train_set=train_set, seed=seed), inputs,
-                                        labels))
-                plan.add(_stage("classify_eval", evaluation, (train.key, prep.key), labels))
+                train = _add_classify(plan, prep, inputs, label, clf, mode=mode, train_set=train_set, seed=seed,
+                                      generator=generator, real_fraction=fraction)
+                plan.add(_stage("classify_eval", evaluation, (train.key, prep.key), train.labels))
+
+
+def _add_classify(plan: Plan, prep: Stage, inputs: tuple[str, ...], label: str, clf: ClassifierSpec, *, mode: str,
+                  train_set: str, seed: int, generator: str = "", real_fraction: float | None = 1.0) -> Stage:
+    """The ``classify`` stage of one classifier, mode, train set and seed (the one already planned when equal)."""
+    config = {"task": clf.task, "model": clf.model, "preset": clf.preset, "model_overrides": clf.model_overrides,
+              "train_overrides": clf.training_overrides(), "mode": mode, "train_set": train_set, "seed": seed}
+    labels = {"dataset": prep.labels["dataset"], "classifier": label, "task": clf.task, "mode": mode,
+              "generator": generator, "train_set": train_set, "seed": seed, "real_fraction": real_fraction,
+              "subject_fraction": 1.0}
+    return plan.add(_stage("classify", config, inputs, labels))
+
+
+def _add_progression(plan: Plan, prep: Stage, fits: dict[str, Stage]) -> None:
+    """The ``progression_fit`` (the training subjects projected with the generator's ``fit`` run; the
+    grade classifier's ``classify`` run, trained on the real training subjects, recorded for the risk)
+    and ``progression_eval`` stages of the spec's progression section."""
+    spec = plan.spec
+    prog = spec.progression
+    assert prog is not None
+    inputs = (prep.key, fits[prog.generator].key)
+    labels: dict[str, Any] = {"dataset": prep.labels["dataset"], "generator": prog.generator, "seed": prog.seed}
+    grade = spec.progression_classifier()
+    if grade is not None:
+        label, clf, mode, seed = grade
+        classify = _add_classify(plan, prep, (prep.key,), label, clf, mode=mode, train_set="real", seed=seed)
+        inputs += (classify.key,)
+        labels.update(classifier=label, task="grade", mode=mode)
+    fit = plan.add(_stage("progression_fit", {"projection": prog.projection()}, inputs, labels))
+    plan.add(_stage("progression_eval", prog.evaluation(), (fit.key, prep.key), labels))

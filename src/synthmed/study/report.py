@@ -9,7 +9,9 @@ FD rank, memorization — and real beside synthetic samples), then the details: 
 over seeds), relative Dice (synthetic / matched real-only), Spearman correlation of
 generation-metric ranks with Dice ranks, Dice vs real fraction, the synthetic pre-training
 curve, the classifiers (clean and robust AUROC, AUROC against ε, saliency scores and galleries —
-:mod:`.classifier_section`, only in a study with classifier results), memorization histograms
+:mod:`.classifier_section`, only in a study with classifier results), disease progression
+(AUROCs of fast progression with intervals, predicted follow-ups against copying the baseline,
+galleries — :mod:`.progression_section`, only in a study with progression results), memorization histograms
 and closest-pair galleries, sample galleries (masks overlaid) and training curves (from each
 run's TensorBoard scalars) — :mod:`.details`. Images are
 embedded as base64 PNG data URIs in both files (:mod:`.render`): nothing external is referenced.
@@ -37,6 +39,7 @@ from synthmed.study import details
 from synthmed.study.analysis import relative_dice_table
 from synthmed.study.classifier_section import write_classifiers
 from synthmed.study.plan import DONE_JSON, STAGES_DIR
+from synthmed.study.progression_section import write_progression
 from synthmed.study.records import evaluations, finished_stages
 from synthmed.study.render import render_html, render_markdown
 from synthmed.study.results import RESULTS_CSV, read_results
@@ -47,7 +50,8 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 REPORT_CACHE = ".report.json"
 #: the modules (in this folder) whose code the report's fingerprint covers.
-REPORT_CODE = ("report.py", "summary.py", "details.py", "classifier_section.py", "analysis.py", "records.py",
+REPORT_CODE = ("report.py", "summary.py", "details.py", "classifier_section.py", "progression_section.py",
+               "analysis.py", "records.py",
                "results.py", "plots.py", "render.py", "sections.py")
 
 
@@ -63,13 +67,15 @@ SECTIONS = (
     ("real-fraction", "Dice vs real fraction"),
     ("pretraining", "Synthetic pre-training curve"),
     ("classifiers", "Classifiers"),
+    ("progression", "Disease progression"),
     ("memorization", "Memorization"),
     ("galleries", "Sample galleries"),
     ("training-curves", "Training curves"),
 )
 
-#: sections left out of a report that has nothing to put in them (a study without classifiers).
-OPTIONAL_SECTIONS = ("classifiers",)
+#: sections left out of a report that has nothing to put in them (a study without classifiers, or
+#: without a progression section).
+OPTIONAL_SECTIONS = ("classifiers", "progression")
 
 
 def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: int = 4
@@ -93,6 +99,7 @@ def build_sections(out: str | Path, *, gallery_samples: int = 4, closest_pairs: 
     details.write_real_fraction(results, sections["real-fraction"])
     details.write_pretraining(results, sections["pretraining"])
     write_classifiers(stages, results, sections["classifiers"])
+    write_progression(stages, results, sections["progression"])
     details.write_memorization(stages, results, sections["memorization"], closest_pairs)
     details.write_galleries(stages, sections["galleries"], gallery_samples)
     details.write_training_curves(stages, sections["training-curves"])

@@ -24,7 +24,17 @@ Rows:
   and, for ``dual-bn``, ``robust_adv_bn_<metric>@<ε>`` crafted and classified through the
   adversarial batch norm (the paper's protocol) (:func:`robust_metric`); and, region the
   explained output, ``saliency_mass_in_mask``, ``saliency_pointing_game``, ``saliency_auroc``
-  (means over the tumour-bearing test samples; none when the test split has no tumour).
+  (means over the tumour-bearing test samples; none when the test split has no tumour);
+- ``progression_eval`` (columns generator: the StyleGAN's label; classifier, task ``grade`` and
+  mode: its grade classifier's run, empty without one; seed the progression's; region empty):
+  metric ``progression_<score>_auroc`` with ``…_auroc_ci_low`` / ``…_auroc_ci_high`` (the
+  subject-bootstrap interval) for the scores of fast progression ``risk``, ``growth``,
+  ``baseline`` and ``risk_true_followup``;
+  ``progression_followup.<all|fast>.<predicted|copy_baseline>.<mae|psnr|wt_dice>`` (the
+  predicted follow-ups against the true ones, beside copying the baseline) and
+  ``progression_followup.<all|fast>.n``; ``progression_wt_spearman.<predicted|copy_baseline>``,
+  ``progression_wt_interval.<coverage|mean_width>``, ``progression_months`` and
+  ``progression_projection_psnr`` (:func:`progression_rows`; ``None`` values are NaN).
 
 Unfinished stages are left out.
 """
@@ -50,6 +60,10 @@ COLUMNS = ("study", "dataset", "generator", "segmenter", "classifier", "task", "
 ROUTE_PREFIX = {"clean": "robust_", "adversarial": "robust_adv_bn_"}
 #: the metric-name prefix of the saliency scores.
 SALIENCY_PREFIX = "saliency_"
+#: the metric-name prefix of the progression rows.
+PROGRESSION_PREFIX = "progression_"
+#: the scores of fast progression a ``progression_eval`` stage gives an AUROC of.
+PROGRESSION_SCORES = ("risk", "growth", "baseline", "risk_true_followup")
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 
@@ -97,11 +111,35 @@ def classifier_rows(result: dict[str, Any]) -> list[tuple[str, str, float | None
     return rows
 
 
+def _leaves(values: dict[str, Any], prefix: str) -> list[tuple[str, float | None]]:
+    """Every numeric or ``None`` leaf of nested ``values`` as ``(prefix + dotted path, value)``."""
+    out: list[tuple[str, float | None]] = []
+    for name, value in values.items():
+        if isinstance(value, dict):
+            out += _leaves(value, f"{prefix}{name}.")
+        elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            out.append((f"{prefix}{name}", value))
+    return out
+
+
+def progression_rows(result: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """``(metric, value)`` of a ``progression_eval`` stage's result (see the module docstring)."""
+    rows: list[tuple[str, float | None]] = []
+    for score in PROGRESSION_SCORES:
+        low, high = result[f"{score}_auroc_ci"]
+        rows += [(f"{score}_auroc", result[f"{score}_auroc"]), (f"{score}_auroc_ci_low", low),
+                 (f"{score}_auroc_ci_high", high)]
+    rows += _leaves({k: result[k] for k in ("followup", "wt_spearman", "wt_interval")}, "")
+    rows += [("months", result["months"]), ("projection_psnr", result["projection_psnr"])]
+    return [(PROGRESSION_PREFIX + metric, value) for metric, value in rows]
+
+
 def gather(plan: Plan, out: str | Path) -> pd.DataFrame:
     """The results of ``plan``'s finished stages in ``out`` as a DataFrame with :data:`COLUMNS`."""
     rows: list[dict[str, Any]] = []
     for stage in plan.stages.values():
-        if stage.kind not in ("evaluate", "fidelity", "memorization", "classify_eval") or not plan.is_done(out, stage):
+        if stage.kind not in ("evaluate", "fidelity", "memorization", "classify_eval", "progression_eval") \
+                or not plan.is_done(out, stage):
             continue
         result = json.loads((plan.folder(out, stage) / RESULT_JSON).read_text())
         base = {c: None for c in COLUMNS}
@@ -109,6 +147,8 @@ def gather(plan: Plan, out: str | Path) -> pd.DataFrame:
         if stage.kind == "classify_eval":
             rows += [{**base, "metric": metric, "region": region, "value": value}
                      for metric, region, value in classifier_rows(result)]
+        elif stage.kind == "progression_eval":
+            rows += [{**base, "metric": metric, "value": value} for metric, value in progression_rows(result)]
         elif stage.kind == "evaluate":
             for stat, suffix in (("mean", ""), ("sd", "_sd")):
                 for region, metrics in (result.get(stat) or {}).items():

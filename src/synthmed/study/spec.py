@@ -1,6 +1,7 @@
 """The study file: one YAML naming the whole grid (datasets × generators × segmenters × train
-sets × augmentation × seeds × real fractions, and optionally classifiers: tasks × modes × train
-sets × seeds), validated into :class:`StudySpec`. The data come as one ``data`` section or a
+sets × augmentation × seeds × real fractions, optionally classifiers: tasks × modes × train
+sets × seeds, and disease progression: one StyleGAN and grade classifier on a longitudinal
+dataset), validated into :class:`StudySpec`. The data come as one ``data`` section or a
 ``datasets`` list of them (each named); the grid is repeated per dataset.
 
 Every invalid value becomes one :class:`~synthmed.errors.SynthmedError` naming the field
@@ -26,13 +27,42 @@ TrainSet = Literal["real", "synthetic", "synthetic+real"]
 FeatureSpace = Literal["domain", "radimagenet", "inception"]
 
 
-class PhantomSpec(Config):
-    """The built-in phantom as the study's dataset (see ``synthmed data phantom``)."""
+class LongitudinalSpec(Config):
+    """A longitudinal phantom cohort (``synthmed data phantom --longitudinal``): ``subjects`` followed
+    over ``visits`` visits ``interval_months`` apart, each keeping its anatomy while its tumour grows."""
 
-    cases: int = Field(10, ge=2, description="number of phantom cases")
+    subjects: int = Field(8, ge=2, description="number of subjects")
+    visits: int = Field(3, ge=2, description="visits per subject (the first at month 0)")
+    interval_months: float = Field(12.0, gt=0.0, description="months between visits")
+    onset_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of subjects whose first visit is "
+                                  "tumour-free")
+    fast_fraction: float = Field(0.4, ge=0.0, le=1.0, description="share of fast progressors")
+
+
+class PhantomSpec(Config):
+    """The built-in phantom as the study's dataset (see ``synthmed data phantom``): ``cases``
+    cross-sectional cases, or with ``longitudinal`` a cohort of subjects with several visits each."""
+
+    cases: int = Field(10, ge=2, description="number of phantom cases (not with longitudinal)")
     shape: PhantomShape = Field((155, 240, 240), description="(D, H, W) voxels")
     seed: int = Field(0, ge=0, description="phantom seed")
-    tumour_free_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of cases without a tumour")
+    tumour_free_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of cases without a tumour "
+                                        "(not with longitudinal: see its onset_fraction)")
+    longitudinal: LongitudinalSpec | None = Field(None, description="a longitudinal cohort instead of cases")
+
+    @property
+    def tumour_free_share(self) -> float:
+        """The share of tumour-free cases: ``tumour_free_fraction``, or a cohort's ``onset_fraction``."""
+        return self.tumour_free_fraction if self.longitudinal is None else self.longitudinal.onset_fraction
+
+    @model_validator(mode="after")
+    def _cohort_or_cases(self) -> PhantomSpec:
+        if self.longitudinal is not None:
+            for name, instead in (("cases", "longitudinal.subjects"), ("tumour_free_fraction",
+                                                                       "longitudinal.onset_fraction")):
+                if name in self.model_fields_set:
+                    raise ValueError(f"{name} is not used by a longitudinal phantom: give {instead}")
+        return self
 
 
 class DataSpec(Config):
@@ -57,6 +87,11 @@ class DataSpec(Config):
     @property
     def label(self) -> str:
         return self.name or ("phantom" if self.phantom is not None else Path(str(self.path)).name)
+
+    @property
+    def cross_sectional_phantom(self) -> bool:
+        """A phantom without visits (a dataset folder may be longitudinal: its manifest tells)."""
+        return self.phantom is not None and self.phantom.longitudinal is None
 
 
 class GeneratorSpec(Config):
@@ -92,6 +127,15 @@ class SegmenterSpec(Config):
     steps: int | None = Field(None, ge=1, description="training steps (default: the preset's)")
     model_overrides: dict[str, Any] = Field(default_factory=dict)
     train_overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+def _classifier_model_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` unless they name a classifier field set by the study (``ValueError``)."""
+    for key in ("task", "network", "mode", "num_outputs", "spatial_dims", "in_channels", "image_shape"):
+        if key in values:
+            raise ValueError(f"{key} is not an override: it comes from the classifier's task, model and modes "
+                             "or from the store")
+    return values
 
 
 class ClassifierSpec(Config):
@@ -132,11 +176,7 @@ class ClassifierSpec(Config):
     @field_validator("model_overrides")
     @classmethod
     def _own_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
-        for key in ("task", "network", "mode", "num_outputs", "spatial_dims", "in_channels", "image_shape"):
-            if key in values:
-                raise ValueError(f"{key} is not an override: it comes from the classifier's task, model and modes "
-                                 "or from the store")
-        return values
+        return _classifier_model_overrides(values)
 
     @field_validator("eval_eps")
     @classmethod
@@ -152,14 +192,83 @@ class ClassifierSpec(Config):
         return values
 
 
+class GradeClassifierSpec(Config):
+    """The grade classifier of the progression risk given inline: one ``classify`` stage trained on
+    the real training subjects (the same stage as a ``classifiers:`` entry of equal settings)."""
+
+    model: NetworkName = Field("resnet18", description="resnet18, resnet50 or densenet121")
+    mode: ModeName = Field("standard", description="training mode: standard, adversarial, dual-bn")
+    preset: Preset = "tiny"
+    steps: int | None = Field(None, ge=1, description="training steps (default: the preset's)")
+    eps: float | None = Field(None, ge=0, description="training attack radius (default: the preset's)")
+    seed: int = Field(0, ge=0, description="training seed")
+    model_overrides: dict[str, Any] = Field(default_factory=dict, description="model config values (e.g. width)")
+    train_overrides: dict[str, Any] = Field(default_factory=dict, description="training config values")
+
+    @field_validator("model_overrides")
+    @classmethod
+    def _own_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return _classifier_model_overrides(values)
+
+    def as_classifier(self) -> ClassifierSpec:
+        """The same settings as a ``grade`` :class:`ClassifierSpec` of one mode, train set ``real`` and seed."""
+        return ClassifierSpec(task="grade", model=self.model, modes=[self.mode], preset=self.preset, steps=self.steps,
+                              eps=self.eps, train_sets=["real"], seeds=[self.seed],
+                              model_overrides=self.model_overrides, train_overrides=self.train_overrides)
+
+
+class ProgressionSpec(Config):
+    """Disease progression (Han et al. 2021; :mod:`synthmed.progression`) on each dataset, which must be
+    longitudinal: the training subjects' visits projected into one StyleGAN's latent space
+    (``progression_fit``), then the test subjects' follow-ups predicted ``months`` ahead along their
+    ``k`` nearest training trajectories and scored (``progression_eval``: the risk of fast
+    progression from a grade classifier, the predicted WT growth, an end-to-end baseline classifier,
+    and the predicted follow-ups against copying the baseline)."""
+
+    generator: str = Field(description="label of a StyleGAN 1, 2 or 3 of the generators section")
+    classifier: str | GradeClassifierSpec | None = Field(
+        None, description="label of a grade classifier of the classifiers section (its real-train-set run, the "
+        "first seed, mode standard if trained so, else its first mode), or inline grade classifier settings; "
+        "null: no risk score")
+    space: Literal["w", "wplus"] = Field("w", description="w (one style vector per image) or wplus (one per layer)")
+    steps: int | None = Field(None, ge=1, description="projection Adam steps per image (default 1000)")
+    batch: int | None = Field(None, ge=1, description="images projected together (default 16; only the speed)")
+    seed: int = Field(0, ge=0, description="seed of the projection, the bootstrap and the baseline classifier")
+    months: float | None = Field(None, ge=0.0, description="horizon in months (default: the latest at which at "
+                                 "least half the test subjects have a visit)")
+    k: int = Field(3, ge=1, description="nearest training subjects whose trajectories are combined")
+    metric: Literal["cosine", "euclidean"] = Field("cosine", description="distance between latents")
+    weighting: Literal["inverse", "softmax", "uniform"] = Field("inverse", description="neighbour weights")
+    mode: Literal["endpoints", "piecewise"] = Field("endpoints", description="a neighbour's displacement: last "
+                                                    "visit minus baseline, scaled (the paper's), or interpolated")
+    baseline: bool = Field(True, description="train and score the end-to-end classifier on baseline images")
+    baseline_model: NetworkName = Field("resnet18", description="its network")
+    baseline_preset: Preset = Field("tiny", description="its classifier preset")
+    baseline_steps: int | None = Field(None, ge=1, description="its training steps (default: the preset's)")
+    n_boot: int = Field(1000, ge=1, description="subject-bootstrap resamples of the AUROC intervals")
+    gallery_subjects: int = Field(8, ge=1, description="subjects in the baseline | predicted | true gallery")
+
+    def projection(self) -> dict[str, Any]:
+        """The :class:`~synthmed.progression.config.ProjectionConfig` values given (the rest its defaults)."""
+        values = {"space": self.space, "steps": self.steps, "batch": self.batch, "seed": self.seed}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def evaluation(self) -> dict[str, Any]:
+        """The arguments of :func:`~synthmed.progression.evaluate.evaluate_progression` given here."""
+        return {"months": self.months, "k": self.k, "metric": self.metric, "weighting": self.weighting,
+                "mode": self.mode, "baseline": self.baseline, "baseline_network": self.baseline_model,
+                "baseline_preset": self.baseline_preset, "baseline_steps": self.baseline_steps,
+                "n_boot": self.n_boot, "seed": self.seed, "gallery_subjects": self.gallery_subjects}
+
+
 class ExecutorSpec(Config):
     """How stages run: ``local`` (this machine: one at a time, or ``workers`` processes) or
     ``ray`` (each stage a Ray task on a cluster whose nodes share the study folder).
 
     ``resources`` maps a stage kind (``prepare``, ``encoder``, ``fit``, ``sample``, ``fidelity``,
-    ``memorization``, ``train``, ``evaluate``, ``classify``, ``classify_eval``) to the ``cpus`` /
-    ``gpus`` its Ray task declares, e.g. ``{fit: {cpus: 4, gpus: 1}}``; kinds not named keep the
-    defaults.
+    ``memorization``, ``train``, ``evaluate``, ``classify``, ``classify_eval``, ``progression_fit``,
+    ``progression_eval``) to the ``cpus`` / ``gpus`` its Ray task declares, e.g.
+    ``{fit: {cpus: 4, gpus: 1}}``; kinds not named keep the defaults.
     """
 
     kind: str = Field("local", description="local (this machine) or ray (a Ray cluster): an executor registered "
@@ -236,6 +345,8 @@ class StudySpec(Config):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     classifiers: list[ClassifierSpec] = Field(default_factory=list,
                                               description="classifiers trained on the train sets (none by default)")
+    progression: ProgressionSpec | None = Field(None, description="disease progression on a longitudinal dataset "
+                                                "(none by default)")
     real_fractions: list[float | None] = Field(
         default_factory=list, description="proportion sweep for synthetic+real: the share of real samples in a fixed "
         "budget; null (or an empty list): all of both stores")
@@ -284,12 +395,59 @@ class StudySpec(Config):
             if clf.train_sets is not None and any(t != "real" for t in clf.train_sets) and not self.generators:
                 raise ValueError(f"classifiers.{i}.train_sets: synthetic and synthetic+real need at least one generator")
             for data in self.data_sections():
-                if data.dims == 3 and data.phantom is not None and data.phantom.tumour_free_fraction == 0:
+                if data.dims == 3 and data.phantom is not None and data.phantom.tumour_free_share == 0:
                     raise ValueError(
                         f"classifiers.{i}.task {clf.task} cannot be learnt from dataset {data.label}: its 3D phantom "
                         "volumes all hold a tumour (tumour_free_fraction 0), so no sample is tumour-free; set "
                         "phantom.tumour_free_fraction > 0, or dims 2 (slices without tumour)")
+        if self.progression is not None:
+            self._check_progression(self.progression)
         return self
+
+    def _check_progression(self, prog: ProgressionSpec) -> None:
+        """The progression section's generator, classifier and data (ValueErrors naming the field)."""
+        from synthmed.progression.synthesis import STYLE_FAMILIES
+
+        generators = dict(zip(self.generator_labels(), self.generators))
+        if prog.generator not in generators:
+            raise ValueError(f"progression.generator {prog.generator!r} is not a generator of the study (labels: "
+                             f"{', '.join(generators) or 'none'})")
+        if generators[prog.generator].name not in STYLE_FAMILIES:
+            raise ValueError(f"progression.generator {prog.generator!r} is a {generators[prog.generator].name}: the "
+                             f"projection needs a style space ({', '.join(STYLE_FAMILIES)})")
+        if isinstance(prog.classifier, str):
+            classifiers = dict(zip(self.classifier_labels(), self.classifiers))
+            clf = classifiers.get(prog.classifier)
+            if clf is None:
+                raise ValueError(f"progression.classifier {prog.classifier!r} is not a classifier of the study "
+                                 f"(labels: {', '.join(classifiers) or 'none'}), nor inline grade classifier settings")
+            if clf.task != "grade":
+                raise ValueError(f"progression.classifier {prog.classifier!r} is a {clf.task} classifier: the risk "
+                                 "needs task grade")
+            if "real" not in (clf.train_sets or self.train_sets):
+                raise ValueError(f"progression.classifier {prog.classifier!r} is not trained on the real train set "
+                                 "(add real to its train_sets)")
+        for data in self.data_sections():
+            if data.cross_sectional_phantom:
+                raise ValueError(f"progression needs longitudinal data: dataset {data.label} is a cross-sectional "
+                                 "phantom (give phantom.longitudinal: {subjects, visits, ...})")
+            if data.dims != 2:
+                raise ValueError(f"progression needs 2D data (one slice per visit): dataset {data.label} has dims "
+                                 f"{data.dims}")
+
+    def progression_classifier(self) -> tuple[str, ClassifierSpec, str, int] | None:
+        """``(label, classifier, mode, seed)`` of the progression's grade classifier run (``None``: none):
+        a ``classifiers:`` entry's real-train-set run of its first seed, mode ``standard`` when it has
+        it, else its first; or the inline settings' (label ``grade-<model>``)."""
+        prog = self.progression
+        if prog is None or prog.classifier is None:
+            return None
+        if isinstance(prog.classifier, GradeClassifierSpec):
+            clf = prog.classifier.as_classifier()
+            return f"grade-{clf.model}", clf, clf.modes[0], prog.classifier.seed
+        clf = dict(zip(self.classifier_labels(), self.classifiers))[prog.classifier]
+        return prog.classifier, clf, "standard" if "standard" in clf.modes else clf.modes[0], (clf.seeds or
+                                                                                           self.seeds)[0]
 
     def data_sections(self) -> list[DataSpec]:
         """The study's datasets: ``[data]`` or ``datasets``."""
@@ -315,8 +473,9 @@ def _unique(labels: list[str]) -> list[str]:
 
 
 def check_overrides(spec: StudySpec, source: str = "study") -> None:
-    """Validate every generator's, segmenter's and classifier's ``model_overrides`` and ``train_overrides``
-    against its preset's configs now, before any stage runs (``None`` values keep the preset's).
+    """Validate every generator's, segmenter's and classifier's (the progression's inline one too)
+    ``model_overrides`` and ``train_overrides`` against its preset's configs now, before any stage
+    runs (``None`` values keep the preset's).
 
     Raises:
         SynthmedError: naming the YAML path of each bad key or value, e.g.
@@ -326,7 +485,11 @@ def check_overrides(spec: StudySpec, source: str = "study") -> None:
     checks: list[tuple[str, type, Any, dict[str, Any]]] = []
     generators = [(i, gen) for i, gen in enumerate(spec.generators) if gen.model_overrides or gen.train_overrides]
     segmenters = [(i, seg) for i, seg in enumerate(spec.segmenters) if seg.model_overrides or seg.train_overrides]
-    classifiers = [(i, clf) for i, clf in enumerate(spec.classifiers) if clf.model_overrides or clf.train_overrides]
+    classifiers = [(f"classifiers.{i}", clf) for i, clf in enumerate(spec.classifiers)
+                   if clf.model_overrides or clf.train_overrides]
+    inline = spec.progression.classifier if spec.progression is not None else None
+    if isinstance(inline, GradeClassifierSpec) and (inline.model_overrides or inline.train_overrides):
+        classifiers.append(("progression.classifier", inline))
     if generators:
         from synthmed.generators.registry import generator_class
     for i, gen in generators:
@@ -344,10 +507,10 @@ def check_overrides(spec: StudySpec, source: str = "study") -> None:
     if classifiers:
         from synthmed.classify.config import PRESETS as CLASSIFIER_PRESETS
         from synthmed.classify.config import ClassifierModelConfig, ClassifierTrainConfig
-    for i, clf in classifiers:
+    for where, clf in classifiers:
         preset = CLASSIFIER_PRESETS[clf.preset]
-        checks += [(f"classifiers.{i}.model_overrides.", ClassifierModelConfig, preset.model, clf.model_overrides),
-                   (f"classifiers.{i}.train_overrides.", ClassifierTrainConfig, preset.train, clf.train_overrides)]
+        checks += [(f"{where}.model_overrides.", ClassifierModelConfig, preset.model, clf.model_overrides),
+                   (f"{where}.train_overrides.", ClassifierTrainConfig, preset.train, clf.train_overrides)]
     for prefix, model, base, overrides in checks:
         if overrides:
             values = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}

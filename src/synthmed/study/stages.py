@@ -6,7 +6,11 @@ Outputs: ``prepare`` → ``store/``; ``encoder`` → ``encoder/`` (the domain en
 ``fit`` → ``run/``; ``sample`` → ``store/``; ``train`` and ``classify`` → ``run/``; ``fidelity``,
 ``memorization``, ``evaluate`` → ``result.json``; ``classify_eval`` → ``result.json`` (clean and
 robust metrics, and the saliency scores), ``eps.png`` (AUROC against ε) and ``saliency.png``
-(the saliency gallery).
+(the saliency gallery); ``progression_fit`` → ``run/`` (the progression run: the training
+subjects' latents); ``progression_eval`` → ``run/`` (a copy of the fit's run holding the test
+baselines' projections and the end-to-end baseline classifier, so the finished fit stage is
+never written to), ``eval/`` (the evaluation's JSON, per-subject CSV and gallery),
+``result.json`` (that JSON, its files relative to the stage folder) and ``gallery.png``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from synthmed.study.spec import DataSpec, StudySpec
 RESULT_JSON = "result.json"
 #: the saliency gallery of a ``classify_eval`` stage.
 SALIENCY_PNG = "saliency.png"
+#: the baseline | predicted | true follow-up gallery of a ``progression_eval`` stage.
+PROGRESSION_PNG = "gallery.png"
 
 StageFn = Callable[[Stage, StudySpec, dict[str, Path], Path, bool], None]
 
@@ -37,10 +43,16 @@ def run_prepare(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Pat
     # the stage's own dataset: its config is the data section plus, for a folder, its content hash
     data = DataSpec(**{k: v for k, v in stage.config.items() if k != "source_hash"})
     src = Path(str(data.path)) if data.path is not None else tmp / "phantom"
-    if data.phantom is not None:
+    if data.phantom is not None and data.phantom.longitudinal is not None:
+        from synthmed.data.phantom import write_longitudinal_phantom
+
+        # its longitudinal.csv is a manifest with subject_id and months: prepare keeps one slice per visit
+        write_longitudinal_phantom(src, **data.phantom.longitudinal.model_dump(), shape=data.phantom.shape,
+                                   seed=data.phantom.seed, progress=progress)
+    elif data.phantom is not None:
         from synthmed.data.phantom import write_phantom
 
-        write_phantom(src, **data.phantom.model_dump(), progress=progress)
+        write_phantom(src, **data.phantom.model_dump(exclude={"longitudinal"}), progress=progress)
     config = build_config(PrepareConfig, "data", dims=data.dims, size=data.size, test_fraction=data.test_fraction,
                           seed=data.seed, layout=data.layout, min_brain_fraction=data.min_brain_fraction)
     prepare(src, tmp / "store", config, progress=progress)
@@ -176,6 +188,38 @@ def run_classify_eval(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tm
     _write_json(tmp / RESULT_JSON, result)
 
 
+def run_progression_fit(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    """The training subjects projected with the ``fit`` stage's StyleGAN; the ``classify`` stage's grade
+    classifier (when the stage has one) recorded for the risk."""
+    from synthmed.config import build_config
+    from synthmed.progression.api import fit_progression
+    from synthmed.progression.config import ProjectionConfig
+
+    config = build_config(ProjectionConfig, "progression", **stage.config["projection"])
+    classifier = inputs["classify"] / "run" if "classify" in inputs else None
+    fit_progression(inputs["prepare"] / "store", tmp / "run", inputs["fit"] / "run", config=config,
+                    classifier=classifier, device=spec.device, progress=progress)
+
+
+def run_progression_eval(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:
+    """The test subjects' risk and predicted follow-ups (:func:`~synthmed.progression.evaluate.evaluate_progression`),
+    on a copy of the fit's run (its projections and baseline classifier are this stage's)."""
+    import shutil
+
+    from synthmed.progression.evaluate import evaluate_progression
+
+    run = tmp / "run"
+    shutil.copytree(inputs["progression_fit"] / "run", run)
+    result = evaluate_progression(run, inputs["prepare"] / "store", out=tmp / "eval", device=spec.device,
+                                  progress=progress, **stage.config)
+    files = {name: Path(path) for name, path in result["files"].items()}
+    shutil.copyfile(files["gallery"], tmp / PROGRESSION_PNG)
+    result["files"] = {name: path.relative_to(tmp).as_posix() for name, path in files.items()}
+    result["run"] = "run"  # the temporary folder's path is gone once the stage is in place
+    result["gallery"] = PROGRESSION_PNG
+    _write_json(tmp / RESULT_JSON, result)
+
+
 STAGE_FUNCTIONS: dict[str, StageFn] = {
     "prepare": run_prepare,
     "encoder": run_encoder,
@@ -187,4 +231,6 @@ STAGE_FUNCTIONS: dict[str, StageFn] = {
     "evaluate": run_evaluate,
     "classify": run_classify,
     "classify_eval": run_classify_eval,
+    "progression_fit": run_progression_fit,
+    "progression_eval": run_progression_eval,
 }
