@@ -178,3 +178,58 @@ def test_a_classifier_change_replans_only_its_own_stages() -> None:
         for description, key in before.items():
             ours = "'classifier', 'presence-resnet18'" in description and description.startswith(kinds)
             assert (after[description] != key) == ours, (change, description)
+
+
+PROGRESSION = {"name": "p", "data": {"phantom": {"shape": [24, 32, 32], "longitudinal": {"subjects": 6, "visits": 3}},
+                                     "size": 32},
+               "generators": [{"name": "stylegan2", "steps": 2}, {"name": "ddpm", "steps": 2}], "train_sets": ["real"],
+               "fidelity": [], "seeds": [0, 1],
+               "classifiers": [{"task": "grade", "modes": ["standard", "dual-bn"], "steps": 3}],
+               "progression": {"generator": "stylegan2", "classifier": "grade-resnet18", "steps": 4, "k": 2}}
+
+
+def test_progression_plans_a_fit_on_the_generator_and_grade_classifier_and_an_evaluation() -> None:
+    plan = make_plan(build_spec(PROGRESSION))
+    without = make_plan(build_spec({k: v for k, v in PROGRESSION.items() if k != "progression"}))
+    added = [s for s in plan.stages.values() if s.key not in without.stages]
+    assert [s.kind for s in added] == ["progression_fit", "progression_eval"]  # its classify stage is the grid's
+    fit, evaluation = added
+    prep = plan.by_kind("prepare")[0]
+    (gen,) = [s for s in plan.by_kind("fit") if s.labels["generator"] == "stylegan2"]
+    (grade,) = [s for s in plan.by_kind("classify") if (s.labels["mode"], s.labels["seed"]) == ("standard", 0)]
+    assert fit.inputs == (prep.key, gen.key, grade.key) and evaluation.inputs == (fit.key, prep.key)
+    assert fit.config == {"projection": {"space": "w", "steps": 4, "seed": 0}}
+    assert evaluation.config["k"] == 2 and evaluation.config["months"] is None and evaluation.config["baseline"]
+    assert fit.labels == evaluation.labels == {"dataset": "phantom", "generator": "stylegan2", "seed": 0,
+                                               "classifier": "grade-resnet18", "task": "grade", "mode": "standard"}
+    order = list(plan.stages)
+    assert all(order.index(k) < order.index(s.key) for s in plan.stages.values() for k in s.inputs)
+    # the prepare stage writes the cohort; a cross-sectional phantom's config is as before cohorts existed
+    assert plan.by_kind("prepare")[0].config["phantom"]["longitudinal"]["subjects"] == 6
+    assert "cases" not in prep.config["phantom"]
+    assert "longitudinal" not in make_plan(build_spec(SPEC)).by_kind("prepare")[0].config["phantom"]
+
+
+def test_an_inline_grade_classifier_is_one_classify_stage_shared_with_an_equal_classifiers_entry() -> None:
+    inline = {**PROGRESSION, "classifiers": [],
+              "progression": {**PROGRESSION["progression"], "classifier": {"steps": 3}}}
+    plan = make_plan(build_spec(inline))
+    (grade,) = plan.by_kind("classify")
+    assert grade.config["task"] == "grade" and grade.config["train_set"] == "real"
+    assert grade.config["train_overrides"] == {"steps": 3} and grade.labels["classifier"] == "grade-resnet18"
+    assert plan.by_kind("progression_fit")[0].inputs[-1] == grade.key and not plan.by_kind("classify_eval")
+    listed = make_plan(build_spec(PROGRESSION))
+    assert grade.key in listed.stages  # the classifiers entry's standard, seed 0 run
+    no_risk = make_plan(build_spec({**inline, "progression": {"generator": "stylegan2"}}))
+    assert not no_risk.by_kind("classify") and len(no_risk.by_kind("progression_fit")[0].inputs) == 2
+
+
+def test_a_progression_change_replans_only_its_own_stages() -> None:
+    before = _keys(PROGRESSION)
+    for change, kinds in (({"steps": 5}, ("progression_fit", "progression_eval")), ({"space": "wplus"},
+                          ("progression_fit", "progression_eval")), ({"k": 3}, ("progression_eval",)),
+                          ({"months": 12}, ("progression_eval",))):
+        after = _keys({**PROGRESSION, "progression": {**PROGRESSION["progression"], **change}})
+        assert before.keys() == after.keys()
+        for description, key in before.items():
+            assert (after[description] != key) == description.startswith(kinds), (change, description)

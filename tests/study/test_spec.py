@@ -237,3 +237,76 @@ def test_a_spec_with_classifiers_but_no_overrides_validates_without_loading_torc
             "'train_sets': ['real'], 'classifiers': [{'task': 'regions', 'modes': ['adversarial']}]}); "
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+COHORT = {"phantom": {"shape": [24, 32, 32], "longitudinal": {"subjects": 6, "visits": 3}}, "size": 32}
+PROGRESSED = {"data": COHORT, "generators": [{"name": "stylegan2"}, {"name": "ddpm"}], "train_sets": ["real"],
+              "classifiers": [{"task": "grade", "modes": ["dual-bn", "standard"], "seeds": [4, 2]},
+                              {"task": "presence"}],
+              "progression": {"generator": "stylegan2", "classifier": "grade-resnet18"}}
+
+
+def _progression(**fields) -> dict:
+    return {**PROGRESSED, "progression": {**PROGRESSED["progression"], **fields}}
+
+
+def test_a_longitudinal_phantom_and_the_progression_defaults() -> None:
+    spec = build_spec(PROGRESSED)
+    cohort = spec.data.phantom.longitudinal
+    assert (cohort.subjects, cohort.visits, cohort.interval_months, cohort.onset_fraction) == (6, 3, 12.0, 0.0)
+    assert not spec.data.cross_sectional_phantom and build_spec(BASE).data.cross_sectional_phantom
+    prog = spec.progression
+    assert (prog.space, prog.steps, prog.k, prog.months, prog.metric, prog.baseline) == ("w", None, 3, None,
+                                                                                          "cosine", True)
+    assert prog.projection() == {"space": "w", "seed": 0}  # the rest: ProjectionConfig's defaults
+    assert spec.progression_classifier()[::2] == ("grade-resnet18", "standard")  # standard when trained so
+    assert spec.progression_classifier()[3] == 4  # its first seed
+    inline = build_spec(_progression(classifier={"steps": 3, "mode": "adversarial", "seed": 7}))
+    label, clf, mode, seed = inline.progression_classifier()
+    assert (label, clf.task, clf.train_sets, mode, seed) == ("grade-resnet18", "grade", ["real"], "adversarial", 7)
+    assert clf.training_overrides() == {"steps": 3}
+    assert build_spec(_progression(classifier=None)).progression_classifier() is None
+    assert build_spec(BASE).progression is None  # optional
+
+
+@pytest.mark.parametrize("values, words", [
+    (_progression(generator="gan"), ["progression.generator 'gan' is not a generator of the study",
+                                     "labels: stylegan2, ddpm"]),
+    (_progression(generator="ddpm"), ["progression.generator 'ddpm' is a ddpm", "style space",
+                                      "stylegan1, stylegan2, stylegan3"]),
+    (_progression(classifier="presence-resnet18"), ["progression.classifier 'presence-resnet18' is a presence "
+                                                    "classifier", "task grade"]),
+    (_progression(classifier="nope"), ["progression.classifier 'nope' is not a classifier of the study",
+                                       "grade-resnet18, presence-resnet18"]),
+    ({**_progression(), "classifiers": [{"task": "grade", "train_sets": ["synthetic"]}]},
+     ["progression.classifier 'grade-resnet18' is not trained on the real train set"]),
+    ({**_progression(), "data": {"phantom": {"cases": 3, "shape": [24, 32, 32]}, "size": 32}},
+     ["progression needs longitudinal data: dataset phantom is a cross-sectional phantom", "phantom.longitudinal"]),
+    ({**_progression(), "data": {**COHORT, "dims": 3, "phantom": {**COHORT["phantom"], "longitudinal": {
+        "onset_fraction": 0.5}}}}, ["progression needs 2D data", "dims 3"]),
+    ({**_progression(), "data": {**COHORT, "dims": 3}}, ["classifiers.0.task grade cannot be learnt",
+                                                          "set phantom.longitudinal.onset_fraction > 0"]),
+    (_progression(space="z"), ["progression.space", "'w' or 'wplus'"]),
+    (_progression(k=0), ["progression.k", "greater than or equal to 1"]),
+    (_progression(metric="manhattan"), ["progression.metric", "'cosine' or 'euclidean'"]),
+    (_progression(months=-1), ["progression.months", "greater than or equal to 0"]),
+    (_progression(classifier={"mode": "robust"}), ["progression.classifier", "'standard', 'adversarial' or 'dual-bn'"]),
+    (_progression(classifier={"model_overrides": {"task": "presence"}}), ["task is not an override"]),
+    ({**PROGRESSED, "progression": {"classifier": "grade-resnet18"}}, ["progression.generator", "Field required"]),
+    ({**PROGRESSED, "data": {**COHORT, "phantom": {**COHORT["phantom"], "cases": 4}}},
+     ["data.phantom", "cases is not used by a longitudinal phantom: give longitudinal.subjects"]),
+    ({**PROGRESSED, "data": {**COHORT, "phantom": {**COHORT["phantom"], "tumour_free_fraction": 0.5}}},
+     ["data.phantom", "give longitudinal.onset_fraction"]),
+    ({**PROGRESSED, "data": {**COHORT, "phantom": {**COHORT["phantom"], "longitudinal": {"visits": 1}}}},
+     ["data.phantom.longitudinal.visits", "greater than or equal to 2"]),
+])
+def test_progression_errors_name_the_field(values: dict, words: list[str]) -> None:
+    with pytest.raises(SynthmedError) as info:
+        build_spec(values, "study.yaml")
+    message = str(info.value)
+    assert message.startswith("study.yaml: ") and all(w in message for w in words), message
+
+
+def test_bad_inline_grade_classifier_overrides_are_refused_with_their_yaml_path() -> None:
+    with pytest.raises(SynthmedError, match=r"progression\.classifier\.train_overrides\.lrr: Extra inputs"):
+        build_spec(_progression(classifier={"train_overrides": {"lrr": 1}}), "study.yaml")
