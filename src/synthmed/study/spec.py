@@ -396,7 +396,8 @@ class StudySpec(Config):
                 raise ValueError(f"classifiers.{i}.train_sets: synthetic and synthetic+real need at least one generator")
             for data in self.data_sections():
                 if data.dims == 3 and data.phantom is not None and data.phantom.tumour_free_share == 0:
-                    field = "tumour_free_fraction" if data.phantom.longitudinal is None else "longitudinal.onset_fraction"
+                    field = ("tumour_free_fraction" if data.phantom.longitudinal is None
+                             else "longitudinal.onset_fraction")
                     raise ValueError(
                         f"classifiers.{i}.task {clf.task} cannot be learnt from dataset {data.label}: its 3D phantom "
                         f"volumes all hold a tumour ({field} 0), so no sample is tumour-free; set "
