@@ -124,3 +124,14 @@ def test_report_has_the_disease_progression_section(study: Path) -> None:
     alts = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', section)
     assert alts == ["phantom: stylegan2, grade-resnet18: baseline | predicted | true follow-up, 24 months ahead"]
     assert "## Disease progression" in (study / "report.md").read_text()
+
+
+def test_a_rerun_runs_nothing_and_the_plan_shows_the_progression_stages(
+        study: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from cli_inprocess import invoke
+
+    code, out, _ = invoke(monkeypatch, capsys, "study", "run", str(study.with_suffix(".yaml")), "--no-progress")
+    assert code == 0 and re.search(r"ran 0 of \d+ stages", out), out
+    code, out, _ = invoke(monkeypatch, capsys, "study", "plan", str(study.with_suffix(".yaml")))
+    assert code == 0 and re.search(r"progression_fit-\w+ done stylegan2 grade-resnet18 standard", out), out
+    assert re.search(r"progression_eval-\w+ done stylegan2 grade-resnet18 standard", out), out
