@@ -20,8 +20,7 @@ from synthmed.generators.latent import AUTOENCODER_PRESETS, Autoencoder, Autoenc
 from synthmed.generators.latent.autoencoder import autoencoder_config_for
 from synthmed.generators.latent.ldm_config import LDM_PRESETS
 from synthmed.generators.latent.model import AUTOENCODER_SEED_STREAM, LatentDiffusionGenerator
-from synthmed.generators.latent.scaling import (LATENT_SCALING, LatentScaling, fit_scaling, read_scaling,
-                                                write_scaling)
+from synthmed.generators.latent.scaling import LATENT_SCALING, fit_scaling, read_scaling, write_scaling
 from synthmed.training import FabricOptions, StepRandom, latest_checkpoint
 from synthmed.training.seeding import INIT_STREAM, derive_seed, seeded_init
 
