@@ -280,3 +280,27 @@ def test_2d_store_trains_and_samples_slices(store2d, tmp_path):
     assert gen.config.diffusion.spatial_dims == 2 and gen.config.diffusion.image_shape == (8, 8)
     (images, labels), = samples(gen, n=2, batch=2, steps=2)
     assert images.shape == (2, 4, 16, 16) and labels.shape == (2, 16, 16) and int(labels.max()) <= 3
+
+
+def test_study_fit_and_sample_stages_run_ldm(store3d, tmp_path):
+    """The study's own ``fit`` and ``sample`` stage functions, as planned from a spec naming ``ldm``."""
+    from synthmed.study.plan import make_plan
+    from synthmed.study.spec import build_spec
+    from synthmed.study.stages import run_fit, run_sample
+
+    spec = build_spec({"data": {"phantom": {"cases": 3, "shape": [32, 48, 48]}, "size": 16, "dims": 3},
+                       "segmenters": [{"name": "unet"}], "samples": 2, "device": "cpu",
+                       "generators": [{"name": "ldm", "steps": 2, "sample_steps": 2,
+                                       "train_overrides": {"autoencoder.steps": 2, "batch": 2}}]})
+    stages = {stage.kind: stage for stage in make_plan(spec).stages.values()}
+    prepared = tmp_path / "prepare"
+    prepared.mkdir()
+    (prepared / "store").symlink_to(store3d.path)
+    run_fit(stages["fit"], spec, {"prepare": prepared}, tmp_path / "fit", False)
+    assert json.loads((tmp_path / "fit" / "run" / "run.json").read_text())["kind"] == "ldm"
+    run_sample(stages["sample"], spec, {"fit": tmp_path / "fit"}, tmp_path / "sample", False)
+    from synthmed.data.store import Store
+
+    store = Store.open(tmp_path / "sample" / "store")
+    assert len(store) == 2 and store.sample_shape == (4, 16, 16, 16)
+    assert store.meta["provenance"]["generator"] == "ldm"
