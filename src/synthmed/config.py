@@ -91,7 +91,8 @@ ConfigT = TypeVar("ConfigT", bound=Config)
 
 
 #: Command-line options whose name is not the config field's (``--gamma`` sets ``r1_gamma``).
-OPTION_NAMES: dict[str, str] = {"num_workers": "--workers", "r1_gamma": "--gamma", "kind": "--executor"}
+OPTION_NAMES: dict[str, str] = {"num_workers": "--workers", "r1_gamma": "--gamma", "kind": "--executor",
+                               "autoencoder.steps": "--autoencoder-steps"}
 #: Longest echo of a bad value in a validation error (characters of its repr).
 MAX_ECHO = 80
 #: Most problems listed in one validation error (the rest are counted).

@@ -111,6 +111,11 @@ class JointEncoding:
         return self.n_image_channels + self.n_label_channels
 
     @property
+    def bounded(self) -> bool:
+        """Every encoded value lies in ``[-1, 1]`` (so a sampler may clamp its estimates there): true."""
+        return True
+
+    @property
     def level_order(self) -> tuple[int, ...]:
         """The class at each level, from ``-1`` up (``"levels"`` and ``"nested"`` modes):
         ``0, 1, …, n_classes - 1`` for ``"levels"``, :data:`NESTED_ORDER` for ``"nested"``."""

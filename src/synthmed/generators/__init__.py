@@ -1,9 +1,8 @@
 """Generators: one module per family, a registry by name; all obey :mod:`synthmed.generators.base`.
 
-Families: ``ddpm`` (:mod:`.diffusion`) and ``progan``, ``stylegan1``, ``stylegan2``,
-``stylegan3`` (:mod:`.gan`); what they share around their networks is in :mod:`.common`.
-Latent diffusion (:mod:`.latent`) has its autoencoder stage so far, a library, not yet a
-registered family.
+Families: ``ddpm`` (:mod:`.diffusion`), ``ldm`` (:mod:`.latent`: an autoencoder, then the
+``ddpm`` diffusion over its latents) and ``progan``, ``stylegan1``, ``stylegan2``, ``stylegan3``
+(:mod:`.gan`); what they share around their networks is in :mod:`.common`.
 
 Everything is imported on first use (PEP 562): looking up ``names()`` — which every study
 spec does while validating — must not pay for torch, MONAI and Lightning Fabric.

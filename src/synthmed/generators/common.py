@@ -144,6 +144,34 @@ def save_generator(folder: str | Path, network: torch.nn.Module, meta: Mapping[s
     return folder
 
 
+def train_on_store(task: TrainingTask, fabric: Fabric, run: Run, store: Store, config: Any, *, progress: bool,
+                   description: str) -> int:
+    """Run ``task`` through :func:`~synthmed.training.loop.train` on ``store``'s ``train`` split,
+    in the :func:`~synthmed.training.data.batch_stream` order of the run's seed.
+
+    Args:
+        config: the stage's :class:`~synthmed.config.LoopConfig` (``steps``, ``batch``,
+            ``checkpoint_every``, ``log_every``, ``num_workers``; ``image_every`` if it has one).
+        progress: show the progress bar (on rank 0).
+        description: the progress bar's label.
+
+    Returns:
+        The final step.
+    """
+    seed = int(run.info["seed"])
+    dataset = store.dataset(split="train")
+
+    def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return batch_stream(dataset, config.batch, seed=seed, start_step=start, rank=fabric.global_rank,
+                            world_size=fabric.world_size, num_workers=config.num_workers,
+                            pin_memory=fabric.device.type == "cuda")
+
+    loop = LoopOptions(steps=config.steps, checkpoint_every=config.checkpoint_every, log_every=config.log_every,
+                       image_every=getattr(config, "image_every", 0), progress=progress and fabric.is_global_zero,
+                       description=description)
+    return train(task, fabric, run, batches, loop)
+
+
 class EMATask(TrainingTask, Protocol):
     """A :class:`~synthmed.training.loop.TrainingTask` whose sampling weights are ``ema``
     (an :class:`~synthmed.training.EMA` of the network, set up by ``setup``)."""
@@ -215,6 +243,17 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
         return data
 
     @classmethod
+    def saved_config(cls, model: Mapping[str, Any], path: Path) -> ConfigT:
+        """The model config a run or saved folder at ``path`` recorded (``model``); one that names
+        no ``label_mode`` is of the legacy encoding (``"levels"``, runs from before ``"nested"``).
+
+        Raises:
+            SynthmedError: ``"{path}: bad model config: …"``.
+        """
+        saved = {"label_mode": LEGACY_LABEL_MODE, **model}
+        return build_config(cls.model_config, f"{path}: bad model config", **saved)  # type: ignore[return-value]
+
+    @classmethod
     def loaded_data(cls, meta: Mapping[str, Any], key: str | None) -> dict[str, Any]:
         """:attr:`data` after :meth:`load` from :func:`find_weights`' ``meta`` and ``key``
         (default: ``meta``'s ``data``)."""
@@ -271,19 +310,13 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
                                 training=self.train_config.model_dump(mode="json"), seed=options.seed, data=data,
                                 resume=options.resume, overwrite=options.overwrite)
         seed = int(run.info["seed"])
-        task = self.make_task(config, seed)
-        dataset = store.dataset(split="train")
-        tc: Any = self.train_config
-
-        def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            return batch_stream(dataset, tc.batch, seed=seed, start_step=start, rank=fabric.global_rank,
-                                world_size=fabric.world_size, num_workers=tc.num_workers,
-                                pin_memory=fabric.device.type == "cuda")
-
-        loop = LoopOptions(steps=tc.steps, checkpoint_every=tc.checkpoint_every, log_every=tc.log_every,
-                           image_every=tc.image_every, progress=options.progress and fabric.is_global_zero,
-                           description=f"{self.name} {run_dir.name}")
-        final = train(task, fabric, run, batches, loop)
+        try:
+            task = self.make_task(config, seed)
+        except BaseException:
+            run.close()
+            raise
+        final = train_on_store(task, fabric, run, store, self.train_config, progress=options.progress,
+                               description=f"{self.name} {run_dir.name}")
         self.config, self.network, self.device = config, task.ema.module.eval(), fabric.device
         self.data, self.step, self.source = self.trained_data(data), final, str(run_dir)
         self.global_rank = fabric.global_rank
@@ -324,8 +357,7 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
         """
         path = Path(path)
         meta, weights, key = find_weights(path, cls.name, checkpoint)
-        saved = {"label_mode": LEGACY_LABEL_MODE, **meta["model"]}
-        config = build_config(cls.model_config, f"{path}: bad model config", **saved)
+        config = cls.saved_config(meta["model"], path)
         gen = cls(config)  # type: ignore[arg-type]
 
         def read(file: Path) -> torch.nn.Module:

@@ -91,6 +91,8 @@ class TrainConfig(LoopConfig):
     image_every: int = Field(0, ge=0, description="TensorBoard sample grid every N steps (0: at the end)")
     preview_steps: int = Field(20, ge=1, description="DDIM steps of the preview grid")
     grad_clip: float = Field(1.0, ge=0, description="gradient norm clip (0: none)")
+    loss: Literal["mse", "l1"] = Field("mse", description="the objective's error: mse (squared) or l1 (absolute; "
+                                       "Khader et al.'s latent DDPM)")
 
 
 class Preset(Config):

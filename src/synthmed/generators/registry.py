@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 _REGISTRY: dict[str, Registered] = {
     "ddpm": Registered("synthmed.generators.diffusion.model:DiffusionGenerator",
                        "diffusion; --objective picks DDPM or rectified flow"),
+    "ldm": Registered("synthmed.generators.latent.model:LatentDiffusionGenerator",
+                      "latent diffusion: an autoencoder, then diffusion in its latents (3D or 2D)"),
     "progan": Registered("synthmed.generators.gan.model:ProGAN", "progressive GAN"),
     "stylegan1": Registered("synthmed.generators.gan.model:StyleGAN1", "AdaIN, progressive"),
     "stylegan2": Registered("synthmed.generators.gan.model:StyleGAN2", "modulated convolutions, ADA"),

@@ -11,9 +11,8 @@ from synthmed.data.store import Store
 from synthmed.generators.common import EMATask, TaskGenerator
 from synthmed.generators.config import PRESETS, DiffusionModelConfig, Preset, TrainConfig
 from synthmed.generators.diffusion.networks import build_unet
-from synthmed.generators.diffusion.samplers import check_sampler, default_sampler, default_steps, sample_encoded
+from synthmed.generators.diffusion.samplers import resolve_sampler, sample_decoded
 from synthmed.generators.diffusion.task import DiffusionTask
-from synthmed.training.seeding import derive_seed, make_generator
 
 
 class DiffusionGenerator(TaskGenerator[DiffusionModelConfig, TrainConfig]):
@@ -60,15 +59,13 @@ class DiffusionGenerator(TaskGenerator[DiffusionModelConfig, TrainConfig]):
     # -- sampling
 
     def resolve_sampler(self, sampler: str | None, steps: int | None) -> tuple[str, int]:
-        """Defaults and checks: ``(sampler, steps)``."""
-        sampler = sampler or default_sampler(self.config)
-        steps = default_steps(self.config, sampler) if steps is None else steps  # 0 is an error, not the default
-        check_sampler(self.config, sampler, steps)
-        return sampler, steps
+        """Defaults and checks: ``(sampler, steps)`` (:func:`~synthmed.generators.diffusion.samplers.resolve_sampler`)."""
+        return resolve_sampler(self.config, sampler, steps)
 
     def sample(self, n: int, seed: int, *, batch_size: int = 16, sampler: str | None = None, steps: int | None = None,
                on_step: Callable[[int, int], None] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``n`` samples in batches of ``batch_size`` (see :class:`Generator`).
+        """Yield ``n`` samples in batches of ``batch_size`` (see :class:`Generator` and
+        :func:`~synthmed.generators.diffusion.samplers.sample_decoded`).
 
         Batch ``b`` draws all its noise from a generator seeded by ``(seed, b)``: the same
         ``(seed, batch_size, sampler, steps)`` on the same device gives the same samples.
@@ -78,13 +75,5 @@ class DiffusionGenerator(TaskGenerator[DiffusionModelConfig, TrainConfig]):
         """
         network = self.sampling_network(n, batch_size)
         sampler, steps = self.resolve_sampler(sampler, steps)
-        encoding = self.encoding
-        network.eval()
-        for b, start in enumerate(range(0, n, batch_size)):
-            m = min(batch_size, n - start)
-            gen = make_generator(derive_seed(seed, b), self.device)
-            tick = (lambda m=m: on_step(m, steps)) if on_step else None
-            x = sample_encoded(network, self.config, m, sampler=sampler, steps=steps, generator=gen,
-                               device=self.device, on_step=tick)
-            images, labels = encoding.decode(x.cpu())
-            yield images, labels
+        yield from sample_decoded(network, self.config, self.encoding, n, seed, batch_size=batch_size, sampler=sampler,
+                                  steps=steps, device=self.device, on_step=on_step)

@@ -2,7 +2,7 @@
 
 The network maps ``(x_t float [B, C, *spatial], t [B])`` to a tensor of the same shape as
 ``x_t`` (noise for DDPM, velocity for rectified flow). It knows nothing about how it is
-trained or sampled.
+trained or sampled, nor whether ``x_t`` is a joint encoding or a latent.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ def n_encoded_channels(config: DiffusionModelConfig) -> int:
     return JointEncoding(config.image_channels, config.label_mode).n_channels
 
 
-def build_unet(config: DiffusionModelConfig) -> DiffusionModelUNet:
-    """A ``DiffusionModelUNet`` with in = out = the encoded channel count."""
-    channels = n_encoded_channels(config)
+def build_unet(config: DiffusionModelConfig, channels: int | None = None) -> DiffusionModelUNet:
+    """A ``DiffusionModelUNet`` with in = out = ``channels`` (``None``: the joint encoding's
+    :func:`n_encoded_channels`; latent diffusion: the autoencoder's latent channels)."""
+    channels = n_encoded_channels(config) if channels is None else int(channels)
     return DiffusionModelUNet(
         spatial_dims=config.spatial_dims,
         in_channels=channels,

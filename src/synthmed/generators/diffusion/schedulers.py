@@ -4,7 +4,8 @@ The DDPM objectives use MONAI's ``DDPMScheduler`` over the betas of
 :mod:`synthmed.generators.noise_schedules` (linear scaled to ``T``, cosine, optionally zero
 terminal SNR), so every ``T`` reaches noise.
 
-Objectives (what the network predicts; the loss is the mean squared error of that target):
+Objectives (what the network predicts; the loss is the mean squared error of that target, or with
+``loss="l1"`` its mean absolute error):
 
 * ``epsilon``: the noise ``ε`` (Ho et al. 2020);
 * ``v``: the velocity ``v = sqrt(ᾱ_t) ε − sqrt(1 − ᾱ_t) x_0`` (Salimans & Ho 2022): well
@@ -13,6 +14,9 @@ Objectives (what the network predicts; the loss is the mean squared error of tha
 * ``x0``: the clean sample;
 * ``rflow``: rectified flow (MONAI ``RFlowScheduler``): ``x_t = (1 - t/T) x_0 + (t/T) ε``, the
   network predicts ``x_0 - ε``; straight paths make few-step Euler sampling work.
+
+``loss="l1"`` takes the mean absolute error instead of the squared one (Khader et al.'s latent
+DDPM: an L1 ε-loss).
 
 ``min_snr_gamma`` (Hang et al. 2023) weights each timestep's loss by ``min(SNR, γ)`` divided by
 the target's own SNR factor (``SNR`` for ε, ``SNR + 1`` for v, 1 for x0), ``SNR = ᾱ/(1 − ᾱ)``; it
@@ -87,26 +91,29 @@ def _snr_weight(abar: torch.Tensor, objective: str, gamma: float) -> torch.Tenso
 
 def training_loss(model: torch.nn.Module, x0: torch.Tensor, config: DiffusionModelConfig,
                   scheduler: DDPMScheduler | RFlowScheduler,
-                  random: StepRandom) -> torch.Tensor:
+                  random: StepRandom, loss: str = "mse") -> torch.Tensor:
     """The objective's loss on a clean batch.
 
     Args:
         model: the network ``(x_t, t) → prediction``.
-        x0: encoded batch float32 ``[B, C, *spatial]`` in ``[-1, 1]``.
+        x0: encoded batch float32 ``[B, C, *spatial]`` (in ``[-1, 1]`` for the joint encoding).
         config: the model config (``objective``, ``train_timesteps``, ``min_snr_gamma``).
         scheduler: from :func:`scheduler_for`.
         random: this step's random numbers (first draw: timesteps, second: noise).
+        loss: ``mse`` (squared error) or ``l1`` (absolute error).
 
     Returns:
-        Scalar (weighted) mean squared error (float32).
+        Scalar (weighted) mean squared or absolute error (float32).
     """
+    if loss not in ("mse", "l1"):
+        raise ValueError(f"loss must be mse or l1, got {loss!r}")
     b = x0.shape[0]
     T = config.train_timesteps
     if config.objective == "rflow":
         t = (random.rand((b,)) * T).long().clamp_(0, T - 1)
         noise = random.randn(x0.shape)
         xt = scheduler.add_noise(x0, noise, t)
-        return F.mse_loss(model(xt, t).float(), x0 - noise)
+        return (F.mse_loss if loss == "mse" else F.l1_loss)(model(xt, t).float(), x0 - noise)
     t = random.randint(0, T, (b,))
     noise = random.randn(x0.shape)
     xt = scheduler.add_noise(x0, noise, t)
@@ -116,7 +123,8 @@ def training_loss(model: torch.nn.Module, x0: torch.Tensor, config: DiffusionMod
         target = scheduler.get_velocity(x0, noise, t)
     else:
         target = x0
-    err = (model(xt, t).float() - target).pow(2).flatten(1).mean(1)
+    diff = model(xt, t).float() - target
+    err = (diff.pow(2) if loss == "mse" else diff.abs()).flatten(1).mean(1)
     if config.min_snr_gamma is None:
         return err.mean()
     abar = scheduler.alphas_cumprod.to(x0.device, torch.float64)[t]

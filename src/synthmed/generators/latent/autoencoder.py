@@ -21,34 +21,35 @@ search and every loss run in float32 whatever the precision.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from lightning_fabric import Fabric
 
 from synthmed.config import build_config
 from synthmed.data.encoding import JointEncoding
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
 from synthmed.generators.base import FitOptions
-from synthmed.generators.common import check_resume_store, open_training_run, store_data
+from synthmed.generators.common import check_resume_store, open_training_run, store_data, train_on_store
 from synthmed.generators.latent.config import AutoencoderConfig, AutoencoderTrainConfig
 from synthmed.generators.latent.networks import LatentAutoencoder
 from synthmed.generators.latent.task import AutoencoderTask
 from synthmed.outputs import guard_output, run_directory
 from synthmed.training.checkpoint import load_latest, load_weights
-from synthmed.training.data import batch_stream
 from synthmed.training.fabric import make_fabric, resolve_device
-from synthmed.training.loop import LoopOptions, train
 from synthmed.training.run import RUN_JSON, read_run
 
 #: ``run.json``'s kind of the stage.
 AUTOENCODER_KIND = "autoencoder"
 #: The stage's folder inside the latent diffusion run.
 AUTOENCODER_DIR = "autoencoder"
+#: The autoencoder's weights file in a checkpoint (its module name) and in a saved generator folder.
+AUTOENCODER_WEIGHTS = "autoencoder.safetensors"
 
 
 def autoencoder_dir(run_dir: str | Path) -> Path:
@@ -95,7 +96,7 @@ def autoencoder_config_for(config: AutoencoderConfig, store: Store) -> Autoencod
 
 
 def train_autoencoder(store: Store, run_dir: str | Path, config: AutoencoderConfig, train_config: AutoencoderTrainConfig,
-                      options: FitOptions = FitOptions()) -> int:
+                      options: FitOptions = FitOptions(), *, fabric: Fabric | None = None) -> int:
     """Train the autoencoder stage on ``store``'s ``train`` split into ``RUN/autoencoder/``.
 
     Args:
@@ -105,6 +106,9 @@ def train_autoencoder(store: Store, run_dir: str | Path, config: AutoencoderConf
         train_config: losses, optimiser and schedule.
         options: seed, device and precision (:func:`autoencoder_precision`), resume, overwrite,
             progress.
+        fabric: a launched Fabric to train with (the latent diffusion generator's, so both
+            stages share one); its precision must be ``options.fabric``'s, resolved by
+            :func:`autoencoder_precision`. ``None``: one is made from ``options.fabric``.
 
     Returns:
         The final step.
@@ -125,25 +129,15 @@ def train_autoencoder(store: Store, run_dir: str | Path, config: AutoencoderConf
     if options.resume:
         check_resume_store(stage, store)
     precision = autoencoder_precision(options.fabric.precision, resolve_device(options.fabric.device))
-    fabric = make_fabric(replace(options.fabric, precision=precision))  # type: ignore[arg-type]
+    if fabric is None:
+        fabric = make_fabric(replace(options.fabric, precision=precision))  # type: ignore[arg-type]
     training = {**train_config.model_dump(mode="json"), "precision": precision}
     run = open_training_run(stage, fabric, kind=AUTOENCODER_KIND, model=config.model_dump(mode="json"),
                             training=training, seed=options.seed, data=data, resume=options.resume,
                             overwrite=options.overwrite)
-    seed = int(run.info["seed"])
-    task = AutoencoderTask(config, train_config, seed)
-    dataset = store.dataset(split="train")
-    tc = train_config
-
-    def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return batch_stream(dataset, tc.batch, seed=seed, start_step=start, rank=fabric.global_rank,
-                            world_size=fabric.world_size, num_workers=tc.num_workers,
-                            pin_memory=fabric.device.type == "cuda")
-
-    loop = LoopOptions(steps=tc.steps, checkpoint_every=tc.checkpoint_every, log_every=tc.log_every,
-                       image_every=tc.image_every, progress=options.progress and fabric.is_global_zero,
-                       description=f"autoencoder {Path(run_dir).name}")
-    return train(task, fabric, run, batches, loop)
+    task = AutoencoderTask(config, train_config, int(run.info["seed"]))
+    return train_on_store(task, fabric, run, store, train_config, progress=options.progress,
+                          description=f"autoencoder {Path(run_dir).name}")
 
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -213,6 +207,19 @@ class Autoencoder:
         return self.encoding.decode(self.decode_joint(z, quantize=quantize))
 
 
+def read_autoencoder(config: AutoencoderConfig, file: Path) -> LatentAutoencoder:
+    """The :class:`~synthmed.generators.latent.networks.LatentAutoencoder` of ``config`` with the
+    weights (and codebook) of the safetensors ``file``, on the CPU.
+
+    Raises:
+        CorruptCheckpointError: ``file`` is missing or damaged.
+        SynthmedError: its weights do not fit ``config``.
+    """
+    net = LatentAutoencoder(config)
+    load_weights(net, file)
+    return net
+
+
 def _stage_folder(path: Path) -> Path:
     """The stage folder of ``path``: ``path`` itself when it is an autoencoder run, else
     ``path/autoencoder``."""
@@ -236,13 +243,7 @@ def load_autoencoder(path: str | Path, *, device: str = "auto") -> Autoencoder:
     if info.get("kind") != AUTOENCODER_KIND:
         raise SynthmedError(f"{stage}: a {info.get('kind')!r} run, not an {AUTOENCODER_KIND}")
     config = build_config(AutoencoderConfig, f"{stage / RUN_JSON}: bad model config", **info.get("model", {}))
-
-    def read(folder: Path) -> LatentAutoencoder:
-        net = LatentAutoencoder(config)
-        load_weights(net, folder / "autoencoder.safetensors")
-        return net
-
-    found = load_latest(stage, read)
+    found = load_latest(stage, lambda folder: read_autoencoder(config, folder / AUTOENCODER_WEIGHTS))
     if found is None:
         raise SynthmedError(f"{stage}: the autoencoder has no checkpoint yet (train it, or wait for the first "
                             "--checkpoint-every)")
