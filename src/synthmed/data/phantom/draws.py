@@ -91,7 +91,7 @@ class TumourSpec:
     max_stretch: float  # longest semi-axis / equivalent radius
     seed: int  # stream of the shape and texture noise
     core_share: float  # nominal core volume / whole volume, in CORE_SHARE when drawn
-    necrosis_share: float  # nominal necrosis volume / core volume (before the radius bounds), in NECROSIS_SHARE when drawn
+    necrosis_share: float  # nominal necrosis / core volume before the radius bounds, in NECROSIS_SHARE when drawn
     offset_unit: np.ndarray  # [3] in [-1, 1]: the necrosis offset in units of 0.2 (r_core - r_necrosis)
 
 

@@ -185,7 +185,7 @@ def write_longitudinal_phantom(out: str | Path, *, subjects: int, visits: int, s
     (``t1``, ``t1ce``, ``t2``, ``flair``, ``label``, relative to ``out``): it is a CSV manifest
     with ``subject_id`` and ``months``, which ``data prepare OUT`` reads, so a prepared store
     carries each sample's subject, visit and months. ``out/phantom.json`` records the
-    parameters and the growth model. A subject's files depend neither on ``subjects`` nor on
+    parameters, the growth model and the baseline cue. A subject's files depend neither on ``subjects`` nor on
     ``workers``. Nothing is left behind on error.
 
     Args:
