@@ -3,7 +3,9 @@ baseline, predicted follow-up WT Dice against copying the baseline, and the batc
 
 The cohort: ``data phantom --longitudinal`` with 60 subjects × 4 visits 12 months apart (seed 0,
 2 mm grid ``78 × 120 × 120``, 40 % fast progressors, a quarter of the subjects tumour-free at
-baseline: the grade classifier needs grade-0 samples to learn ``grade>=1``), prepared as one 32 px tumour-centre slice per
+baseline: the grade classifier needs grade-0 samples to learn ``grade>=1``; the default baseline
+cue of the growth class, ``--cue-strength 0.7``: fast progressors' tumours have a larger,
+necrotic core), prepared as one 32 px tumour-centre slice per
 visit with 40 % of the subjects in test (split by subject). Then, through the ``synthmed`` commands:
 
 1. a StyleGAN 2 (``laptop`` preset: 32-d latents, <= 32 feature maps, 1,200 steps at batch 16) on
@@ -44,10 +46,14 @@ from typing import Any
 import pandas as pd
 from _common import RESULTS, write_result
 
-FULL = {"seed": 0, "subjects": 60, "visits": 4, "shape": (78, 120, 120), "test_fraction": 0.4, "months": 36.0,
+from synthmed.data.phantom.cue import CUE_STRENGTH
+
+FULL = {"seed": 0, "subjects": 60, "visits": 4, "shape": (78, 120, 120), "cue_strength": CUE_STRENGTH,
+        "test_fraction": 0.4, "months": 36.0,
         "gan_steps": None, "classifier_steps": None, "projection_steps": 300, "baseline_preset": "laptop",
         "baseline_steps": None, "n_boot": 1000, "projection": []}
-QUICK = {"seed": 1, "subjects": 12, "visits": 3, "shape": (48, 64, 64), "test_fraction": 0.4, "months": 24.0,
+QUICK = {"seed": 1, "subjects": 12, "visits": 3, "shape": (48, 64, 64), "cue_strength": CUE_STRENGTH,
+         "test_fraction": 0.4, "months": 24.0,
          "gan_steps": 40, "classifier_steps": 20, "projection_steps": 20, "baseline_preset": "tiny",
          "baseline_steps": 10, "n_boot": 200, "projection": ["--images", "4", "--steps", "10"]}
 TARGETS = {"risk_auroc": 0.75, "projection_speedup": 5.0}
@@ -67,12 +73,18 @@ def timed(seconds: dict[str, float], name: str, fn: Any, *args: Any) -> None:
 
 
 def make_cohort(work: Path, s: dict[str, Any]) -> Path:
-    """The phantom cohort and its 32 px store (made once under ``work``)."""
+    """The phantom cohort and its 32 px store (made once under ``work``; one of another cue strength is refused)."""
     store = work / "store"
-    if not store.exists():
+    if store.exists():
+        record = json.loads((work / "phantom" / "phantom.json").read_text())
+        made = record.get("cue", {}).get("strength", 0.0)  # cohorts from before the cue have none
+        if made != s["cue_strength"]:
+            raise SystemExit(f"{work} holds a cohort of cue strength {made}, not {s['cue_strength']}: run with --fresh")
+    else:
         synthmed("data", "phantom", str(work / "phantom"), "--longitudinal", "--subjects", str(s["subjects"]),
                  "--visits", str(s["visits"]), "--interval-months", "12", "--shape", *map(str, s["shape"]),
-                 "--onset-fraction", "0.25", "--seed", str(s["seed"]), "--workers", "2", "--overwrite")
+                 "--onset-fraction", "0.25", "--cue-strength", str(s["cue_strength"]), "--seed", str(s["seed"]),
+                 "--workers", "2", "--overwrite")
         synthmed("data", "prepare", str(work / "phantom"), str(store), "--size", "32", "--test-fraction",
                  str(s["test_fraction"]), "--workers", "2")
     return store

@@ -105,6 +105,7 @@ def data_phantom(
     interval_months: Annotated[Optional[float], typer.Option(help="Longitudinal: months between visits (default 12).", show_default=False)] = None,
     onset_fraction: Annotated[Optional[float], typer.Option(help="Longitudinal: share of subjects whose first visit is tumour-free (default 0).", show_default=False)] = None,
     fast_fraction: Annotated[Optional[float], typer.Option(help="Longitudinal: share of fast progressors (default 0.4).", show_default=False)] = None,
+    cue_strength: Annotated[Optional[float], typer.Option(help="Longitudinal: how much the baseline tumour's composition shows the growth class, in [0, 1] (default 0.7; 0: not at all, the negative control; 1: fast and slow compositions separated).", show_default=False)] = None,
     workers: Annotated[int, typer.Option(help="Processes writing cases (longitudinal: subjects) in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
@@ -114,7 +115,7 @@ def data_phantom(
     With --longitudinal, a cohort: each subject keeps its anatomy over its visits while its
     tumour grows (slow or fast progressors); longitudinal.csv lists the visits."""
     cohort = {"--subjects": subjects, "--visits": visits, "--interval-months": interval_months,
-              "--onset-fraction": onset_fraction, "--fast-fraction": fast_fraction}
+              "--onset-fraction": onset_fraction, "--fast-fraction": fast_fraction, "--cue-strength": cue_strength}
     if not longitudinal:
         given = [name for name, value in cohort.items() if value is not None]
         if given:

@@ -56,7 +56,8 @@ class PhantomConfig(Config):
 class LongitudinalPhantomConfig(Config):
     """`synthmed data phantom --longitudinal`: a cohort of subjects followed over visits.
 
-    Defaults match :mod:`synthmed.data.phantom.growth` (``FAST_FRACTION``) and
+    Defaults match :mod:`synthmed.data.phantom.growth` (``FAST_FRACTION``),
+    :mod:`synthmed.data.phantom.cue` (``CUE_STRENGTH``) and
     :mod:`synthmed.data.phantom.longitudinal` (``INTERVAL_MONTHS``).
     """
 
@@ -65,6 +66,8 @@ class LongitudinalPhantomConfig(Config):
     interval_months: float = Field(12.0, gt=0, allow_inf_nan=False, description="months between visits")
     onset_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of subjects whose first visit is tumour-free")
     fast_fraction: float = Field(0.4, ge=0.0, le=1.0, description="share of fast progressors")
+    cue_strength: float = Field(0.7, ge=0.0, le=1.0, description="how much the baseline tumour's composition "
+                                "shows the growth class (0: not at all, the negative control; 1: separated)")
     seed: int = Field(0, ge=0, description="random seed; same seed, same files")
     shape: PhantomShape = Field((155, 240, 240), description="(D, H, W) voxels; files are W×H×D")
     workers: int = Field(1, ge=1, description="processes writing subjects in parallel")

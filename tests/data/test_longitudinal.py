@@ -29,8 +29,11 @@ from synthmed.data.phantom import (
     subject_growth,
     write_longitudinal_phantom,
 )
+from synthmed.data.phantom import cue as cue_model
 from synthmed.data.phantom import growth as growth_model
-from synthmed.data.phantom.longitudinal import INTERVAL_MONTHS
+from synthmed.data.phantom.draws import case_streams, draw_tumour
+from synthmed.data.phantom.longitudinal import INTERVAL_MONTHS, subject_tumour
+from synthmed.data.phantom.template import mni_template
 from synthmed.data.prepare import prepare, split_cases
 from synthmed.data.preprocess import tumour_centre_slice
 from synthmed.errors import DataError, SynthmedError
@@ -45,7 +48,8 @@ def _visits(subject: int, **options):
 
 
 def test_a_subject_keeps_its_anatomy_contrast_and_tumour_site_across_visits():
-    visits = _visits(0, visits=3, tissues=True, onset_fraction=1.0)  # onset: the first visit is tumour-free
+    # onset: the first visit is tumour-free; the strongest cue changes the tumour's composition only
+    visits = _visits(0, visits=3, tissues=True, onset_fraction=1.0, cue_strength=1.0)
     assert not visits[0].case.label.any() and all(v.case.label.any() for v in visits[1:])
     brains = [v.tissues.brain for v in visits]
     assert all(np.array_equal(brains[0], b) for b in brains[1:]), "the brain mask changed between visits"
@@ -71,9 +75,10 @@ def test_a_subject_keeps_its_anatomy_contrast_and_tumour_site_across_visits():
     assert {v.record.centre_slice for v in visits} == {tumour_centre_slice(visits[1].case.label)}
 
 
-@pytest.mark.parametrize("subject", [0, 1, 2, 3])
-def test_tumour_grows_monotonically_and_stays_nested(subject):
-    visits = _visits(subject, seed=2, fast_fraction=0.5)
+@pytest.mark.parametrize("subject, cue", [(0, cue_model.CUE_STRENGTH), (1, cue_model.CUE_STRENGTH), (2, 0.0),
+                                          (3, 1.0)])
+def test_tumour_grows_monotonically_and_stays_nested(subject, cue):
+    visits = _visits(subject, seed=2, fast_fraction=0.5, cue_strength=cue)
     labels = [v.case.label for v in visits]
     counts = [np.count_nonzero(label) for label in labels]
     assert counts == sorted(counts) and counts[0] > 0
@@ -86,7 +91,7 @@ def test_tumour_grows_monotonically_and_stays_nested(subject):
         assert not (ndimage.binary_dilation(label == 1, CROSS) & ~core).any()  # NCR wrapped in the core
         assert ndimage.label(label > 0)[1] == 1
     spacing_ml = np.prod(visits[0].case.spacing) / 1000.0
-    assert [v.record.wt_ml for v in visits] == [round(c * spacing_ml, 4) for c in counts]
+    assert [v.record.wt_ml for v in visits] == pytest.approx([c * spacing_ml for c in counts], abs=1e-4)
     if visits[0].record.progressor:
         assert counts[-1] > 5 * counts[0], "a fast progressor barely grew"
 
@@ -120,6 +125,57 @@ def test_fast_progressors_cross_two_grades_over_36_months_and_slow_ones_do_not()
     assert min(jumps[1]) >= 2 and max(jumps[0]) < 2, jumps
 
 
+def test_at_cue_strength_0_the_baseline_does_not_depend_on_the_growth_class():
+    """The negative control: the tumour is cross-sectional case i's, and the baseline image is the same
+    array whether the subject is drawn fast or slow (its V0 is drawn whatever the class)."""
+    for subject in range(3):
+        drawn = draw_tumour(case_streams(subject, 3)[2], mni_template().sites_mm)
+        for fast in (False, True):
+            spec = subject_tumour(subject, seed=3, fast=fast, cue_strength=0.0)[1]
+            assert (spec.r_core, spec.r_necrosis, spec.r_mass) == (drawn.r_core, drawn.r_necrosis, drawn.r_mass)
+            assert np.array_equal(spec.necrosis_offset, drawn.necrosis_offset)
+        slow, fast = (next(phantom_visits(subject, seed=3, visits=3, shape=SHAPE, fast_fraction=f, cue_strength=0.0))
+                      for f in (0.0, 1.0))
+        assert not slow.record.progressor and fast.record.progressor
+        assert np.array_equal(slow.case.images, fast.case.images) and np.array_equal(slow.case.label, fast.case.label)
+        cued = next(phantom_visits(subject, seed=3, visits=3, shape=SHAPE, fast_fraction=1.0))
+        assert not np.array_equal(cued.case.label, fast.case.label), "the default cue changed nothing"
+
+
+def test_cue_moves_the_composition_by_class_and_separates_it_at_strength_1():
+    draws = {s: subject_growth(s, seed=4, onset_fraction=0.0).fast for s in range(60)}
+    for strength in (0.5, 1.0):
+        shares = {fast: [] for fast in (False, True)}
+        for s, fast in draws.items():
+            drawn, spec = subject_tumour(s, seed=4, fast=fast, cue_strength=strength)
+            shares[fast].append((spec.core_share, spec.necrosis_share))
+            # only the core changes: size, site, shape, noise and mass effect are the drawn tumour's
+            assert (spec.r_whole, spec.r_mass, spec.seed, spec.max_stretch) == (drawn.r_whole, drawn.r_mass,
+                                                                               drawn.seed, drawn.max_stretch)
+            assert spec.r_core == pytest.approx(spec.r_whole * spec.core_share ** (1 / 3))
+        fast, slow = np.array(shares[True]), np.array(shares[False])
+        assert fast[:, 0].mean() > slow[:, 0].mean() and fast[:, 1].mean() > slow[:, 1].mean()
+    # strength 1: the class ranges
+    assert cue_model.FAST_CORE_SHARE[0] <= fast[:, 0].min() and fast[:, 0].max() <= cue_model.FAST_CORE_SHARE[1]
+    assert cue_model.SLOW_CORE_SHARE[0] <= slow[:, 0].min() and slow[:, 0].max() <= cue_model.SLOW_CORE_SHARE[1]
+    assert cue_model.SLOW_CORE_SHARE[1] < cue_model.FAST_CORE_SHARE[0]
+
+
+def test_at_cue_strength_1_every_fast_baseline_has_a_larger_core_share_than_every_slow_one():
+    """On the drawn masks (2 mm grid): core (NCR + ET) and ET voxels per WT voxel of each baseline."""
+    shares = {0: [], 1: []}
+    for subject in range(10):
+        visit = next(phantom_visits(subject, seed=0, visits=1, shape=(78, 120, 120), fast_fraction=0.5,
+                                    cue_strength=1.0))
+        label = visit.case.label
+        wt = np.count_nonzero(label)
+        shares[visit.record.progressor].append((np.isin(label, (1, 3)).sum() / wt, (label == 3).sum() / wt))
+    fast, slow = np.array(shares[1]), np.array(shares[0])
+    assert len(fast) and len(slow), "the seed should give both classes"
+    assert fast[:, 0].min() > slow[:, 0].max(), shares
+    assert fast[:, 1].mean() > slow[:, 1].mean(), shares
+
+
 def test_visit_arguments_are_checked():
     with pytest.raises(SynthmedError, match="--visits"):
         _visits(0, visits=0)
@@ -127,6 +183,9 @@ def test_visit_arguments_are_checked():
         _visits(0, interval_months=0.0)
     with pytest.raises(SynthmedError, match="non-negative"):
         _visits(-1)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(SynthmedError, match="--cue-strength must be in"):
+            _visits(0, cue_strength=bad)
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +235,8 @@ def test_cohort_files_and_longitudinal_csv(cohort):
     assert record["subjects"] == 4 and record["visits"] == 3 and record["interval_months"] == 6.0
     assert record["onset_subjects"] == sorted(onset) and record["manifest"] == "longitudinal.csv"
     assert record["growth"]["fast_rate_per_month"] == list(growth_model.FAST_RATE)
+    assert record["cue"]["strength"] == cue_model.CUE_STRENGTH
+    assert record["cue"]["fast"]["core_share"] == list(cue_model.FAST_CORE_SHARE)
 
 
 def test_cohort_overwrite_and_bad_arguments(tmp_path):
@@ -184,7 +245,8 @@ def test_cohort_overwrite_and_bad_arguments(tmp_path):
     first = (out / "phantom.json").stat().st_ino
     write_longitudinal_phantom(out, subjects=1, visits=1, seed=0, shape=(32, 32, 32), overwrite=True, progress=False)
     assert (out / "phantom.json").stat().st_ino != first  # the phantom kind recognises a cohort
-    for bad in ({"subjects": 0}, {"visits": 0}, {"interval_months": -1.0}, {"fast_fraction": 2.0}):
+    for bad in ({"subjects": 0}, {"visits": 0}, {"interval_months": -1.0}, {"fast_fraction": 2.0},
+                {"cue_strength": 1.01}):
         options = {"subjects": 1, "visits": 1, **bad}
         with pytest.raises(SynthmedError):
             write_longitudinal_phantom(tmp_path / "bad", seed=0, shape=(32, 32, 32), progress=False, **options)
@@ -314,14 +376,16 @@ def test_grade_bins_are_shared_with_the_classifier():
 def test_cli_config_defaults_match_the_phantom():
     config = LongitudinalPhantomConfig(subjects=1, visits=1)
     assert config.fast_fraction == growth_model.FAST_FRACTION and config.interval_months == INTERVAL_MONTHS
+    assert config.cue_strength == cue_model.CUE_STRENGTH
 
 
 def test_cli_cohort_end_to_end(monkeypatch, capsys, tmp_path):
     out, store = tmp_path / "cohort", tmp_path / "store"
     code, stdout, err = cli(monkeypatch, capsys, "data", "phantom", str(out), "--longitudinal", "--subjects", "3",
-                            "--visits", "2", "--interval-months", "9", "--shape", "32", "32", "32")
+                            "--visits", "2", "--interval-months", "9", "--shape", "32", "32", "32", "--cue-strength", "0.25")
     assert code == 0, err
     assert "wrote 6 visits of 3 phantom subjects" in stdout and (out / "longitudinal.csv").is_file()
+    assert json.loads((out / "phantom.json").read_text())["cue"]["strength"] == 0.25
     code, stdout, err = cli(monkeypatch, capsys, "data", "prepare", str(out), str(store), "--size", "16",
                             "--test-fraction", "0.34")
     assert code == 0, err
@@ -337,6 +401,9 @@ def test_cli_cohort_end_to_end(monkeypatch, capsys, tmp_path):
     (["--longitudinal", "--subjects", "2", "--visits", "2", "--interval-months", "0"], "--interval-months"),
     (["--longitudinal", "--subjects", "2", "--visits", "2", "--cases", "3"], "--cases: not with --longitudinal"),
     (["--subjects", "2"], "--subjects: only with --longitudinal"),
+    (["--longitudinal", "--subjects", "2", "--visits", "2", "--cue-strength", "1.5"], "--cue-strength"),
+    (["--longitudinal", "--subjects", "2", "--visits", "2", "--cue-strength", "-0.2"], "--cue-strength"),
+    (["--cue-strength", "0.5"], "--cue-strength: only with --longitudinal"),
 ])
 def test_cli_cohort_errors_are_one_line_and_exit_2(monkeypatch, capsys, tmp_path, args, message):
     out = tmp_path / "cohort"

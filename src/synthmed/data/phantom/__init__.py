@@ -7,7 +7,8 @@ maps), :mod:`.tissues` (the tissue classes and means) and :mod:`.fields` (smooth
 fields). :mod:`.writer` writes a dataset of cases (:func:`write_phantom`) or a longitudinal
 cohort (:func:`write_longitudinal_phantom`): :mod:`.longitudinal` follows case ``i`` over
 visits (:func:`phantom_visits`: same anatomy, contrasts and tumour site and shape, the tumour
-scaled by the growth law of :mod:`.growth`, fresh noise per visit).
+scaled by the growth law of :mod:`.growth`, fresh noise per visit; its composition shows the
+growth class at baseline by the cue strength of :mod:`.cue`).
 
 Anatomy comes from nilearn's bundled 1 mm MNI152 (ICBM 2009a) template: grey- and
 white-matter probability maps and the brain mask (T1 template > 0.2, as

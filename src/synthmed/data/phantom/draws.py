@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -65,9 +66,20 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
     return Anatomy(pull=np.linalg.inv(forward), shift=shift, controls=controls)
 
 
+#: Range of the core's (NCR + ET) share of the whole tumour's nominal volume, drawn uniform.
+CORE_SHARE: tuple[float, float] = (0.12, 0.5)
+#: Range of the necrosis's share of the core's nominal volume, drawn uniform.
+NECROSIS_SHARE: tuple[float, float] = (0.2, 0.6)
+
+
 @dataclass(frozen=True)
 class TumourSpec:
-    """Tumour shape (mm, world axes)."""
+    """Tumour shape (mm, world axes).
+
+    ``core_share``, ``necrosis_share`` and ``offset_unit`` are the draws behind ``r_core``,
+    ``r_necrosis`` and ``necrosis_offset`` (:func:`with_composition` recomputes those from new
+    shares); ``r_mass`` stays the drawn one whatever the composition.
+    """
 
     site_mm: np.ndarray  # [3] MNI point of the centre
     r_whole: float  # equivalent-sphere radius of the whole tumour before clipping to the brain
@@ -78,6 +90,27 @@ class TumourSpec:
     frame: np.ndarray  # [3, 3] world → tumour frame (rotation and volume-preserving stretch)
     max_stretch: float  # longest semi-axis / equivalent radius
     seed: int  # stream of the shape and texture noise
+    core_share: float  # nominal core volume / whole volume, in CORE_SHARE when drawn
+    necrosis_share: float  # nominal necrosis / core volume before the radius bounds, in NECROSIS_SHARE when drawn
+    offset_unit: np.ndarray  # [3] in [-1, 1]: the necrosis offset in units of 0.2 (r_core - r_necrosis)
+
+
+def _core_radii(r_whole: float, core_share: float, necrosis_share: float,
+                offset_unit: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """``(r_core, r_necrosis, necrosis_offset)`` of a tumour of radius ``r_whole`` with these shares.
+
+    The necrosis keeps a rim of at least 2.5 mm of enhancing core and a radius of at least 1.5 mm.
+    """
+    r_core = r_whole * core_share ** (1.0 / 3.0)
+    r_necrosis = max(min(r_core * necrosis_share ** (1.0 / 3.0), r_core - 2.5), 1.5)
+    return r_core, r_necrosis, offset_unit * 0.2 * (r_core - r_necrosis)
+
+
+def with_composition(spec: TumourSpec, core_share: float, necrosis_share: float) -> TumourSpec:
+    """``spec`` with the core and necrosis of these shares (same site, size, shape, noise and mass effect)."""
+    r_core, r_necrosis, offset = _core_radii(spec.r_whole, core_share, necrosis_share, spec.offset_unit)
+    return dataclasses.replace(spec, r_core=r_core, r_necrosis=r_necrosis, necrosis_offset=offset,
+                               core_share=float(core_share), necrosis_share=float(necrosis_share))
 
 
 def draw_tumour(rng: np.random.Generator, sites_mm: np.ndarray) -> TumourSpec:
@@ -85,16 +118,18 @@ def draw_tumour(rng: np.random.Generator, sites_mm: np.ndarray) -> TumourSpec:
     site = sites_mm[rng.integers(len(sites_mm))] + rng.uniform(-1.0, 1.0, 3)
     volume_mm3 = 1000.0 * math.exp(rng.uniform(math.log(12.0), math.log(125.0)))
     r_whole = (3.0 * volume_mm3 / (4.0 * math.pi)) ** (1.0 / 3.0)
-    r_core = r_whole * rng.uniform(0.12, 0.5) ** (1.0 / 3.0)
-    r_necrosis = max(min(r_core * rng.uniform(0.2, 0.6) ** (1.0 / 3.0), r_core - 2.5), 1.5)
-    offset = rng.uniform(-1.0, 1.0, 3) * 0.2 * (r_core - r_necrosis)
+    core_share = float(rng.uniform(*CORE_SHARE))
+    necrosis_share = float(rng.uniform(*NECROSIS_SHARE))
+    offset_unit = rng.uniform(-1.0, 1.0, 3)
+    r_core, r_necrosis, offset = _core_radii(r_whole, core_share, necrosis_share, offset_unit)
     stretch = np.exp(rng.normal(0.0, 0.15, 3))
     stretch /= np.prod(stretch) ** (1.0 / 3.0)
     frame = np.diag(1.0 / stretch) @ _random_rotation(rng).T
     return TumourSpec(
         site_mm=site, r_whole=r_whole, r_core=r_core, r_necrosis=r_necrosis, necrosis_offset=offset,
         r_mass=r_core * rng.uniform(0.4, 0.75), frame=frame, max_stretch=float(stretch.max()),
-        seed=int(rng.integers(2**31)),
+        seed=int(rng.integers(2**31)), core_share=core_share, necrosis_share=necrosis_share,
+        offset_unit=offset_unit,
     )
 
 

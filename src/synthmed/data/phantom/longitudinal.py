@@ -3,8 +3,10 @@
 Subject ``i`` of the cohort with ``seed`` is phantom case ``i`` (:func:`~.simulate.phantom_case`)
 followed in time: its anatomy, contrasts and tumour (site, shape, texture) come from the case's
 own streams (:func:`~.draws.case_streams`), so they are the same at every visit — and the same
-as those of cross-sectional case ``i``. Visit ``v`` is at ``v × interval_months`` months. What
-changes between visits:
+as those of cross-sectional case ``i``. Only the tumour's composition (its core's share of the
+whole tumour and its necrosis's share of the core) depends on the subject's growth class, by
+the cue strength (:mod:`.cue`: 0, exactly case ``i``'s tumour). Visit ``v`` is at
+``v × interval_months`` months. What changes between visits:
 
 * **the tumour's size** — the drawn tumour (:class:`~.draws.TumourSpec`, nominal volume
   ``V_ref``) is scaled about its centre by ``s = (V(t) / V_ref)^(1/3)``, ``V(t)`` the nominal
@@ -38,6 +40,7 @@ import numpy as np
 
 from synthmed.data.case import Case
 from synthmed.data.grades import grade_of_label
+from synthmed.data.phantom.cue import CUE_STRENGTH, check_strength, cue_composition
 from synthmed.data.phantom.draws import (
     TumourSpec,
     case_streams,
@@ -121,10 +124,12 @@ class GrowingTumour:
 
     The level-set noise (lobulation and roughness, :func:`~.tumour.tumour_on_box`) is laid on
     lattices in the tumour's own frame, from the tumour's noise seed; the box is the one of the
-    largest scale, so every scale is drawn on the same voxels.
+    largest scale, so every scale is drawn on the same voxels. ``lobe_cell`` is the lobulation's
+    feature size (mm; default :func:`~.tumour.lobe_cell_mm` of ``spec``): the drawn tumour's,
+    when ``spec`` is its cued composition, keeps the lobulation of the drawn shape.
     """
 
-    def __init__(self, spec: TumourSpec, scene: PhantomScene, max_scale: float):
+    def __init__(self, spec: TumourSpec, scene: PhantomScene, max_scale: float, lobe_cell: float | None = None):
         if scene.centre_vox is None:
             raise ValueError("a growing tumour needs a scene drawn with its tumour's mass effect")
         self.spec = spec
@@ -132,7 +137,7 @@ class GrowingTumour:
         self.spacing = np.array(scene.spacing)
         rng = np.random.default_rng(spec.seed)
         reach = whole_reach_mm(spec)
-        self.lobes: NoiseLattice = noise_lattice(rng, reach, 3, lobe_cell_mm(spec))
+        self.lobes: NoiseLattice = noise_lattice(rng, reach, 3, lobe_cell_mm(spec) if lobe_cell is None else lobe_cell)
         self.rough: NoiseLattice = noise_lattice(rng, reach, 3, ROUGH_CELL_MM)
         self.box = tumour_box(scaled(spec, max_scale), scene.centre_vox, self.spacing, scene.mask.shape)
         self.rel = box_offsets(self.box, scene.centre_vox, self.spacing)
@@ -185,9 +190,18 @@ def subject_growth(subject: int, *, seed: int, onset_fraction: float,
     return draw_growth(growth_stream(subject, seed), onset_fraction=onset_fraction, fast_fraction=fast_fraction)
 
 
+def subject_tumour(subject: int, *, seed: int, fast: bool,
+                   cue_strength: float = CUE_STRENGTH) -> tuple[TumourSpec, TumourSpec]:
+    """``(drawn, cued)``: subject ``subject``'s tumour as cross-sectional case ``subject`` draws it, and with
+    the composition of its class at ``cue_strength`` (:func:`~.cue.cue_composition`; cheap: draws only)."""
+    drawn = draw_tumour(case_streams(subject, seed)[2], mni_template().sites_mm)
+    return drawn, cue_composition(drawn, fast=fast, strength=cue_strength)
+
+
 def phantom_visits(subject: int, *, seed: int, visits: int, shape: tuple[int, int, int] = DEFAULT_SHAPE,
                    interval_months: float = INTERVAL_MONTHS, onset_fraction: float = 0.0,
-                   fast_fraction: float = FAST_FRACTION, tissues: bool = False) -> Iterator[PhantomVisit]:
+                   fast_fraction: float = FAST_FRACTION, cue_strength: float = CUE_STRENGTH,
+                   tissues: bool = False) -> Iterator[PhantomVisit]:
     """The visits of longitudinal subject ``subject``, in time order, one at a time (see the module docstring).
 
     Each case is as :func:`~.simulate.phantom_case` describes (id :func:`visit_id`), its label
@@ -195,25 +209,26 @@ def phantom_visits(subject: int, *, seed: int, visits: int, shape: tuple[int, in
 
     Raises:
         SynthmedError: a negative ``subject`` or ``seed``, ``visits < 1``, a non-positive
-            ``interval_months``, or a fraction outside [0, 1].
+            ``interval_months``, or a fraction or ``cue_strength`` outside [0, 1].
     """
     check_cohort(visits=visits, interval_months=interval_months)
+    check_strength(cue_strength)
     growth = subject_growth(subject, seed=seed, onset_fraction=onset_fraction, fast_fraction=fast_fraction)
-    _, anatomy_rng, tumour_rng, contrast_rng, _ = case_streams(subject, seed)
-    spec = draw_tumour(tumour_rng, mni_template().sites_mm)
+    _, anatomy_rng, _, contrast_rng, _ = case_streams(subject, seed)
+    drawn, spec = subject_tumour(subject, seed=seed, fast=growth.fast, cue_strength=cue_strength)
     months = [v * float(interval_months) for v in range(visits)]
     volumes = [0.0 if growth.onset and v == 0 else growth.nominal_ml(t) for v, t in enumerate(months)]
     reference = nominal_ml(spec)
     scales = [(volume / reference) ** (1.0 / 3.0) for volume in volumes]
     with torch_threads(1):
         scene = phantom_scene(shape, draw_anatomy(anatomy_rng), draw_contrast(contrast_rng), spec)
-        growing = GrowingTumour(spec, scene, max(scales)) if max(scales) > 0 else None
+        growing = GrowingTumour(spec, scene, max(scales), lobe_cell_mm(drawn)) if max(scales) > 0 else None
         first = next((v for v, scale in enumerate(scales) if scale > 0), None)
-        drawn = {first: growing.at(scales[first])} if growing is not None and first is not None else {}
+        done = {first: growing.at(scales[first])} if growing is not None and first is not None else {}
     centre = None
     if growing is not None and first is not None:
         whole = np.zeros(scene.shape, dtype=np.uint8)
-        whole[scene.box][growing.box] = drawn[first][0]
+        whole[scene.box][growing.box] = done[first][0]
         centre = tumour_centre_slice(whole)
     voxel_ml = float(np.prod(scene.spacing)) / 1000.0
     previous: np.ndarray | None = None
@@ -221,7 +236,7 @@ def phantom_visits(subject: int, *, seed: int, visits: int, shape: tuple[int, in
         with torch_threads(1):
             box: TumourBox | None = None
             if scale > 0 and growing is not None:
-                labels, modulation = drawn.pop(visit) if visit in drawn else growing.at(scale)
+                labels, modulation = done.pop(visit) if visit in done else growing.at(scale)
                 previous = _united(labels, previous)
                 box = tighten(growing.box, previous, modulation)
             case, fractions = render_case(scene, box, visit_noise_stream(subject, seed, visit),

@@ -17,6 +17,7 @@ from synthmed.atomic import atomic_directory
 from synthmed.data.case import CANONICAL_CHANNELS
 from synthmed.data.layouts.brats import write_brats_case
 from synthmed.data.layouts.manifest import LONGITUDINAL_MANIFEST
+from synthmed.data.phantom.cue import CUE_STRENGTH, check_strength, cue_record
 from synthmed.data.phantom.draws import is_tumour_free
 from synthmed.data.phantom.geometry import DEFAULT_SHAPE, phantom_geometry
 from synthmed.data.phantom.growth import BASELINE_ML, FAST_FRACTION, FAST_RATE, MAX_ML, SLOW_RATE
@@ -51,6 +52,7 @@ class _SubjectJob:
     interval_months: float
     onset_fraction: float
     fast_fraction: float
+    cue_strength: float
     root: str
 
 
@@ -66,7 +68,7 @@ def _write_subject(job: _SubjectJob) -> list[VisitRecord]:
     records = []
     for visit in phantom_visits(job.subject, seed=job.seed, visits=job.visits, shape=job.shape,
                                 interval_months=job.interval_months, onset_fraction=job.onset_fraction,
-                                fast_fraction=job.fast_fraction):
+                                fast_fraction=job.fast_fraction, cue_strength=job.cue_strength):
         write_brats_case(visit.case, job.root, image_dtype=np.int16)
         records.append(visit.record)
     return records
@@ -169,7 +171,8 @@ def write_phantom(out: str | Path, *, cases: int, seed: int, shape: tuple[int, i
 def write_longitudinal_phantom(out: str | Path, *, subjects: int, visits: int, seed: int,
                                shape: tuple[int, int, int] = DEFAULT_SHAPE,
                                interval_months: float = INTERVAL_MONTHS, onset_fraction: float = 0.0,
-                               fast_fraction: float = FAST_FRACTION, workers: int = 1,
+                               fast_fraction: float = FAST_FRACTION, cue_strength: float = CUE_STRENGTH,
+                               workers: int = 1,
                                overwrite: bool = False, progress: bool = True,
                                force: bool = False) -> list[VisitRecord]:
     """Write a longitudinal phantom cohort to ``out``, atomically.
@@ -182,12 +185,14 @@ def write_longitudinal_phantom(out: str | Path, *, subjects: int, visits: int, s
     (``t1``, ``t1ce``, ``t2``, ``flair``, ``label``, relative to ``out``): it is a CSV manifest
     with ``subject_id`` and ``months``, which ``data prepare OUT`` reads, so a prepared store
     carries each sample's subject, visit and months. ``out/phantom.json`` records the
-    parameters and the growth model. A subject's files depend neither on ``subjects`` nor on
+    parameters, the growth model and the baseline cue. A subject's files depend neither on ``subjects`` nor on
     ``workers``. Nothing is left behind on error.
 
     Args:
         onset_fraction: share of subjects whose first visit is tumour-free (each drawn independently).
         fast_fraction: share of fast progressors (each drawn independently).
+        cue_strength: how much the tumour's composition shows the growth class at baseline
+            (:mod:`~.cue`; 0: not at all, the negative control).
         workers, overwrite, progress, force: as :func:`write_phantom` (a worker writes one subject).
 
     Returns:
@@ -195,18 +200,19 @@ def write_longitudinal_phantom(out: str | Path, *, subjects: int, visits: int, s
 
     Raises:
         OutputExistsError, NotOwnOutputError, ResourceError: as :func:`write_phantom`.
-        SynthmedError: bad ``subjects``, ``visits``, ``interval_months``, a fraction, ``seed``,
-            ``shape`` or ``workers``.
+        SynthmedError: bad ``subjects``, ``visits``, ``interval_months``, a fraction, ``cue_strength``,
+            ``seed``, ``shape`` or ``workers``.
     """
     shape = _check(shape, seed, workers, subjects, "subjects")
     check_cohort(visits=visits, interval_months=interval_months)
+    cue_strength = check_strength(cue_strength)
     for name, value in (("onset_fraction", onset_fraction), ("fast_fraction", fast_fraction)):
         if not 0.0 <= value <= 1.0:
             raise SynthmedError(f"{name} must be in [0, 1], got {value}")
     with _dataset(out, cases=subjects * visits, shape=shape, workers=min(workers, subjects), overwrite=overwrite,
                   force=force) as tmp:
-        jobs = [_SubjectJob(s, seed, shape, visits, float(interval_months), onset_fraction, fast_fraction, str(tmp))
-                for s in range(subjects)]
+        jobs = [_SubjectJob(s, seed, shape, visits, float(interval_months), onset_fraction, fast_fraction,
+                            cue_strength, str(tmp)) for s in range(subjects)]
         records = [r for done in _run(_write_subject, jobs, workers=workers, progress=progress,
                                       label="phantom visits", weight=visits) for r in done]
         _write_longitudinal_csv(tmp / LONGITUDINAL_MANIFEST, records)
@@ -216,7 +222,7 @@ def write_longitudinal_phantom(out: str | Path, *, subjects: int, visits: int, s
             onset_subjects=sorted({r.subject_id for r in records if r.visit == 0 and r.wt_ml == 0}),
             growth={"law": "V(t) = min(V0 exp(g t), max_ml), t in months", "baseline_ml_log_uniform": list(BASELINE_ML),
                     "slow_rate_per_month": list(SLOW_RATE), "fast_rate_per_month": list(FAST_RATE), "max_ml": MAX_ML},
-            manifest=LONGITUDINAL_MANIFEST,
+            cue=cue_record(cue_strength), manifest=LONGITUDINAL_MANIFEST,
         )
         (tmp / "phantom.json").write_text(json.dumps(record, indent=2) + "\n")
     return records
