@@ -13,8 +13,9 @@ use their papers' losses (WGAN-GP + drift; non-saturating + R1 γ = 10) and a gr
 of 600k images per level; StyleGAN 1 keeps γ = 10 at ``tiny`` and ``laptop`` too, where the
 others' γ is 1 and 0.5: on the it-learns store (2,400 steps, batch 16) it collapsed with γ 1
 and 4 (MS-SSIM 0.87-0.97 against the data's 0.77) and learns with 10 (0.85). Style mixing
-(0.9) is StyleGAN 1's and 2's; NVlabs' ``train.py`` turns it on for StyleGAN 2 only, and
-StyleGAN 3 trains without it. The sampling generator is an EMA with NVlabs' half-life of
+is 0.9 in every StyleGAN preset (NVlabs' ``train.py`` turns it on for StyleGAN 2 only; here
+StyleGAN 3 without it learned the it-learns store with one thread and failed with two: NCR
+share 0.031 against the data's 0.014). The sampling generator is an EMA with NVlabs' half-life of
 10 kimg at batch 32, scaled with the batch (``ema_kimg = batch · 10 / 32``), and a ramp-up
 of 0.05.
 
@@ -128,7 +129,7 @@ def _presets(family: str) -> dict[str, GANPreset]:
     progressive = family in ("progan", "stylegan1")
     loss = "wgan-gp" if family == "progan" else "logistic"
     lr = 1e-3 if progressive else 2.5e-3
-    mix = 0.9 if family in ("stylegan1", "stylegan2") else 0.0  # NVlabs: StyleGAN 3 trains without style mixing
+    mix = 0.9 if style else 0.0
     gamma = 8.0 if family == "stylegan3" else 10.0
     tiny_gamma = {"stylegan1": 10.0}.get(family, 1.0)  # StyleGAN 1 keeps its paper's gamma (module docstring)
     laptop_gamma = {"stylegan1": 10.0}.get(family, 0.5)
