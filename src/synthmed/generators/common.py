@@ -293,8 +293,26 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
         """:meth:`Generator.describe` plus the ``label_mode`` of the joint encoding."""
         return {**super().describe(), "label_mode": self.encoding.label_mode}
 
+    def fit_options(self, run_dir: Path, store: Store, options: FitOptions) -> FitOptions:
+        """The options :meth:`fit` trains with, after its checks of ``run_dir`` (a family may add
+        its own checks and settings): on ``resume``, the store must be the run's."""
+        if options.resume:
+            check_resume_store(run_dir, store)
+        return options
+
+    def training_record(self, options: FitOptions) -> dict[str, Any]:
+        """The ``training`` section :meth:`fit` writes to ``run.json``: :attr:`train_config`."""
+        return self.train_config.model_dump(mode="json")
+
+    def before_task(self, store: Store, run_dir: Path, config: ConfigT, seed: int, fabric: Any,
+                    options: FitOptions) -> Any:
+        """Run before :meth:`make_task` inside the open run (a family's earlier stage), returning
+        the loop config of the training task (default: :attr:`train_config`)."""
+        return self.train_config
+
     def fit(self, store: Store, run_dir: str | Path, options: FitOptions) -> int:
-        """Train on ``store``'s ``train`` split into ``run_dir`` (see :class:`Generator`).
+        """Train on ``store``'s ``train`` split into ``run_dir`` (see :class:`Generator`), through
+        the hooks :meth:`fit_options`, :meth:`training_record` and :meth:`before_task`.
 
         Raises:
             DataError: the store has no ``train`` samples.
@@ -303,19 +321,19 @@ class TaskGenerator(Generator, Generic[ConfigT, TrainT]):
         run_dir = Path(run_dir)
         data = store_data(store)  # DataError if there is no train split
         config = self.config_for(store)
-        if options.resume:
-            check_resume_store(run_dir, store)
+        options = self.fit_options(run_dir, store, options)
         fabric = make_fabric(options.fabric)
         run = open_training_run(run_dir, fabric, kind=self.name, model=config.model_dump(mode="json"),
-                                training=self.train_config.model_dump(mode="json"), seed=options.seed, data=data,
+                                training=self.training_record(options), seed=options.seed, data=data,
                                 resume=options.resume, overwrite=options.overwrite)
         seed = int(run.info["seed"])
         try:
+            loop = self.before_task(store, run_dir, config, seed, fabric, options)
             task = self.make_task(config, seed)
         except BaseException:
             run.close()
             raise
-        final = train_on_store(task, fabric, run, store, self.train_config, progress=options.progress,
+        final = train_on_store(task, fabric, run, store, loop, progress=options.progress,
                                description=f"{self.name} {run_dir.name}")
         self.config, self.network, self.device = config, task.ema.module.eval(), fabric.device
         self.data, self.step, self.source = self.trained_data(data), final, str(run_dir)

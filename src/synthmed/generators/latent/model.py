@@ -41,8 +41,7 @@ from synthmed.config import build_config
 from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
 from synthmed.generators.base import GENERATOR_JSON, WEIGHTS, FitOptions
-from synthmed.generators.common import (EMATask, TaskGenerator, check_resume_store, open_training_run, store_data,
-                                        train_on_store)
+from synthmed.generators.common import EMATask, TaskGenerator
 from synthmed.generators.diffusion.networks import build_unet
 from synthmed.generators.diffusion.samplers import resolve_sampler, sample_decoded
 from synthmed.generators.diffusion.task import DiffusionTask
@@ -54,7 +53,7 @@ from synthmed.generators.latent.ldm_config import (LDM_PRESETS, STAGES, LatentDi
                                                    LatentDiffusionTrainConfig)
 from synthmed.generators.latent.scaling import LatentScaling, fit_scaling, read_scaling, write_scaling
 from synthmed.training.checkpoint import save_weights
-from synthmed.training.fabric import make_fabric, resolve_device
+from synthmed.training.fabric import resolve_device
 from synthmed.training.run import RUN_JSON
 from synthmed.training.seeding import derive_seed
 
@@ -140,41 +139,30 @@ class LatentDiffusionGenerator(TaskGenerator[LatentDiffusionConfig, LatentDiffus
         """The denoising U-Net, with the autoencoder's latent channels in and out."""
         return build_unet(config.diffusion, config.autoencoder.latent_channels)
 
-    def fit(self, store: Store, run_dir: str | Path, options: FitOptions) -> int:
-        """Train both stages on ``store``'s ``train`` split into ``run_dir`` (see the module docstring).
+    def fit_options(self, run_dir: Path, store: Store, options: FitOptions) -> FitOptions:
+        """:meth:`TaskGenerator.fit_options`, then on ``resume`` the autoencoder must not have more
+        steps once the diffusion stage has begun; both stages train at the autoencoder's
+        precision rule (:func:`autoencoder_precision`).
 
         Raises:
-            DataError: the store has no ``train`` samples.
-            SynthmedError / OutputExistsError: the store does not fit, a bad precision, a changed
-                model on ``resume`` (:func:`~synthmed.training.run.open_run`), or more
-                ``autoencoder.steps`` after the diffusion stage has begun.
+            SynthmedError: a bad precision, or more ``autoencoder.steps`` after the diffusion
+                stage has begun.
         """
-        run_dir = Path(run_dir)
-        data = store_data(store)  # DataError if there is no train split
-        config = self.config_for(store)
+        options = super().fit_options(run_dir, store, options)
         if options.resume:
-            check_resume_store(run_dir, store)
             self._check_frozen_autoencoder(run_dir)
         precision = autoencoder_precision(options.fabric.precision, resolve_device(options.fabric.device))
-        options = replace(options, fabric=replace(options.fabric, precision=precision))  # type: ignore[arg-type]
-        fabric = make_fabric(options.fabric)
-        tc = self.train_config
-        run = open_training_run(run_dir, fabric, kind=self.name, model=config.model_dump(mode="json"),
-                                training={**tc.model_dump(mode="json"), "precision": precision}, seed=options.seed,
-                                data=data, resume=options.resume, overwrite=options.overwrite)
-        seed = int(run.info["seed"])
-        try:
-            self.codec = self._first_stage(store, run_dir, config, seed, fabric, options)
-            task = self.make_task(config, seed)
-        except BaseException:
-            run.close()
-            raise
-        final = train_on_store(task, fabric, run, store, tc.diffusion, progress=options.progress,
-                               description=f"ldm {run_dir.name}")
-        self.config, self.network, self.device = config, task.ema.module.eval(), fabric.device
-        self.data, self.step, self.source = self.trained_data(data), final, str(run_dir)
-        self.global_rank = fabric.global_rank
-        return final
+        return replace(options, fabric=replace(options.fabric, precision=precision))  # type: ignore[arg-type]
+
+    def training_record(self, options: FitOptions) -> dict[str, Any]:
+        """Both stages' training configs and the precision they train at."""
+        return {**self.train_config.model_dump(mode="json"), "precision": options.fabric.precision}
+
+    def before_task(self, store: Store, run_dir: Path, config: LatentDiffusionConfig, seed: int, fabric: Any,
+                    options: FitOptions) -> Any:
+        """The autoencoder stage (:meth:`_first_stage`) into :attr:`codec`; the diffusion stage's loop config."""
+        self.codec = self._first_stage(store, run_dir, config, seed, fabric, options)
+        return self.train_config.diffusion
 
     def _first_stage(self, store: Store, run_dir: Path, config: LatentDiffusionConfig, seed: int, fabric: Any,
                      options: FitOptions) -> LatentCodec:
