@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from cli_inprocess import invoke
+from cli_inprocess import invoke, run
 from report_html import report_tables
 
-from synthmed.cli import main
 from synthmed.study import STAGES_DIR
 
 YAML = """name: classifiers
@@ -36,10 +34,7 @@ RUNS = [(train_set, mode) for train_set in ("real", "synthetic+real") for mode i
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("classifiers")
     (root / "study.yaml").write_text(YAML)
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exit_info:
-        patch.setattr(sys, "argv", ["synthmed", "study", "run", str(root / "study.yaml"), "--no-progress"])
-        main()  # in this process, as `synthmed study run` (the module's tests share its study)
-    assert (exit_info.value.code or 0) == 0
+    assert run("study", "run", str(root / "study.yaml"), "--no-progress") == 0  # in this process, shared by the module
     return root / "study"
 
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_inprocess import invoke, run
 from report_html import report_tables
 
-from synthmed.cli import main
 from synthmed.study import STAGES_DIR
 
 YAML = """name: progression
@@ -49,10 +48,7 @@ SCORES = ("risk", "growth", "baseline", "risk_true_followup")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("progression")
     (root / "study.yaml").write_text(YAML)
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exit_info:
-        patch.setattr(sys, "argv", ["synthmed", "study", "run", str(root / "study.yaml"), "--no-progress"])
-        main()  # in this process, as `synthmed study run`
-    assert (exit_info.value.code or 0) == 0
+    assert run("study", "run", str(root / "study.yaml"), "--no-progress") == 0  # in this process, shared by the module
     return root / "study"
 
 
@@ -128,8 +124,6 @@ def test_report_has_the_disease_progression_section(study: Path) -> None:
 
 def test_a_rerun_runs_nothing_and_the_plan_shows_the_progression_stages(
         study: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    from cli_inprocess import invoke
-
     code, out, _ = invoke(monkeypatch, capsys, "study", "run", str(study.with_suffix(".yaml")), "--no-progress")
     assert code == 0 and re.search(r"ran 0 of \d+ stages", out), out
     code, out, _ = invoke(monkeypatch, capsys, "study", "plan", str(study.with_suffix(".yaml")))
