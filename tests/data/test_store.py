@@ -20,6 +20,7 @@ from synthmed.data.store import (
     SAMPLE_COLUMNS,
     SUBJECT_COLUMNS,
     ChunkShuffleSampler,
+    ImageDataset,
     Store,
     StoreWriter,
     default_chunk_samples,
@@ -241,6 +242,37 @@ def test_dataset_decodes_each_chunk_once_in_chunk_order(tmp_path: Path, monkeypa
     for i in sampler:
         np.testing.assert_array_equal(ds[i][0].numpy(), images[i])
     assert sorted(decodes) == [0, 1, 2, 3]
+
+
+def test_image_dataset_reads_images_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items are (image, empty label); only image chunks are decoded, each once per run of its
+    items; it streams through batch_stream and pickles without its reader."""
+    from synthmed.training import batch_stream
+
+    images, labels, rows = _data(15, (5, 4))
+    store = _write(tmp_path / "s", images, labels, rows)
+    decoded: list[tuple[int, str]] = []
+    original = ChunkReader.read_into
+
+    def read_into(self, k, out):  # type: ignore[no-untyped-def]
+        decoded.append((k, out.dtype.name))
+        return original(self, k, out)
+
+    monkeypatch.setattr(ChunkReader, "read_into", read_into)
+    ds = ImageDataset(store, store.indices("train"))
+    image, empty = ds[3]
+    assert image.dtype == torch.float32 and tuple(empty.shape) == (0,) and empty.dtype == torch.uint8
+    np.testing.assert_array_equal(image.numpy(), images[store.indices("train")[3]])
+    got, none = ds.fetch([9, 0, 1, 2])  # runs of chunks 3, 0, 0, 0 (chunks of 4 samples)
+    np.testing.assert_array_equal(got.numpy(), images[store.indices("train")[[9, 0, 1, 2]]])
+    assert tuple(none.shape) == (4, 0) and ds.item_nbytes == 4 * 4 * 5 * 4
+    assert decoded == [(1, "float32"), (3, "float32"), (0, "float32")]
+    batch, empties = next(batch_stream(ds, 4, seed=1))
+    assert tuple(batch.shape) == (4, 4, 5, 4) and tuple(empties.shape) == (4, 0)
+    assert {name for _, name in decoded} == {"float32"}  # the label array was never read
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._reader is None and clone._buffer is None
+    np.testing.assert_array_equal(clone[0][0].numpy(), images[0])
 
 
 def test_chunk_shuffle_sampler(tmp_path: Path) -> None:

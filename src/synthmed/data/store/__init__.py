@@ -2,10 +2,11 @@
 
 Modules: :mod:`.format` (layout and constants), :mod:`.writer` (:class:`StoreWriter`),
 :mod:`.handle` (:class:`Store`), :mod:`.chunk_reader` (direct chunk decoding),
-:mod:`.cache` (decoded-chunk cache, gathering), :mod:`.dataset` (torch Dataset and Sampler).
+:mod:`.cache` (decoded-chunk cache, gathering), :mod:`.dataset` (torch Datasets, of samples or of
+images alone, and Sampler).
 """
 
-from synthmed.data.store.dataset import ChunkShuffleSampler, StoreDataset
+from synthmed.data.store.dataset import ChunkShuffleSampler, ImageDataset, StoreDataset
 from synthmed.data.store.format import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_CLEVEL,
@@ -32,6 +33,7 @@ __all__ = [
     "SAMPLE_COLUMNS",
     "SUBJECT_COLUMNS",
     "ChunkShuffleSampler",
+    "ImageDataset",
     "Store",
     "StoreDataset",
     "StoreWriter",

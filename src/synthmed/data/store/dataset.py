@@ -1,4 +1,5 @@
-"""Torch access to a store: a map-style Dataset of its samples and a Sampler that shuffles without re-decoding."""
+"""Torch access to a store: a map-style Dataset of its samples (or of their images alone) and a
+Sampler that shuffles without re-decoding."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from synthmed.data.store.cache import ChunkCache, as_indices, gather
+from synthmed.data.store.chunk_reader import ChunkReader
 
 
 class ChunkedSamples(Protocol):
@@ -116,6 +118,103 @@ class StoreDataset(torch.utils.data.Dataset):
         """Batched fetch (used by ``DataLoader``): :meth:`fetch`, as a list of items."""
         images, labels = self.fetch(items)
         return list(zip(images.unbind(0), labels.unbind(0)))
+
+
+class ChunkedImages(Protocol):
+    """What an :class:`ImageDataset` needs of a store (:class:`~synthmed.data.store.handle.Store` has it)."""
+
+    chunk_samples: int
+    sample_shape: tuple[int, ...]
+
+    def __len__(self) -> int: ...
+
+    def image_reader(self, *, fast: bool = True) -> ChunkReader: ...
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Map-style dataset over the *images* of some samples of a store, without their labels.
+
+    Item ``i`` is sample ``indices[i]``: ``(image, no_label)`` with image a float32 tensor
+    ``[C, *spatial]`` in ``[0, 1]`` and ``no_label`` an empty uint8 tensor ``[0]``. The pairs have
+    :class:`StoreDataset`'s form, so :func:`~synthmed.training.batch_stream` streams this
+    dataset unchanged (its batches' second member is then an empty ``[B, 0]`` tensor); the
+    store's ``label`` array is never read (only :meth:`Store.image_reader
+    <synthmed.data.store.handle.Store.image_reader>`'s chunks are decoded). For training that
+    must see no mask, e.g. self-supervised pre-training.
+
+    Each process keeps the last decoded image chunk, so items of one chunk requested together
+    decode it once. Pickles without open files; not safe to share between threads.
+
+    Args:
+        store: the store.
+        indices: int64 ``[n]`` sample indices (default all).
+    """
+
+    def __init__(self, store: ChunkedImages, indices: np.ndarray | Sequence[int] | None = None):
+        self.store = store
+        self.indices = as_indices(indices, len(store))
+        self._reader: ChunkReader | None = None
+        self._buffer: np.ndarray | None = None
+        self._decoded = (-1, 0)  # (chunk held in _buffer, its valid samples)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_reader=None, _buffer=None, _decoded=(-1, 0))
+        return state
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def chunk_ids(self) -> np.ndarray:
+        """int64 ``[n]``: the store chunk holding each item."""
+        return self.indices // self.store.chunk_samples
+
+    @property
+    def item_nbytes(self) -> int:
+        """Bytes of one item (the image; the empty label has none)."""
+        return 4 * math.prod(self.store.sample_shape)
+
+    def _chunk(self, k: int) -> np.ndarray:
+        """Image chunk ``k``, ``[m, C, *spatial]`` (a view of the reused buffer)."""
+        if self._decoded[0] != k:
+            if self._reader is None:
+                self._reader = self.store.image_reader()
+            if self._buffer is None:
+                self._buffer = np.empty((self.store.chunk_samples, *self.store.sample_shape), np.float32)
+            self._decoded = (k, self._reader.read_into(k, self._buffer))
+        return self._buffer[: self._decoded[1]]
+
+    def fetch(self, items: Sequence[int] | np.ndarray,
+              out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``items`` stacked: ``(images float32 [k, C, *spatial], empty uint8 [k, 0])``.
+
+        Each run of consecutive items in one chunk decodes it at most once. ``out``: a C-contiguous
+        float32 ``[>= k, C, *spatial]`` buffer to fill and a uint8 ``[>= k, 0]`` one (their first
+        ``k`` rows are returned).
+        """
+        idx = self.indices[np.asarray(items, dtype=np.int64)]
+        if out is not None:
+            images, empty = out[0][: len(idx)], out[1][: len(idx)]
+        else:
+            images = np.empty((len(idx), *self.store.sample_shape), np.float32)
+            empty = np.empty((len(idx), 0), np.uint8)
+        chunk = self.store.chunk_samples
+        cid = idx // chunk
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(cid)) + 1, [len(idx)]]) if len(idx) else [0]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            k = int(cid[a])
+            images[a:b] = self._chunk(k)[idx[a:b] - k * chunk]
+        return torch.from_numpy(images), torch.from_numpy(empty)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, empty = self.fetch([i])
+        return images[0], empty[0]
+
+    def __getitems__(self, items: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Batched fetch (used by ``DataLoader``): :meth:`fetch`, as a list of items."""
+        images, empty = self.fetch(items)
+        return list(zip(images.unbind(0), empty.unbind(0)))
 
 
 class ChunkShuffleSampler(torch.utils.data.Sampler[int]):

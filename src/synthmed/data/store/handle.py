@@ -111,10 +111,18 @@ class Store:
             size: chunks kept, >= 1.
             fast: read chunk files directly where possible (``False``: always through zarr).
         """
-        image, label = self.arrays()
-        chunk = self.chunk_samples
-        return ChunkCache(ChunkReader(image, chunk, fast=fast, describe=self.describe_sample,
-                                      checked=self._finite_chunks), ChunkReader(label, chunk, fast=fast), size)
+        label = self.arrays()[1]
+        return ChunkCache(self.image_reader(fast=fast), ChunkReader(label, self.chunk_samples, fast=fast), size)
+
+    def image_reader(self, *, fast: bool = True) -> ChunkReader:
+        """A reader of the ``image`` array's chunks alone (the ``label`` array is not read), for
+        readers of images only (:class:`~synthmed.data.store.dataset.ImageDataset`).
+
+        Args:
+            fast: read chunk files directly where possible (``False``: always through zarr).
+        """
+        return ChunkReader(self.arrays()[0], self.chunk_samples, fast=fast, describe=self.describe_sample,
+                           checked=self._finite_chunks)
 
     def describe_sample(self, i: int) -> str:
         """``sample i (case ID, slice S)`` for messages."""
