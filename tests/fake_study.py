@@ -15,6 +15,7 @@ from synthmed.study import LocalExecutor, build_spec, make_plan, write_results
 from synthmed.study.stages import STAGE_FUNCTIONS
 
 GENERATORS = {"ddpm": 0.7, "progan": 0.5, "stylegan2": 0.3}  # the Dice each reaches on synthetic data
+PRETRAIN_GAIN = {"pretrained": 0.05, "pretrained-ssl": 0.03}  # Dice over scratch of each pre-training arm
 SPEC = {"name": "fake", "data": {"phantom": {"cases": 3, "shape": [32, 48, 48]}, "size": 16},
         "generators": [{"name": g, "preset": "tiny", "steps": 5} for g in GENERATORS], "samples": 4,
         "segmenters": [{"name": "unet", "preset": "tiny", "steps": 3}],
@@ -26,11 +27,12 @@ def settings(stage, inputs) -> dict:  # noqa: ANN001
     """What an evaluation records of its run (see ``evaluate_run``), from the train stage's config."""
     train = json.loads((inputs["train"] / "stage.json").read_text())["config"]
     steps, aug = train["train_overrides"].get("steps"), train["train_overrides"]["aug"]
-    pretrained = train["train_set"] == "pretrained"
+    pretrained = train["train_set"] in PRETRAIN_GAIN
+    pretrain = {"kind": "store", "mode": "ssl"} if train["train_set"] == "pretrained-ssl" else {"kind": "run"}
     return {"test_store": str(inputs["prepare"] / "store"), "checkpoint": {"name": "best", "step": steps},
             "network": train["model"], "aug": aug, "seed": train["seed"], "model": {"network": train["model"]},
             "training": {"steps": steps, "aug": aug, "preset": train["preset"],
-                         "pretrain": {"kind": "run"} if pretrained else None},
+                         "pretrain": pretrain if pretrained else None},
             "train_set": {"kind": "real" if pretrained else train["train_set"],
                           "subject_fraction": train.get("subject_fraction", 1.0)}}
 
@@ -68,10 +70,10 @@ def fake_functions() -> dict:
 
     def evaluate(stage, spec, inputs, tmp, progress):  # noqa: ANN001
         labels = stage.labels
-        base = 0.8 if labels["train_set"] in ("real", "pretrained") else GENERATORS[labels["generator"]]
+        base = 0.8 if labels["train_set"] in ("real", *PRETRAIN_GAIN) else GENERATORS[labels["generator"]]
         if labels["train_set"] == "synthetic+real":
             base = (base + 0.8) / 2
-        base -= 0.2 * (1 - labels["subject_fraction"]) - (0.05 if labels["train_set"] == "pretrained" else 0.0)
+        base -= 0.2 * (1 - labels["subject_fraction"]) - PRETRAIN_GAIN.get(labels["train_set"], 0.0)
         dice = base + 0.01 * labels["seed"]
         mean = {r: {"dice": dice, "hd95": 10 * (1 - dice)} for r in ("WT", "TC", "ET")}
         sd = {r: {"dice": 0.05, "hd95": 1.0} for r in ("WT", "TC", "ET")}

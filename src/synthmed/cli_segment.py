@@ -29,8 +29,9 @@ def segment_train(
     real_fraction: Annotated[Optional[float], typer.Option(help="Share F of real samples in a fixed budget of --budget samples (needs real and synthetic --train stores).")] = None,
     budget: Annotated[Optional[int], typer.Option(help="Samples in a --real-fraction training set (default: the smaller of the real and synthetic pools).")] = None,
     subject_fraction: Annotated[float, typer.Option(help="Share of real training subjects kept (scarce-data curve, with --pretrain).")] = 1.0,
-    pretrain: Annotated[Optional[Path], typer.Option(help="Start from this finished segmenter run, or pre-train on this (synthetic) store first, then fine-tune.")] = None,
+    pretrain: Annotated[Optional[Path], typer.Option(help="Start from this finished segmenter run, or pre-train on this (synthetic) store first (into OUT/pretrain, resumed with OUT), then fine-tune.")] = None,
     pretrain_steps: Annotated[Optional[int], typer.Option(help="Steps of pre-training on a --pretrain store (default: --steps).")] = None,
+    pretrain_mode: Annotated[str, typer.Option(help="How a --pretrain STORE is pre-trained on: supervised (its images and masks, the segmentation loss; every weight transfers) or ssl (self-supervised, its images only, masks never read: denoising in-painting, the network reconstructs images with noise and random cuboids cut out; encoder and decoder transfer, the output head starts afresh). A --pretrain RUN is used as it is (supervised).")] = "supervised",
     steps: Annotated[Optional[int], typer.Option(help="Total training steps, the same whatever the training set (default: the preset's).")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: the preset's).")] = None,
@@ -53,7 +54,7 @@ def segment_train(
 
     final = train_segmenter(
         out, train, model=model, preset=preset, real_fraction=real_fraction, budget=budget,
-        subject_fraction=subject_fraction, pretrain=pretrain, pretrain_steps=pretrain_steps,
+        subject_fraction=subject_fraction, pretrain=pretrain, pretrain_steps=pretrain_steps, pretrain_mode=pretrain_mode,
         model_overrides={"deep_supervision": deep_supervision},
         train_overrides={"steps": steps, "batch": batch, "lr": lr, "aug": aug, "val_fraction": val_fraction,
                          "validate_every": validate_every, "checkpoint_every": checkpoint_every, "num_workers": workers},

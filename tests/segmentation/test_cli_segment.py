@@ -69,7 +69,9 @@ def test_help(monkeypatch, capsys):
         code, out, _ = cli(monkeypatch, capsys, *args, "--help")
         assert code == 0 and "Usage" in out
     _, out, _ = cli(monkeypatch, capsys, "segment", "train", "--help")
-    assert all(o in out for o in ("--real-fraction", "--pretrain", "--no-aug", "--preset", "--resume"))
+    assert all(o in out for o in ("--real-fraction", "--pretrain", "--pretrain-mode", "--no-aug", "--preset",
+                                  "--resume"))
+    assert "in-painting" in " ".join(out.split())
 
 
 def test_metrics_overlap_files(tmp_path, monkeypatch, capsys):
@@ -135,6 +137,7 @@ def test_relative_refuses_a_reference_that_differs_in_more_than_the_training_dat
     for name, extra, word in [("half", ("--subject-fraction", "0.5"), "subject"),
                               ("small", ("--preset", "small"), "preset"),
                               ("longer", ("--steps", "3"), "steps"),
-                              ("pretrained", ("--pretrain", str(syn2d.path)), "real data only")]:
+                              ("pretrained", ("--pretrain", str(syn2d.path)), "real data only"),
+                              ("ssl", ("--pretrain", str(syn2d.path), "--pretrain-mode", "ssl"), "real data only")]:
         message = error(monkeypatch, capsys, "segment", "relative", syn, trained(name, real2d, *extra))
         assert word in message and "relative Dice" in message, message

@@ -17,7 +17,8 @@ TINY = {"name": "tiny", "data": {"phantom": {"cases": 3, "shape": [32, 48, 48], 
                                  "test_fraction": 0.34},
         "generators": [{"name": "ddpm", "steps": 2, "sample_steps": 2}], "samples": 8,
         "segmenters": [{"name": "unet", "steps": 2}], "train_sets": ["real", "synthetic"],
-        "augmentation": [False], "pretraining": {"subject_fractions": [0.5]}, "encoder_steps": 2, "device": "cpu"}
+        "augmentation": [False], "pretraining": {"subject_fractions": [0.5], "modes": ["supervised", "ssl"]},
+        "encoder_steps": 2, "device": "cpu"}
 
 
 def _fake_functions(log: list[str], fail: str | None = None) -> dict:
@@ -88,15 +89,24 @@ def test_tiny_real_study_runs_and_writes_the_results_table(tiny_study) -> None:
     write_results(plan, out)  # the same table: neither file is rewritten
     assert {p: p.stat().st_mtime_ns for p in written} == written
     evaluated = table[table.metric == "dice"]
-    assert set(evaluated.train_set) == {"real", "synthetic", "pretrained"}
+    assert set(evaluated.train_set) == {"real", "synthetic", "pretrained", "pretrained-ssl"}
     assert set(evaluated.region) == {"WT", "TC", "ET"}
     assert set(evaluated[evaluated.train_set == "real"].subject_fraction) == {0.5, 1.0}
-    assert set(evaluated[evaluated.train_set == "pretrained"].subject_fraction) == {0.5}
+    assert set(evaluated[evaluated.train_set.str.startswith("pretrained")].subject_fraction) == {0.5}
     # the fine-tuning started from the synthetic run's weights, on half the real training subjects
     (finetune,) = [s for s in plan.by_kind("train") if s.config["train_set"] == "pretrained"]
     (synthetic,) = [s for s in plan.by_kind("train") if s.config["train_set"] == "synthetic"]
     run = json.loads((plan.folder(out, finetune) / "run" / "run.json").read_text())
     assert run["training"]["pretrain"]["source"] == str(plan.folder(out, synthetic) / "run")
+    assert run["data"]["subject_fraction"] == 0.5
+    # the ssl arm pre-trained on the samples' images, as long as the synthetic run, then fine-tuned
+    (ssl,) = [s for s in plan.by_kind("train") if s.config["train_set"] == "pretrained-ssl"]
+    (sample,) = plan.by_kind("sample")
+    run = json.loads((plan.folder(out, ssl) / "run" / "run.json").read_text())
+    assert run["training"]["pretrain"] == {"source": str(plan.folder(out, sample) / "store"), "kind": "store",
+                                           "mode": "ssl", "steps": 2}
+    pre = json.loads((plan.folder(out, ssl) / "run" / "pretrain" / "run.json").read_text())
+    assert pre["kind"] == "segmenter-ssl" and pre["data"]["labels"] == "not read"
     assert run["data"]["subject_fraction"] == 0.5
     assert set(evaluated[evaluated.train_set == "synthetic"].generator) == {"ddpm"}
     assert evaluated.value.between(0, 1).all()

@@ -77,6 +77,30 @@ def test_pretraining_curve_reuses_the_synthetic_runs_and_the_full_real_run() -> 
     assert {s.config["train_set"] for s in only_real.by_kind("train")} == {"real", "synthetic", "pretrained"}
 
 
+def test_pretraining_curve_ssl_arm_pretrains_on_the_samples_beside_the_supervised_arm() -> None:
+    curve = {"subject_fractions": [0.5, 1.0]}
+    supervised = make_plan(build_spec({**SPEC, "pretraining": curve}))
+    assert build_spec({**SPEC, "pretraining": curve}).pretraining.modes == ["supervised"]  # the default
+    both = make_plan(build_spec({**SPEC, "pretraining": {**curve, "modes": ["supervised", "ssl", "ssl"]}}))
+    assert set(supervised.stages) <= set(both.stages)  # the supervised arm's stages are untouched
+    trains = [s for s in both.stages.values() if s.kind == "train" and s.key not in supervised.stages]
+    # per augmentation × seed: an ssl run per generator at 0.5 and 1, each evaluated
+    assert len(trains) == 4 * 2 * 2 and len(both) - len(supervised) == 2 * len(trains)
+    samples = {s.key: s for s in both.by_kind("sample")}
+    for stage in trains:
+        assert stage.config["train_set"] == stage.labels["train_set"] == "pretrained-ssl"
+        assert stage.inputs[0] == both.by_kind("prepare")[0].key and stage.inputs[1] in samples
+        assert samples[stage.inputs[1]].labels["generator"] == stage.labels["generator"]
+        assert stage.config["pretrain_steps"] == 2 and stage.labels["real_fraction"] == 1.0  # the segmenter's steps
+    assert {s.labels["subject_fraction"] for s in trains} == {0.5, 1.0}
+    # ssl alone adds no synthetic train stage, finetune_steps sets the fine-tuning's steps only
+    only = make_plan(build_spec({**SPEC, "train_sets": ["real"],
+                                 "pretraining": {"subject_fractions": [0.5], "modes": ["ssl"], "finetune_steps": 3}}))
+    assert {s.config["train_set"] for s in only.by_kind("train")} == {"real", "pretrained-ssl"}
+    ssl = [s for s in only.by_kind("train") if s.config["train_set"] == "pretrained-ssl"]
+    assert {(s.config["train_overrides"]["steps"], s.config["pretrain_steps"]) for s in ssl} == {(3, 2)}
+
+
 def test_two_datasets_plan_both_grids_sharing_no_stage() -> None:
     a = {**SPEC["data"], "name": "A"}
     b = {**SPEC["data"], "name": "B", "phantom": {**SPEC["data"]["phantom"], "seed": 1}}

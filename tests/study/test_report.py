@@ -155,3 +155,22 @@ def test_two_datasets_group_every_table_rank_and_figure_by_dataset(tmp_path: Pat
         mine = [alt for alt in parser.alts if year in alt]
         assert len(mine) == 1 + 3 + 1 + 1 + 1 + 3 + 1 + 2, mine
         assert f"{year}: Dice vs real fraction" in mine and f"{year}: generator training curves" in mine
+
+
+def test_pretraining_curve_shows_the_ssl_arm_beside_the_supervised_one(tmp_path: Path) -> None:
+    spec = {**SPEC, "name": "arms", "generators": [SPEC["generators"][0]], "train_sets": ["real"],
+            "real_fractions": [], "fidelity": [], "pretraining": {"subject_fractions": [0.5],
+                                                                 "modes": ["supervised", "ssl"]}}
+    out = run_fake_study(tmp_path / "arms", spec)
+    results = pd.read_csv(out / "results.csv")
+    assert {"pretrained", "pretrained-ssl"} <= set(results.train_set)
+    _, page = write_report(out)
+    tables, texts = report_tables(page.read_text())
+    (gain,) = tables["pretraining"]
+    # one row per arm; the gains over scratch are the fake arms' (0.05 supervised, 0.03 ssl), both seeds
+    assert {(row["pretraining"], row["generator"], row["WT"], row["ET"]) for row in gain} == {
+        ("supervised", "ddpm", "0.05 ± 0", "0.05 ± 0"), ("ssl", "ddpm", "0.03 ± 0", "0.03 ± 0")}
+    assert any("self-supervised" in text for text in texts["pretraining"])
+    parser = _Page()
+    parser.feed(page.read_text())
+    assert "phantom: Dice vs share of real subjects" in parser.alts

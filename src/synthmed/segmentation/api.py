@@ -8,7 +8,9 @@ Run directory of a segmenter (the :mod:`synthmed.training.run` layout)::
                     stores, counts, real_fraction, budget, subject_fraction); seed; versions
       state.json    last and best checkpoint
       checkpoints/  step_*/model.safetensors, best/ (highest validation Dice)
-      pretrain/     with --pretrain STORE: the synthetic pre-training run (same layout)
+      pretrain/     with --pretrain STORE: the pre-training run (same layout): kind "segmenter" (supervised,
+                    on the store's images and masks) or "segmenter-ssl" (--pretrain-mode ssl: images only,
+                    :mod:`synthmed.segmentation.ssl`)
       eval/         <test-store-name>.json and .csv written by evaluate_run
 """
 
@@ -18,6 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +29,16 @@ import torch
 
 from synthmed.atomic import atomic_file
 from synthmed.config import build_config
-from synthmed.data.store import Store
+from synthmed.data.store import ImageDataset, Store
 from synthmed.errors import DataError, SynthmedError
 from synthmed.generators.common import open_training_run
 from synthmed.metrics.overlap import OVERLAP_METRICS, OverlapAccumulator
 from synthmed.outputs import CSV_FILE, JSON_FILE, OutputKind, guard_output, run_directory
 from synthmed.segmentation.config import PRESETS, SegmentModelConfig, SegmentTrainConfig
-from synthmed.segmentation.data import build_training_set, check_compatible
+from synthmed.segmentation.data import TrainingSet, build_training_set, check_compatible
 from synthmed.segmentation.networks import build_network
 from synthmed.segmentation.regions import REGION_NAMES, logits_to_labels
+from synthmed.segmentation.ssl import SSL_KIND, InpaintingTask, PretextOptions, pretext_config, pretext_images
 from synthmed.segmentation.task import SegmentationTask
 from synthmed.training.data import batch_stream
 from synthmed.training.fabric import FabricOptions, make_fabric
@@ -44,6 +48,9 @@ from synthmed.training.weights import load_run_network, run_weights
 
 KIND = "segmenter"
 PRETRAIN_DIR = "pretrain"
+#: ``--pretrain-mode``: ``supervised`` (images and masks, the segmentation loss) or ``ssl``
+#: (images only, :mod:`~synthmed.segmentation.ssl`'s pretext task).
+PRETRAIN_MODES = ("supervised", "ssl")
 
 
 def resolve_configs(model: str, preset: str, model_overrides: Mapping[str, Any] = {},
@@ -92,6 +99,7 @@ def train_segmenter(
     subject_fraction: float = 1.0,
     pretrain: str | Path | None = None,
     pretrain_steps: int | None = None,
+    pretrain_mode: str = "supervised",
     model_overrides: Mapping[str, Any] = {},
     train_overrides: Mapping[str, Any] = {},
     seed: int = 0,
@@ -112,7 +120,12 @@ def train_segmenter(
         subject_fraction: share of real training subjects kept (scarce-data curve).
         pretrain: a finished segmenter run (its weights initialise this run) or a store
             (pre-trained first, into ``out/pretrain``, for ``pretrain_steps`` steps, default
-            the run's steps, with the same network and settings).
+            the run's steps, with the same network and settings; resumed with the run).
+        pretrain_mode: how a ``pretrain`` store is pre-trained on: ``supervised`` (its images
+            and masks, the segmentation loss; all weights transfer) or ``ssl`` (its images only,
+            the masks never read: :mod:`~synthmed.segmentation.ssl`'s denoising in-painting;
+            everything but the head transfers). A finished run is used as it is
+            (``supervised``; ``ssl`` with a run is an error).
         model_overrides, train_overrides: CLI options (``None`` = preset value).
         seed: run seed (initialisation, data order, augmentation, validation split).
         fabric: device, processes, precision.
@@ -123,8 +136,13 @@ def train_segmenter(
 
     Raises:
         SynthmedError: bad options, stores that do not match each other, the pre-training
-            source, or the run being resumed; an existing ``out`` without ``resume``/``overwrite``.
+            source (or ``ssl`` without a store), or the run being resumed; an existing ``out``
+            without ``resume``/``overwrite``.
     """
+    if pretrain_mode not in PRETRAIN_MODES:
+        raise SynthmedError(f"--pretrain-mode must be {' or '.join(PRETRAIN_MODES)}, got {pretrain_mode!r}")
+    if pretrain_mode == "ssl" and pretrain is None:
+        raise SynthmedError("--pretrain-mode ssl needs --pretrain STORE: the store whose images to pre-train on")
     out = guard_output(out, [*train_stores, pretrain], kind=run_directory("segmenter run", [KIND]), overwrite=overwrite,
                        resume=resume)
     config, tc = resolve_configs(model, preset, model_overrides, train_overrides)
@@ -133,32 +151,66 @@ def train_segmenter(
         raise SynthmedError("give at least one training store (--train STORE)")
     config = config_for(config, stores[0])
     pre_store, pre_run = _pretrain_source(pretrain, config, stores)
+    if pretrain_mode == "ssl" and pre_run is not None:
+        raise SynthmedError(f"--pretrain {pre_run} is a finished segmenter run, whose weights are used as they are; "
+                            "--pretrain-mode ssl pre-trains on the images of a --pretrain STORE instead")
     if resume and (out / RUN_JSON).is_file():
         seed = int(read_run(out).get("seed", seed))  # a resumed run keeps its seed, hence its split and mix
     data = build_training_set(stores, seed=seed, val_fraction=tc.val_fraction, real_fraction=real_fraction,
                               budget=budget, subject_fraction=subject_fraction)
+    # the pre-training data too is set up before the run is opened: a bad store leaves nothing behind
+    pre_images = pretext_images(pre_store) if pre_store is not None and pretrain_mode == "ssl" else None
+    pre_data = build_training_set([pre_store], seed=seed, val_fraction=tc.val_fraction) \
+        if pre_store is not None and pre_images is None else None
     fab = make_fabric(fabric)
     pre_info = None if pretrain is None else {"source": str(pretrain), "kind": "store" if pre_store else "run",
+                                               "mode": pretrain_mode,
                                                "steps": (pretrain_steps or tc.steps) if pre_store else None}
     training = dict(tc.model_dump(mode="json"), pretrain=pre_info, preset=preset)
     run = open_training_run(out, fab, kind=KIND, model=config.model_dump(mode="json"), training=training,
                             seed=seed, data=data.description, resume=resume, overwrite=overwrite)
     seed = int(run.info["seed"])
-    init = None
-    if pre_store is not None:
-        pre_dir = out / PRETRAIN_DIR
-        steps = pretrain_steps or tc.steps
-        pre_tc = tc.model_copy(update={"steps": steps})
-        pre_data = build_training_set([pre_store], seed=seed, val_fraction=tc.val_fraction)
-        pre = open_training_run(pre_dir, fab, kind=KIND, model=config.model_dump(mode="json"),
-                                training=pre_tc.model_dump(mode="json"), seed=seed, data=pre_data.description,
-                                resume=(pre_dir / RUN_JSON).is_file(), overwrite=False)
-        _fit(pre, fab, config, pre_tc, pre_data, None, progress, f"pretrain {out.name}")
-        init = run_weights(pre_dir, KIND)[0]
-    elif pre_run is not None:
-        init = run_weights(pre_run, KIND)[0]
-    final = _fit(run, fab, config, tc, data, init, progress, f"{config.network} {out.name}")
+    init, body_only = None, False
+    pre_tc = tc.model_copy(update={"steps": pretrain_steps or tc.steps})
+    try:
+        if pre_images is not None:
+            init, body_only = _pretrain_ssl(out / PRETRAIN_DIR, fab, config, pre_tc, pre_images, seed, progress), True
+        elif pre_data is not None:
+            init = _pretrain_supervised(out / PRETRAIN_DIR, fab, config, pre_tc, pre_data, seed, progress)
+        elif pre_run is not None:
+            init = run_weights(pre_run, KIND)[0]
+    except BaseException:
+        run.close()  # the fine-tuning run was opened (its lock taken) before pre-training
+        raise
+    task = SegmentationTask(config, tc, seed, val=data.val, init_weights=init, init_body_only=body_only)
+    final = _fit(run, fab, task, data.train, tc, len(data.val) > 0, progress, f"{config.network} {out.name}")
     return final if fab.is_global_zero else None
+
+
+def _pretrain_supervised(pre_dir: Path, fab, config: SegmentModelConfig, tc: SegmentTrainConfig, data: TrainingSet,
+                         seed: int, progress: bool) -> Path:
+    """Supervised pre-training on the store's training set ``data`` into ``pre_dir`` (resumed if
+    it exists); its weights file (the best checkpoint by validation Dice, if it validated)."""
+    pre = open_training_run(pre_dir, fab, kind=KIND, model=config.model_dump(mode="json"),
+                            training=tc.model_dump(mode="json"), seed=seed, data=data.description,
+                            resume=(pre_dir / RUN_JSON).is_file(), overwrite=False)
+    task = SegmentationTask(config, tc, int(pre.info["seed"]), val=data.val)
+    _fit(pre, fab, task, data.train, tc, len(data.val) > 0, progress, f"pretrain {pre_dir.parent.name}")
+    return run_weights(pre_dir, KIND)[0]
+
+
+def _pretrain_ssl(pre_dir: Path, fab, config: SegmentModelConfig, tc: SegmentTrainConfig,
+                  pre_images: tuple[ImageDataset, dict[str, Any]], seed: int, progress: bool) -> Path:
+    """Self-supervised pre-training on a store's images (:func:`~synthmed.segmentation.ssl.pretext_images`)
+    into ``pre_dir`` (resumed if it exists); its last weights file (the pretext task has no validation)."""
+    images, description = pre_images
+    options = PretextOptions()
+    pre = open_training_run(pre_dir, fab, kind=SSL_KIND, model=pretext_config(config).model_dump(mode="json"),
+                            training=dict(tc.model_dump(mode="json"), pretext=asdict(options)), seed=seed,
+                            data=description, resume=(pre_dir / RUN_JSON).is_file(), overwrite=False)
+    task = InpaintingTask(config, tc, int(pre.info["seed"]), options)
+    _fit(pre, fab, task, images, tc, False, progress, f"pretrain (ssl) {pre_dir.parent.name}")
+    return run_weights(pre_dir, SSL_KIND)[0]
 
 
 def _pretrain_source(pretrain: str | Path | None, config: SegmentModelConfig,
@@ -184,14 +236,14 @@ def _pretrain_source(pretrain: str | Path | None, config: SegmentModelConfig,
     return store, None
 
 
-def _fit(run, fab, config: SegmentModelConfig, tc: SegmentTrainConfig, data, init, progress: bool,
-         description: str) -> int:
+def _fit(run, fab, task: SegmentationTask, dataset: torch.utils.data.Dataset, tc: SegmentTrainConfig,
+         has_val: bool, progress: bool, description: str) -> int:
+    """Train ``task`` in ``run`` on batches of ``dataset`` (validating, and keeping the best
+    checkpoint by Dice, when ``has_val``)."""
     seed = int(run.info["seed"])
-    task = SegmentationTask(config, tc, seed, val=data.val, init_weights=init)
-    has_val = len(data.val) > 0
 
     def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return batch_stream(data.train, tc.batch, seed=seed, start_step=start, rank=fab.global_rank,
+        return batch_stream(dataset, tc.batch, seed=seed, start_step=start, rank=fab.global_rank,
                             world_size=fab.world_size, num_workers=tc.num_workers,
                             pin_memory=fab.device.type == "cuda")
 

@@ -140,7 +140,12 @@ def check_compatible(stores: Sequence[Store]) -> None:
                                 f"{list(first.sample_shape)} of {first.path}")
 
 
-def _train_indices(store: Store) -> np.ndarray:
+def train_indices(store: Store) -> np.ndarray:
+    """int64 indices of ``store``'s ``train`` split.
+
+    Raises:
+        SynthmedError: the store has no ``train`` split (naming it and the splits it has).
+    """
     try:
         return store.indices("train")
     except DataError:
@@ -182,7 +187,7 @@ def build_training_set(stores: Sequence[Store], *, seed: int = 0, val_fraction: 
     val_parts: list[StoreDataset] = []
     summary = []
     for k, store in enumerate(stores):
-        idx = _train_indices(store)
+        idx = train_indices(store)
         subject_of = store.subject_ids(idx)
         keep, held = _split_subjects(np.unique(subject_of), val_fraction,
                                      np.random.default_rng(derive_seed(seed, VAL_STREAM, k)))

@@ -9,6 +9,12 @@ Validation (``validate``): the network in eval mode on the held-out subjects; Di
 region **pooled over all validation voxels** (2·Σ|P∩R| / (Σ|P| + Σ|R|); 1 when both sums are
 0), logged as ``val/dice_WT`` …, and their mean as ``val/dice`` — the value the loop keeps
 the best checkpoint by.
+
+Initial weights: seeded from the run seed, then, with ``init_weights``, a pre-training run's
+weights loaded over them: all of them (a finished segmenter run, or supervised pre-training),
+or with ``init_body_only`` all but the head (:func:`~synthmed.segmentation.networks.is_head`:
+self-supervised pre-training, whose head reconstructed images), the head keeping its seeded
+initialisation.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from monai.losses import DeepSupervisionLoss, DiceCELoss
 
 from synthmed.segmentation.augment import AugmentOptions, augment
 from synthmed.segmentation.config import SegmentModelConfig, SegmentTrainConfig
-from synthmed.segmentation.networks import build_network
+from synthmed.segmentation.networks import build_network, is_head
 from synthmed.segmentation.regions import REGION_NAMES, labels_to_regions
 from synthmed.training.checkpoint import load_weights
 from synthmed.training.loop import StepContext
@@ -40,22 +46,30 @@ class SegmentationTask:
         seed: the run seed (weight initialisation).
         val: validation dataset (items ``(image, label)``), possibly empty.
         init_weights: ``model.safetensors`` to start from (synthetic pre-training), or ``None``.
+        init_body_only: load only the body of ``init_weights`` (not the head).
         augment_options: augmentation ranges and probabilities.
     """
 
     def __init__(self, config: SegmentModelConfig, train: SegmentTrainConfig, seed: int,
                  val: torch.utils.data.Dataset | None = None, init_weights: str | Path | None = None,
-                 augment_options: AugmentOptions = AugmentOptions()):
+                 augment_options: AugmentOptions = AugmentOptions(), init_body_only: bool = False):
         self.config, self.train, self.seed = config, train, int(seed)
         self.val, self.init_weights, self.augment_options = val, init_weights, augment_options
+        self.init_body_only = init_body_only
         loss = DiceCELoss(sigmoid=True, batch=True)
         self.loss = DeepSupervisionLoss(loss, weight_mode="exp") if config.deep_supervision else loss
 
+    def network(self) -> torch.nn.Module:
+        """The network trained (built under the seeded generator): the region segmenter."""
+        return build_network(self.config)
+
     def setup(self, fabric: Fabric) -> None:
         torch.manual_seed(derive_seed(self.seed, INIT_STREAM))
-        net = build_network(self.config)
+        net = self.network()
         if self.init_weights is not None:
-            load_weights(net, self.init_weights)
+            network = self.config.network
+            load_weights(net, self.init_weights,
+                         exclude=(lambda key: is_head(network, key)) if self.init_body_only else None)
         opt = torch.optim.AdamW(net.parameters(), lr=self.train.lr, weight_decay=self.train.weight_decay)
         self.model, self.opt = fabric.setup(net, opt)
         self.fabric = fabric
@@ -85,12 +99,16 @@ class SegmentationTask:
             images, labels = augment(images, labels, ctx.random, self.augment_options)
         self.model.train()
         loss = self.compute_loss(images, labels)
+        self.optimise(loss, ctx)
+        return {"loss": loss.detach()}
+
+    def optimise(self, loss: torch.Tensor, ctx: StepContext) -> None:
+        """One AdamW step on ``loss`` (gradients clipped to ``grad_clip``)."""
         self.opt.zero_grad(set_to_none=True)
         ctx.fabric.backward(loss)
         if self.train.grad_clip > 0:
             ctx.fabric.clip_gradients(self.model, self.opt, max_norm=self.train.grad_clip)
         self.opt.step()
-        return {"loss": loss.detach()}
 
     @torch.no_grad()
     def validate(self, step: int) -> Mapping[str, float]:

@@ -25,6 +25,7 @@ from synthmed.study.analysis import all_subjects, dice_ranks, generation_table, 
 from synthmed.study.plots import curves_png, generator_curves_png, histogram_png, rendered, segmenter_curves_png
 from synthmed.study.records import read_scalars
 from synthmed.study.sections import Section, fmt, mean_sd
+from synthmed.study.spec import PRETRAINED_TRAIN_SETS
 from synthmed.study.stages import RESULT_JSON
 
 
@@ -201,33 +202,36 @@ def write_real_fraction(results: pd.DataFrame, section: Section) -> None:
 
 
 def write_pretraining(results: pd.DataFrame, section: Section) -> None:
-    """Per dataset, Dice against the share of real subjects, pre-trained vs from scratch, and the gain table."""
-    dice = results[(results.metric == "dice") & results.train_set.isin(["real", "pretrained"])]
-    fractions = set(dice[dice.train_set == "pretrained"].subject_fraction.dropna())
+    """Per dataset, Dice against the share of real subjects, from scratch vs pre-trained on synthetic
+    samples (one line per arm: supervised, ssl), and the gain table (a ``pretraining`` column names the arm)."""
+    arm = {train_set: mode for mode, train_set in PRETRAINED_TRAIN_SETS.items()}  # train set → mode
+    dice = results[(results.metric == "dice") & results.train_set.isin(["real", *arm])]
+    fractions = set(dice[dice.train_set.isin(list(arm))].subject_fraction.dropna())
     if not fractions:
         section.text("No pre-training curve in this study (pretraining.subject_fractions is empty).")
         return
     dice = dice[dice.subject_fraction.isin(fractions | {1.0})]  # scratch at 1: the plain real-only run
-    section.text("Each segmenter pre-trained on a generator's synthetic samples, then fine-tuned on a share of the "
-                 "real training subjects, against the same segmenter trained from scratch on that share; mean Dice "
-                 "over seeds.")
+    section.text("Each segmenter pre-trained on a generator's synthetic samples — supervised (their images and "
+                 "masks, the segmentation loss) or ssl (self-supervised on their images alone: denoising "
+                 "in-painting) — then fine-tuned on a share of the real training subjects, against the same "
+                 "segmenter trained from scratch on that share; mean Dice over seeds.")
     for dataset, rows in _by_dataset(dice):
         curves: dict[str, dict[str, pd.Series]] = {}
         for region in _regions(rows):
             lines = curves.setdefault(region, {})
             for (train_set, gen, seg), sub in rows[rows.region == region].groupby(
                     ["train_set", rows.generator.fillna(""), "segmenter"]):
-                name = f"scratch / {seg}" if train_set == "real" else f"pre-trained on {gen} / {seg}"
+                name = f"scratch / {seg}" if train_set == "real" else f"{arm[train_set]} on {gen} / {seg}"
                 lines[name] = sub.groupby("subject_fraction")["value"].mean().sort_index()
         section.image(curves_png(curves, "share of real training subjects"),
                       f"{dataset}: Dice vs share of real subjects")
     keys = ["dataset", "segmenter", "augmentation", "seed", "subject_fraction", "region"]
     scratch = dice[dice.train_set == "real"][keys + ["value"]].rename(columns={"value": "scratch"})
-    gain = dice[dice.train_set == "pretrained"].merge(scratch, on=keys)
-    gain = _labels(gain.assign(value=gain.value - gain.scratch))
-    table = gain.groupby(["dataset", "generator", "segmenter", "augmentation", "subject_fraction", "region"])[
-        "value"].apply(mean_sd).unstack("region")
-    section.text("Dice gain of pre-training (pre-trained − scratch), mean ± sd over seeds.")
+    gain = dice[dice.train_set.isin(list(arm))].merge(scratch, on=keys)
+    gain = _labels(gain.assign(value=gain.value - gain.scratch, pretraining=gain.train_set.map(arm)))
+    table = gain.groupby(["dataset", "generator", "pretraining", "segmenter", "augmentation", "subject_fraction",
+                          "region"])["value"].apply(mean_sd).unstack("region")
+    section.text("Dice gain of pre-training (pre-trained − scratch) per arm, mean ± sd over seeds.")
     section.table(table[_regions(gain)].reset_index())
 
 

@@ -13,8 +13,11 @@ entry's) → ``progression_fit`` → ``progression_eval``. Every ``domain``
 ``fidelity`` stage of a dataset also takes that dataset's one ``encoder`` stage (the domain
 encoder, keyed by the ``prepare`` stage, its steps and seed), so all generators are scored
 in one feature space however the stages are scheduled. The pre-training
-curve adds ``train`` stages of train set ``pretrained`` whose input is a ``synthetic`` train
-stage (its weights initialise the fine-tuning on real subjects). Segmenters and classifiers
+curve adds, per ``pretraining.modes`` arm, ``train`` stages of train set ``pretrained`` whose
+input is a ``synthetic`` train stage (its weights initialise the fine-tuning on real subjects)
+and of train set ``pretrained-ssl`` whose input is the ``sample`` stage (its images
+pre-train the segmenter self-supervised, for the segmenter's steps, then it is fine-tuned on
+the real subjects; the pre-training runs inside each such stage). Segmenters and classifiers
 draw their train sets the same way (:func:`train_set_inputs`): ``real`` from the ``prepare``
 stage, ``synthetic`` and ``synthetic+real`` per generator from its ``sample`` stage too.
 
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmed.study.spec import ClassifierSpec, DataSpec, SegmenterSpec, StudySpec
+from synthmed.study.spec import PRETRAINED_TRAIN_SETS, ClassifierSpec, DataSpec, SegmenterSpec, StudySpec
 
 STAGES_DIR = "stages"
 DONE_JSON = "done.json"
@@ -259,8 +262,8 @@ def train_set_inputs(train_sets: Sequence[str], prep: Stage, samples: Sequence[t
 def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]], seg_label: str,
                       seg: SegmenterSpec, aug: bool, seed: int) -> None:
     """The ``train`` + ``evaluate`` stages of one segmenter, augmentation and seed: every train
-    set (and real fraction), then the pre-training curve (scratch vs synthetic pre-trained, per
-    subject fraction)."""
+    set (and real fraction), then the pre-training curve (scratch vs pre-trained on synthetic
+    samples, supervised and/or self-supervised, per subject fraction)."""
     spec = plan.spec
     dataset = prep.labels["dataset"]
     train_overrides = dict(seg.train_overrides, aug=aug)
@@ -270,9 +273,10 @@ def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]],
     labels = {"dataset": dataset, "segmenter": seg_label, "augmentation": aug, "seed": seed}
 
     def add(train_set: str, inputs: tuple[str, ...], generator: str, real_fraction: float | None,
-            subject_fraction: float = 1.0, overrides: dict[str, Any] = train_overrides) -> Stage:
+            subject_fraction: float = 1.0, overrides: dict[str, Any] = train_overrides,
+            extra: dict[str, Any] = {}) -> Stage:
         config = dict(common, train_overrides=overrides, train_set=train_set,
-                      real_fraction=real_fraction if train_set == "synthetic+real" else None)
+                      real_fraction=real_fraction if train_set == "synthetic+real" else None, **extra)
         if subject_fraction != 1.0:  # absent at 1: the curve's last point is the plain real-only run
             config["subject_fraction"] = subject_fraction
         stage_labels = dict(labels, generator=generator, train_set=train_set, real_fraction=real_fraction,
@@ -289,12 +293,17 @@ def _add_segmentation(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]],
             synthetic[gen_label] = train
     curve = spec.pretraining
     finetune = dict(train_overrides, **({"steps": curve.finetune_steps} if curve.finetune_steps else {}))
+    # ssl pre-trains as long as the supervised arm's synthetic run (None: the preset's steps)
+    ssl = {"pretrain_steps": train_overrides.get("steps")}
     for fraction in curve.subject_fractions:
         add("real", (prep.key,), "", 1.0, fraction)
         for gen_label, sample in samples:
-            pre = synthetic.get(gen_label) or add("synthetic", (prep.key, sample.key), gen_label, 0.0)
-            synthetic[gen_label] = pre
-            add("pretrained", (prep.key, pre.key), gen_label, 1.0, fraction, finetune)
+            if "supervised" in curve.modes:
+                pre = synthetic.get(gen_label) or add("synthetic", (prep.key, sample.key), gen_label, 0.0)
+                synthetic[gen_label] = pre
+                add(PRETRAINED_TRAIN_SETS["supervised"], (prep.key, pre.key), gen_label, 1.0, fraction, finetune)
+            if "ssl" in curve.modes:
+                add(PRETRAINED_TRAIN_SETS["ssl"], (prep.key, sample.key), gen_label, 1.0, fraction, finetune, ssl)
 
 
 def _add_classifier(plan: Plan, prep: Stage, samples: list[tuple[str, Stage]], label: str,

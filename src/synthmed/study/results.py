@@ -6,11 +6,13 @@ Rows:
 
 - ``evaluate``: metric ``dice`` / ``hd95`` / ``hd95_max`` (mean over test cases; ``hd95`` pools
   both directions' surface distances as medpy does, ``hd95_max`` is the larger directed 95th
-  percentile as in MONAI) and ``dice_sd`` / ``hd95_sd`` / ``hd95_max_sd``, region WT, TC or ET; real_fraction 1 for ``real`` and ``pretrained``, 0 for ``synthetic``,
+  percentile as in MONAI) and ``dice_sd`` / ``hd95_sd`` / ``hd95_max_sd``, region WT, TC or ET;
+  real_fraction 1 for ``real``, ``pretrained`` and ``pretrained-ssl``, 0 for ``synthetic``,
   the sweep's fraction (or empty: all of both stores) for ``synthetic+real``;
   subject_fraction the share of real training subjects used (1 but on the pre-training
-  curve, whose train sets are ``real``, from scratch, and ``pretrained``: pre-trained on the
-  generator's samples, then fine-tuned on the real subjects);
+  curve, whose train sets are ``real``, from scratch, ``pretrained``: pre-trained supervised on
+  the generator's samples, and ``pretrained-ssl``: pre-trained self-supervised on their images,
+  each then fine-tuned on the real subjects);
 - ``fidelity``: metric ``<features>/<name>`` (e.g. ``domain/fd`` against the real test
   patients, ``domain/fd_train`` against the training patients at the same sample size,
   ``domain/kid_mean``), region empty;

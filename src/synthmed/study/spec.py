@@ -24,6 +24,11 @@ from synthmed.study.kinds import KINDS
 
 Preset = Literal["tiny", "laptop", "small", "paper"]
 TrainSet = Literal["real", "synthetic", "synthetic+real"]
+PretrainMode = Literal["supervised", "ssl"]
+#: the train set of each arm of the pre-training curve (``pretraining.modes``): ``pretrained``
+#: fine-tunes the ``synthetic`` train stage's run (supervised on the samples' images and masks),
+#: ``pretrained-ssl`` pre-trains self-supervised on the samples' images (no mask), then fine-tunes.
+PRETRAINED_TRAIN_SETS: dict[str, str] = {"supervised": "pretrained", "ssl": "pretrained-ssl"}
 FeatureSpace = Literal["domain", "radimagenet", "inception"]
 
 
@@ -311,14 +316,24 @@ class ExecutorSpec(Config):
 
 
 class PretrainingSpec(Config):
-    """The synthetic pre-training curve: each segmenter pre-trained on a generator's samples
-    (the ``synthetic`` train stage of the same segmenter, augmentation and seed), then
-    fine-tuned on a share of the real training subjects, against the same segmenter trained
-    from scratch on that share."""
+    """The synthetic pre-training curve: each segmenter pre-trained on a generator's samples,
+    then fine-tuned on a share of the real training subjects, against the same segmenter
+    trained from scratch on that share. One arm per mode: ``supervised`` (the ``synthetic``
+    train stage of the same segmenter, augmentation and seed: images and masks) and ``ssl``
+    (self-supervised on the samples' images only, :mod:`synthmed.segmentation.ssl`, for the
+    segmenter's steps, inside the fine-tuning stage); see :data:`PRETRAINED_TRAIN_SETS`."""
 
     subject_fractions: list[float] = Field(default_factory=list,
                                            description="shares of real training subjects in (0, 1] (empty: no curve)")
     finetune_steps: int | None = Field(None, ge=1, description="fine-tuning steps (default: the segmenter's)")
+    modes: list[PretrainMode] = Field(default_factory=lambda: ["supervised"], min_length=1,
+                                      description="arms of the curve: supervised and/or ssl (self-supervised, "
+                                      "images only)")
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, values: list[str]) -> list[str]:
+        return list(dict.fromkeys(values))
 
     @field_validator("subject_fractions")
     @classmethod
@@ -351,7 +366,8 @@ class StudySpec(Config):
         default_factory=list, description="proportion sweep for synthetic+real: the share of real samples in a fixed "
         "budget; null (or an empty list): all of both stores")
     pretraining: PretrainingSpec = Field(default_factory=PretrainingSpec,
-                                         description="synthetic pre-training curve (subject_fractions, finetune_steps)")
+                                         description="synthetic pre-training curve (subject_fractions, finetune_steps, "
+                                         "modes)")
     fidelity: list[FeatureSpace] = Field(default_factory=lambda: ["domain"])
     fidelity_weights: dict[str, str] = Field(default_factory=dict, description="feature space → weights path")
     encoder_steps: int = Field(500, ge=1, description="training steps of the domain encoder")

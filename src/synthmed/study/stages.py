@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.study.plan import Stage
-from synthmed.study.spec import DataSpec, StudySpec
+from synthmed.study.spec import PRETRAINED_TRAIN_SETS, DataSpec, StudySpec
 
 RESULT_JSON = "result.json"
 #: the saliency gallery of a ``classify_eval`` stage.
@@ -118,10 +118,11 @@ def run_memorization(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp
 
 
 def train_stores(train_set: str, inputs: dict[str, Path]) -> list[Path]:
-    """The stores a ``train`` or ``classify`` stage trains on: ``real`` and ``pretrained`` (fine-tuned)
-    the ``prepare`` stage's, ``synthetic`` the ``sample`` stage's, ``synthetic+real`` both."""
+    """The stores a ``train`` or ``classify`` stage trains on: ``real``, ``pretrained`` and
+    ``pretrained-ssl`` (fine-tuned) the ``prepare`` stage's, ``synthetic`` the ``sample`` stage's,
+    ``synthetic+real`` both."""
     real = inputs["prepare"] / "store"
-    if train_set in ("real", "pretrained"):
+    if train_set in ("real", *PRETRAINED_TRAIN_SETS.values()):
         return [real]
     synthetic = inputs["sample"] / "store"
     return [synthetic] if train_set == "synthetic" else [real, synthetic]
@@ -133,11 +134,19 @@ def run_train(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path,
 
     c = stage.config
     stores = train_stores(c["train_set"], inputs)
-    pretrain = inputs["train"] / "run" if c["train_set"] == "pretrained" else None
+    pretrain, mode, pretrain_steps = None, "supervised", None
+    if c["train_set"] == PRETRAINED_TRAIN_SETS["supervised"]:  # the synthetic train stage's run
+        pretrain = inputs["train"] / "run"
+    elif c["train_set"] == PRETRAINED_TRAIN_SETS["ssl"]:  # the samples' images, self-supervised
+        from synthmed.segmentation import PRESETS
+
+        pretrain, mode = inputs["sample"] / "store", "ssl"
+        pretrain_steps = c["pretrain_steps"] or PRESETS[c["preset"]].train.steps
     train_segmenter(tmp / "run", stores, model=c["model"], preset=c["preset"], real_fraction=c["real_fraction"],
-                    subject_fraction=c.get("subject_fraction", 1.0), pretrain=pretrain,
-                    model_overrides=c["model_overrides"], train_overrides=c["train_overrides"], seed=c["seed"],
-                    fabric=FabricOptions(device=spec.device), progress=progress)
+                    subject_fraction=c.get("subject_fraction", 1.0), pretrain=pretrain, pretrain_mode=mode,
+                    pretrain_steps=pretrain_steps, model_overrides=c["model_overrides"],
+                    train_overrides=c["train_overrides"], seed=c["seed"], fabric=FabricOptions(device=spec.device),
+                    progress=progress)
 
 
 def run_evaluate(stage: Stage, spec: StudySpec, inputs: dict[str, Path], tmp: Path, progress: bool) -> None:

@@ -91,8 +91,12 @@ def save_weights(module: torch.nn.Module, path: str | Path, metadata: Mapping[st
     save_file(module_tensors(module), str(path), metadata=dict(metadata or {}))
 
 
-def load_weights(module: torch.nn.Module, path: str | Path) -> None:
+def load_weights(module: torch.nn.Module, path: str | Path, *, exclude: Callable[[str], bool] | None = None) -> None:
     """Load safetensors weights into ``module`` (unwrapped), strictly.
+
+    ``exclude``: keys it selects (in the module and in the file) are neither loaded nor required
+    (the module keeps its own values for them); every other key must be in both, with equal
+    shapes. E.g. a network's body from a run whose head had another number of outputs.
 
     Raises:
         CorruptCheckpointError: a missing, truncated or corrupt file (naming it).
@@ -105,11 +109,20 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> None:
         tensors = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, …
         raise CorruptCheckpointError(f"{path}: corrupt or truncated weights file ({_first_line(exc)})") from None
+    target = unwrap(module)
     try:
-        unwrap(module).load_state_dict(tensors)
+        if exclude is None:
+            target.load_state_dict(tensors)
+            return
+        kept = {k: v for k, v in tensors.items() if not exclude(k)}
+        result = target.load_state_dict(kept, strict=False)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise SynthmedError(f"{path}: weights do not fit the model ({first})") from None
+    missing = [k for k in result.missing_keys if not exclude(k)]
+    if missing or result.unexpected_keys:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {list(result.unexpected_keys)[:3]}"
+        raise SynthmedError(f"{path}: weights do not fit the model ({what})")
 
 
 def read_state(run_dir: str | Path) -> dict[str, Any] | None:
