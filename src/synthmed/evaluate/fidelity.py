@@ -82,10 +82,11 @@ def diversity(store: Store, *, indices: np.ndarray | None = None, pairs: int = 1
 
 
 def store_slice_consistency(synthetic: Store, real: Store, *, real_indices: np.ndarray | None = None,
-                            batch_size: int = 8) -> dict[str, Any]:
+                            batch_size: int = 8, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Slice consistency of every volume of ``synthetic`` against the volumes of ``real`` (or its
     ``real_indices``): :func:`~synthmed.metrics.slice_consistency.compare_slice_consistency`,
-    streamed ``batch_size`` volumes at a time.
+    streamed ``batch_size`` volumes at a time, computed on ``device`` (about 0.6 s a 4 × 128³
+    volume on one CPU thread).
 
     Raises:
         SynthmedError: the stores do not hold volumes.
@@ -95,7 +96,7 @@ def store_slice_consistency(synthetic: Store, real: Store, *, real_indices: np.n
                             f"{real.path} has dims {real.dims}")
     accumulators = []
     for store, idx in ((synthetic, None), (real, real_indices)):
-        acc = SliceConsistency()
+        acc = SliceConsistency(device=device)
         for images, _, _ in store.iter_batches(batch_size, idx):
             acc.update(images)
         accumulators.append(acc)
@@ -182,7 +183,7 @@ def evaluate_fidelity(
                ms_ssim_real=real_div["ms_ssim"], ms_ssim_real_pairs=real_div["pairs"],
                ms_ssim_of="volumes (3D MS-SSIM)" if synthetic.dims == 3 else "slices (2D MS-SSIM)")
     if synthetic.dims == 3:
-        out["slice_consistency"] = store_slice_consistency(synthetic, real, real_indices=idx)
+        out["slice_consistency"] = store_slice_consistency(synthetic, real, real_indices=idx, device=dev)
     return {"features": features, "feature_space": describe_embedding(features, synthetic.dims),
             "real": str(real.path), "real_split": real_split, "train_split": train_split,
             "synthetic": str(synthetic.path), **out}

@@ -61,11 +61,13 @@ SET_KEYS: tuple[str, ...] = ("correlation", "correlation_per_channel", "differen
                              *(f"difference_p{p}" for p in PERCENTILES), "volumes", "pairs", "flat_pairs")
 
 
-def pair_statistics(volume: Any, *, flat_std: float = FLAT_STD) -> tuple[np.ndarray, np.ndarray]:
+def pair_statistics(volume: Any, *, flat_std: float = FLAT_STD, device: str | torch.device = "cpu"
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """The adjacent-slice pairs of one volume ``[C, D, H, W]``: ``(correlation, difference)``,
-    float64 ``[C, D - 1]`` each; a pair with a flat slice has correlation NaN (see the module)."""
+    float64 ``[C, D - 1]`` each (computed on ``device``); a pair with a flat slice has correlation
+    NaN (see the module)."""
     v = torch.as_tensor(np.asarray(volume) if not isinstance(volume, torch.Tensor) else volume)
-    v = v.detach().to("cpu", torch.float64)
+    v = v.detach().to(device, torch.float64)
     c, d = v.shape[:2]
     v = v.reshape(c, d, -1)
     z = v - v.mean(dim=-1, keepdim=True)
@@ -76,7 +78,7 @@ def pair_statistics(volume: Any, *, flat_std: float = FLAT_STD) -> tuple[np.ndar
     skip = flat[:, :-1] | flat[:, 1:]
     r = torch.where(skip, torch.full_like(cov, math.nan), cov / torch.where(skip, torch.ones_like(denom), denom))
     diff = (v[:, 1:] - v[:, :-1]).abs().mean(dim=-1)
-    return r.clamp(-1.0, 1.0).numpy(), diff.numpy()
+    return r.clamp(-1.0, 1.0).cpu().numpy(), diff.cpu().numpy()
 
 
 class SliceConsistency:
@@ -84,11 +86,13 @@ class SliceConsistency:
 
     ``update(volumes [b, C, D, H, W])`` any number of times, then :meth:`compute`; the pairs'
     values are kept (:attr:`correlations`, :attr:`differences`, ``[N, C, D - 1]``) for
-    :func:`compare_slice_consistency`. Conventions: the module docstring.
+    :func:`compare_slice_consistency`. Conventions: the module docstring. ``device``: where each
+    volume's pairs are computed (float64).
     """
 
-    def __init__(self, *, flat_std: float = FLAT_STD) -> None:
+    def __init__(self, *, flat_std: float = FLAT_STD, device: str | torch.device = "cpu") -> None:
         self.flat_std = float(flat_std)
+        self.device = device
         self._r: list[np.ndarray] = []
         self._d: list[np.ndarray] = []
         self._shape: tuple[int, int] | None = None  # (C, D)
@@ -109,7 +113,7 @@ class SliceConsistency:
                              f"{self._shape[1]}: every batch must match")
         self._shape = (shape[1], shape[2])
         for volume in volumes:
-            r, d = pair_statistics(volume, flat_std=self.flat_std)
+            r, d = pair_statistics(volume, flat_std=self.flat_std, device=self.device)
             self._r.append(r)
             self._d.append(d)
         return self
