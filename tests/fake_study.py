@@ -10,7 +10,7 @@ from pathlib import Path
 from tiny_stores import make_store
 
 from synthmed.data.store import Store
-from synthmed.evaluate import audit
+from synthmed.evaluate import audit, store_slice_consistency
 from synthmed.study import LocalExecutor, build_spec, make_plan, write_results
 from synthmed.study.stages import STAGE_FUNCTIONS
 
@@ -41,15 +41,20 @@ def fake_functions() -> dict:
     """Stage functions writing what the report reads, with made-up numbers (better generator: lower FD)."""
 
     def prepare(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        make_store(tmp / "store", n=4)
+        make_store(tmp / "store", n=4, dims=stage.config.get("dims", 2))
 
     def sample(stage, spec, inputs, tmp, progress):  # noqa: ANN001
-        make_store(tmp / "store", n=4, seed=1)
+        dims = {data.label: data.dims for data in spec.data_sections()}[stage.labels["dataset"]]
+        make_store(tmp / "store", n=4, seed=1, dims=dims)
 
     def fidelity(stage, spec, inputs, tmp, progress):  # noqa: ANN001
         d = GENERATORS[stage.labels["generator"]]
-        (tmp / "result.json").write_text(json.dumps({"fd": 10 * (1 - d), "kid_mean": 1 - d, "precision": d,
-                                                     "recall": d / 2, "ms_ssim": 0.2, "kid_std": 0.1, "n_real": 4}))
+        result = {"fd": 10 * (1 - d), "kid_mean": 1 - d, "precision": d, "recall": d / 2, "ms_ssim": 0.2,
+                  "ms_ssim_real": 0.3, "kid_std": 0.1, "n_real": 4}
+        real, synthetic = Store.open(inputs["prepare"] / "store"), Store.open(inputs["sample"] / "store")
+        if real.dims == 3:  # volumes: the slice consistency evaluate_fidelity adds, measured
+            result["slice_consistency"] = store_slice_consistency(synthetic, real, real_indices=real.indices("test"))
+        (tmp / "result.json").write_text(json.dumps(result))
 
     def memorization(stage, spec, inputs, tmp, progress):  # noqa: ANN001
         d = GENERATORS[stage.labels["generator"]]  # no threshold: the report takes the stage's

@@ -50,6 +50,22 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _slice_table(sc: dict) -> Table:
+    """The slice-consistency table of a 3D fidelity result: synthetic, real and their comparison."""
+    table = Table("slice consistency (axial)", "synthetic", "real", "synthetic vs real", title_justify="left")
+    table.add_row("adjacent-slice correlation", _fmt(sc["correlation"]), _fmt(sc["correlation_real"]),
+                  f"ratio {_fmt(sc['correlation_ratio'])}")
+    table.add_row("inter-slice |difference|, mean", _fmt(sc["difference"]), _fmt(sc["difference_real"]),
+                  f"ratio {_fmt(sc['difference_ratio'])}")
+    for p in (5, 50, 95):
+        table.add_row(f"  percentile {p} (pairs)", _fmt(sc[f"difference_p{p}"]), _fmt(sc[f"difference_p{p}_real"]), "")
+    table.add_row("difference distributions", "", "", f"Wasserstein {_fmt(sc['difference_wasserstein'])}, "
+                                                        f"KS {_fmt(sc['difference_ks'])}")
+    table.add_row("pairs (flat, left out of r)", f"{sc['pairs']} ({sc['flat_pairs']})",
+                  f"{sc['pairs_real']} ({sc['flat_pairs_real']})", "")
+    return table
+
+
 @evaluate_app.command("fidelity")
 def evaluate_fidelity(
     real: Annotated[Path, typer.Option("--real", help="Real store (its --real-split is the reference).")],
@@ -72,7 +88,9 @@ def evaluate_fidelity(
 ) -> None:
     """FD against the held-out test patients of REAL (and fd_train against its training patients at
     the same sample size; relative FD: FD(half A, synthetic) / FD(half A, half B), halves by patient),
-    KID, IS, precision/recall (k=3), density/coverage (k=5) and MS-SSIM diversity of SYNTHETIC."""
+    KID, IS, precision/recall (k=3), density/coverage (k=5) and MS-SSIM diversity of SYNTHETIC
+    beside that of REAL's pairs of patients. Volumes: features in 2.5D (three central planes), 3D
+    MS-SSIM, and slice consistency (adjacent axial slices' correlation and difference) against REAL."""
     from synthmed.evaluate.fidelity import evaluate_fidelity as run
     from synthmed.features import DomainEncoderConfig
 
@@ -92,10 +110,14 @@ def evaluate_fidelity(
             ("FD real vs real", result["fd_real_real"]), ("relative FD", result["relative_fd"]),
             ("KID", result["kid_mean"]), ("KID std", result["kid_std"]), ("IS", result["is_mean"]),
             ("IS of real", result["is_real_mean"]), ("precision", result["precision"]), ("recall", result["recall"]),
-            ("density", result["density"]), ("coverage", result["coverage"]), ("MS-SSIM (diversity)", result["ms_ssim"])]
+            ("density", result["density"]), ("coverage", result["coverage"]), ("MS-SSIM (diversity)", result["ms_ssim"]),
+            ("MS-SSIM of real pairs", result["ms_ssim_real"])]
     for name, value in rows:
         table.add_row(name, _fmt(value))
     stdout.print(table)
+    if "slice_consistency" in result:
+        stdout.print(f"volumes: {escape(result['feature_space'])}; MS-SSIM of whole volumes (3D)")
+        stdout.print(_slice_table(result["slice_consistency"]))
     for name, reason in result["skipped"].items():
         stdout.print(f"[yellow]{name} not computed:[/] {escape(reason)}")
 

@@ -127,6 +127,27 @@ def test_ms_ssim_diversity_collapsed_vs_diverse():
     assert ms_ssim_diversity(noise, pairs=4)["ms_ssim"] < 0.5
 
 
+def test_diversity_pairs_join_different_patients():
+    from synthmed.metrics import diversity_pairs
+
+    i, j = diversity_pairs(10, 500, seed=3)
+    assert (i != j).all() and set(i) == set(j) == set(range(10))
+    distinct = np.array([f"s{k}" for k in range(10)])  # every sample its own patient: the same draw
+    np.testing.assert_array_equal(np.stack(diversity_pairs(10, 500, seed=3, groups=distinct)), np.stack([i, j]))
+    groups = np.array(["a", "a", "a", "b", "c", "c", "d", "d", "d", "d"])
+    i, j = diversity_pairs(10, 2000, seed=4, groups=groups)
+    assert (groups[i] != groups[j]).all() and set(j) == set(range(10))
+    counts = np.bincount(j[i == 0], minlength=10)  # from sample 0: uniform over the 7 samples of other patients
+    assert counts[:3].sum() == 0 and counts[3:].min() > 0
+    assert len(diversity_pairs(4, 10, groups=["a"] * 4)[0]) == 0 and len(diversity_pairs(1, 10)[0]) == 0
+    rng = np.random.default_rng(5)
+    images = rng.uniform(size=(4, 1, 16, 16)).astype(np.float32)
+    images[1] = images[0]  # one patient's two identical slices: never a pair
+    assert ms_ssim_diversity(images, pairs=20, groups=["p", "p", "q", "r"])["ms_ssim"] < 0.5
+    with pytest.warns(UserWarning, match="at least 2 patients"):
+        assert ms_ssim_diversity(images, pairs=4, groups=["p"] * 4)["ms_ssim"] is None
+
+
 
 
 def test_evaluate_fidelity_cli_on_stores(store2d, patients_store, tmp_path):
@@ -145,6 +166,8 @@ def test_evaluate_fidelity_cli_on_stores(store2d, patients_store, tmp_path):
     assert out["n_real"] == 12 and out["n_synthetic"] == 8 and out["fd_train"] > 0
     assert out["fd"] > 0 and out["relative_fd"] > 0 and out["kid_subset_size"] == 8 and out["is_mean"] >= 1
     assert out["precision"] is not None and 0 <= out["ms_ssim"] <= 1
+    assert out["ms_ssim_of"] == "slices (2D MS-SSIM)" and out["feature_space"] == "domain features of each 2D slice"
+    assert 0 <= out["ms_ssim_real"] <= 1 and out["ms_ssim_real_pairs"] == 100 and "slice_consistency" not in out
     other = make_store(tmp_path / "small", side=8)
     bad = CliRunner().invoke(app, ["evaluate", "fidelity", "--real", str(store2d.path), "--synthetic", str(other.path)])
     assert isinstance(bad.exception, SynthmedError) and "channels and sizes must match" in str(bad.exception)

@@ -65,12 +65,16 @@ def test_store_against_itself_and_streaming(store2d, tmp_path):
     np.testing.assert_array_equal(idx, np.arange(len(images))[::-1])
 
 
-def synthetic_copy(path, train: Store, copy_of: int, n: int = 6, seed: int = 3) -> Store:
-    """A synthetic store of smooth noise with sample 0 a near copy of ``train`` sample ``copy_of``."""
+def synthetic_copy(path, train: Store, copy_of: int, n: int = 6, seed: int = 3, shift: int = 0) -> Store:
+    """A synthetic store of smooth noise with sample 0 a near copy of ``train`` sample ``copy_of``
+    (moved ``shift`` pixels along x, zeros shifted in)."""
     rng = np.random.default_rng(seed)
     images = rng.uniform(size=(n, *train.sample_shape)).astype(np.float32)
     real, label = train.read([copy_of])
-    images[0] = np.clip(real[0] + 0.01 * rng.standard_normal(real[0].shape), 0, 1)
+    copy = np.clip(real[0] + 0.01 * rng.standard_normal(real[0].shape), 0, 1)
+    if shift:
+        copy = np.concatenate([np.zeros_like(copy[..., :shift]), copy[..., :-shift]], axis=-1)
+    images[0] = copy
     labels = np.repeat(label, n, axis=0)
     rows = [{"case_id": f"syn_{i:05d}", "slice": 0 if train.dims == 2 else -1, "split": "train", "source": "test"}
             for i in range(n)]
@@ -127,3 +131,37 @@ def test_cli_memorization_writes_audit_histogram_gallery(store2d, tmp_path):
     assert summary["n_above"] == 1 and summary["threshold"] == 0.9
     assert summary["audit"] == str(tmp_path / "syn-memorization.json")
     assert all((tmp_path / name).is_file() for name in ("syn-memorization-histogram.png", "syn-memorization-gallery.png"))
+
+
+def test_audit_of_volumes_finds_the_copied_training_volume(store3d, tmp_path):
+    """3D: whole-volume correlation; the copy of a training volume is its nearest, r ~ 1, flagged (API and CLI)."""
+    from typer.testing import CliRunner
+
+    from synthmed.cli import app
+
+    syn = synthetic_copy(tmp_path / "syn", store3d, copy_of=1)
+    assert syn.dims == 3 and syn.sample_shape == store3d.sample_shape == (4, 16, 16, 16)
+    images, _ = syn.read(slice(None))
+    train_idx = store3d.indices("train")
+    train, _ = store3d.read(train_idx)
+    ref_v, ref_i = _reference(images, train)  # pearsonr of the flattened volumes
+    result = audit(syn, store3d, threshold=0.95)
+    np.testing.assert_allclose(result.values, ref_v, atol=1e-5)
+    np.testing.assert_array_equal(result.indices, train_idx[ref_i])
+    assert result.indices[0] == 1 and result.values[0] > 0.99 and result.near_copies.tolist() == [0]
+    assert (result.channel_indices[0] == 1).all() and (result.channel_values[0] > 0.99).all()
+    assert result.values[1:].max() < 0.5  # the uniform-noise volumes are near nothing
+    assert audit(synthetic_copy(tmp_path / "syn_t", store3d, copy_of=5), store3d).values[0] < 0.99  # a test volume
+    shifted = synthetic_copy(tmp_path / "syn_s", store3d, copy_of=2, shift=1)  # a copy moved one voxel along x
+    tolerant = audit(shifted, store3d, similarity="shift-flip", max_shift=1)
+    moved, _ = shifted.read([0])
+    back = np.concatenate([moved[0][..., 1:], np.zeros_like(moved[0][..., :1])], axis=-1)  # shifted back, 0 fill
+    best = scipy.stats.pearsonr(back.ravel(), store3d.read([2])[0].ravel())[0]
+    assert tolerant.shift_flip[1][0] == 2 and tolerant.shift_flip[0][0] == pytest.approx(best, abs=1e-5)
+    assert tolerant.shift_flip[0][0] > tolerant.values[0] + 0.05  # (the zero column keeps it below 1 here)
+    out = CliRunner().invoke(app, ["evaluate", "memorization", "--train", str(store3d.path), "--synthetic",
+                                   str(syn.path), "--top-k", "2", "--device", "cpu", "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["n_above"] == 1 and summary["max"] > 0.99
+    assert (tmp_path / "syn-memorization-gallery.png").read_bytes()[:4] == b"\x89PNG"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from synthmed.cli import app
 from synthmed.study import SECTIONS, write_report
 from synthmed.study.report import OPTIONAL_SECTIONS
+from synthmed.study.sections import fmt
 
 
 class _Page(HTMLParser):
@@ -174,3 +175,42 @@ def test_pretraining_curve_shows_the_ssl_arm_beside_the_supervised_one(tmp_path:
     parser = _Page()
     parser.feed(page.read_text())
     assert "phantom: Dice vs share of real subjects" in parser.alts
+
+
+def test_generation_metrics_of_slices_have_no_volume_table(study: Path) -> None:
+    _, page = write_report(study)
+    tables, texts = report_tables(page.read_text())
+    (table,) = tables["generation-metrics"]  # one table; ms_ssim_real (in the results) is not a column
+    assert list(table[0]) == ["dataset", "generator", "features", "fd", "kid_mean", "kid_std", "precision", "recall",
+                              "ms_ssim"]
+    assert not any("slice" in text for text in texts.get("generation-metrics", []))
+
+
+MIXED = {**{k: v for k, v in SPEC.items() if k not in ("data", "real_fractions", "pretraining")}, "name": "mixed",
+         "generators": [{"name": g, "preset": "tiny", "steps": 5} for g in ("ddpm", "progan")], "seeds": [0],
+         "train_sets": ["real", "synthetic"],
+         "datasets": [{**SPEC["data"], "name": "slices"}, {**SPEC["data"], "name": "volumes", "dims": 3}]}
+
+
+def test_volumes_get_their_3d_metrics_table_and_slices_do_not(tmp_path: Path) -> None:
+    from synthmed.study.details import VOLUME_SHOWN
+
+    out = run_fake_study(tmp_path / "mixed", MIXED)
+    results = pd.read_csv(out / "results.csv")
+    _, page = write_report(out)
+    tables, texts = report_tables(page.read_text())
+    generation, volumes = tables["generation-metrics"]
+    assert sorted(r["dataset"] for r in generation) == ["slices", "slices", "volumes", "volumes"]
+    assert [(r["dataset"], r["generator"], r["features"]) for r in volumes] == [("volumes", "ddpm", "domain"),
+                                                                              ("volumes", "progan", "domain")]
+    assert list(volumes[0]) == ["dataset", "generator", "features", *VOLUME_SHOWN.values()]
+    for row in volumes:  # each cell is the fidelity stage's number, as results.csv holds it
+        mine = results[(results.dataset == "volumes") & (results.generator == row["generator"])]
+        for name, title in VOLUME_SHOWN.items():
+            (value,) = mine[mine.metric == f"domain/{name}"].value
+            assert row[title] == fmt(float(value)), title
+    assert float(volumes[0]["slice r real"]) > 0.5 and float(volumes[0]["MS-SSIM real"]) == 0.3
+    (note,) = [t for t in texts["generation-metrics"] if t.startswith("Volumes (3D datasets)")]
+    assert "2.5D" in note and "MS-SSIM is 3D" in note and "adjacent slices" in note
+    header = next(line for line in (out / "report.md").read_text().splitlines() if "slice r real" in line)
+    assert header.count("|") == 3 + len(VOLUME_SHOWN) + 1  # a Markdown table row: no "|" inside a title

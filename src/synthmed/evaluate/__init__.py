@@ -8,7 +8,8 @@ and the audit's figures (:mod:`~synthmed.evaluate.plots`).
 """
 
 from synthmed.evaluate.audit_record import AUDIT_RECORD_KEYS, MemorizationAudit
-from synthmed.evaluate.fidelity import bank_features, check_comparable, diversity, evaluate_fidelity
+from synthmed.evaluate.fidelity import (bank_features, check_comparable, diversity, evaluate_fidelity,
+                                        store_slice_consistency)
 from synthmed.evaluate.memorization import (AUDIT_SUFFIX, DEFAULT_THRESHOLD, SIMILARITIES, add_embedding_distance, audit,
                                             audit_path)
 from synthmed.evaluate.plots import plot_gallery, plot_histogram
@@ -28,4 +29,5 @@ __all__ = [
     "evaluate_fidelity",
     "plot_gallery",
     "plot_histogram",
+    "store_slice_consistency",
 ]

@@ -13,7 +13,7 @@ input. Perceptual distances for training losses, from the same networks, are in
 from synthmed.features.domain_encoder import (DOMAIN_CLASSES, DomainEncoder, DomainEncoderConfig, DomainExtractor,
                                              presence_class)
 from synthmed.features.domain_training import DomainEncoderTask, encoder_dir, load_domain_encoder, train_domain_encoder
-from synthmed.features.embedding import FeatureExtractor, embed, orthogonal_planes
+from synthmed.features.embedding import FeatureExtractor, describe_embedding, embed, orthogonal_planes
 from synthmed.features.extract import extract_features, iter_features
 from synthmed.features.perceptual import DomainPerceptual, RadImageNetPerceptual, load_domain_perceptual
 from synthmed.features.pretrained import RADIMAGENET_MEAN_BGR, InceptionExtractor, RadImageNetExtractor
@@ -33,6 +33,7 @@ __all__ = [
     "RadImageNetExtractor",
     "RadImageNetPerceptual",
     "describe",
+    "describe_embedding",
     "embed",
     "encoder_dir",
     "extract_features",

@@ -37,6 +37,15 @@ def orthogonal_planes(volumes: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
+def describe_embedding(features: str, spatial_dims: int) -> str:
+    """How :func:`embed` turns a sample of ``spatial_dims`` dimensions into ``features`` features,
+    in words (fidelity results record it as ``feature_space``)."""
+    if spatial_dims == 3:
+        return (f"{features} features in 2.5D: each volume's central axial, coronal and sagittal planes "
+                "through the 2D extractor, concatenated")
+    return f"{features} features of each 2D slice"
+
+
 @torch.no_grad()
 def embed(extractor: FeatureExtractor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features (and logits) of a batch ``[B, C, H, W]`` or, as 2.5D, ``[B, C, D, H, W]``."""

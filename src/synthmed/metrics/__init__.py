@@ -2,13 +2,13 @@
 
 One module per family: overlap (Dice, HD95), Fréchet distance, KID, Inception Score,
 precision/recall and density/coverage, all of them at once (:mod:`~synthmed.metrics.fidelity`),
-MS-SSIM (per pair, differentiable) and MS-SSIM diversity, the memorization search (pixel and shift-flip), sample statistics and
-scores of saliency maps against tumour masks.
+MS-SSIM (per pair, differentiable) and MS-SSIM diversity, slice consistency of volumes, the memorization search
+(pixel and shift-flip), sample statistics and scores of saliency maps against tumour masks.
 Nothing here opens a store, trains a network or draws a figure: that is
 :mod:`synthmed.evaluate`; feature extractors are :mod:`synthmed.features`.
 """
 
-from synthmed.metrics.diversity import ms_ssim_diversity
+from synthmed.metrics.diversity import diversity_pairs, ms_ssim_diversity
 from synthmed.metrics.fidelity import FeatureBank, fidelity_metrics
 from synthmed.metrics.frechet import FrechetDistance, frechet_distance, relative_frechet_distance, train_frechet_distance
 from synthmed.metrics.inception_score import inception_score
@@ -39,6 +39,12 @@ from synthmed.metrics.saliency import (
 )
 from synthmed.metrics.samples import case_groups, case_halves
 from synthmed.metrics.shift_flip import nearest_correlation_tolerant
+from synthmed.metrics.slice_consistency import (
+    SliceConsistency,
+    compare_slice_consistency,
+    headline_gap,
+    slice_consistency,
+)
 
 __all__ = [
     "FeatureBank",
@@ -46,6 +52,7 @@ __all__ = [
     "case_groups",
     "case_halves",
     "density_coverage",
+    "diversity_pairs",
     "fidelity_metrics",
     "frechet_distance",
     "inception_score",
@@ -59,6 +66,10 @@ __all__ = [
     "nearest_correlation_tolerant",
     "nearest_embedding",
     "precision_recall",
+    "SliceConsistency",
+    "compare_slice_consistency",
+    "headline_gap",
+    "slice_consistency",
     "relative_frechet_distance",
     "train_frechet_distance",
     "OverlapAccumulator",

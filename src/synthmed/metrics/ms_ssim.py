@@ -1,8 +1,10 @@
 """MS-SSIM per sample pair (MONAI's implementation), differentiable, with the scales an image size allows.
 
-Conventions: a Gaussian window of ``kernel`` pixels (σ = 1.5); the number of scales is the
-largest (at most 5) whose coarsest image is still wider than ``kernel - 1`` pixels, and
-MONAI's (Wang et al. 2003) scale weights ``0.0448, 0.2856, 0.3001, 0.2363, 0.1333`` are cut
+Conventions: a Gaussian window of ``kernel`` pixels (σ = 1.5); the number of scales ``s`` is the
+largest (at most 5) whose coarsest image is still wider than ``kernel - 1`` pixels
+(``side // 2**(s - 1) > kernel - 1``) and that MONAI's size check admits (``side // (s - 1)**2 >
+kernel - 1``, stricter for 4 scales: sides 56 to 62 get 3); 2D and 3D alike, ``side`` being the
+smallest spatial side. MONAI's (Wang et al. 2003) scale weights ``0.0448, 0.2856, 0.3001, 0.2363, 0.1333`` are cut
 to that many and renormalised to sum to 1. Negative contrast/structure terms are clipped at 0
 (MONAI), so the value is in ``[0, 1]`` and 1 for identical images.
 """
@@ -17,11 +19,13 @@ MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 def ms_ssim_scales(side: int, kernel: int = 7) -> int:
     """Scales of MS-SSIM for images of the smallest side ``side``: the largest ``s <= 5`` with
-    ``side // 2**(s - 1) > kernel - 1``; 0 when even one scale does not fit."""
-    if side <= kernel - 1:
-        return 0
-    scales = 1
-    while scales < len(MS_SSIM_WEIGHTS) and side // 2**scales > kernel - 1:
+    ``side // 2**(s - 1) > kernel - 1`` and ``side // max(1, s - 1)**2 > kernel - 1`` (MONAI's
+    check of its input size); 0 when even one scale does not fit."""
+    def fits(s: int) -> bool:
+        return side // 2 ** (s - 1) > kernel - 1 and side // max(1, s - 1) ** 2 > kernel - 1
+
+    scales = 0
+    while scales < len(MS_SSIM_WEIGHTS) and fits(scales + 1):
         scales += 1
     return scales
 

@@ -2,7 +2,8 @@
 :class:`~synthmed.study.sections.Section` from the finished stages and the results table.
 
 In :data:`~synthmed.study.report.SECTIONS` order: settings (presets and steps), generation
-metrics, rank tables, Dice and HD95 per region (mean ± sd over seeds), relative Dice
+metrics (and, for 3D datasets, the volume metrics: 3D MS-SSIM of synthetic and real pairs and
+slice consistency), rank tables, Dice and HD95 per region (mean ± sd over seeds), relative Dice
 (synthetic / matched real-only), Spearman correlation of generation-metric ranks with Dice
 ranks, Dice vs real fraction, the synthetic pre-training curve, memorization histograms and
 closest-pair galleries, sample galleries (masks overlaid) and training curves (from each run's
@@ -32,6 +33,16 @@ from synthmed.study.stages import RESULT_JSON
 #: generation metrics shown in the table, in this order (others, like sample counts, are left out).
 SHOWN = ("fd", "fd_train", "relative_fd", "kid_mean", "kid_std", "is_mean", "precision", "recall", "density", "coverage",
          "ms_ssim")
+#: the volume metrics (3D datasets) shown in their own table: results name → column title.
+VOLUME_SHOWN = {"ms_ssim": "MS-SSIM", "ms_ssim_real": "MS-SSIM real",
+                "slice_consistency.correlation": "slice r", "slice_consistency.correlation_real": "slice r real",
+                "slice_consistency.correlation_ratio": "slice r ratio", "slice_consistency.difference": "slice Δ",
+                "slice_consistency.difference_real": "slice Δ real",
+                "slice_consistency.difference_ratio": "slice Δ ratio",
+                "slice_consistency.difference_wasserstein": "Δ Wasserstein",
+                "slice_consistency.difference_ks": "Δ KS"}
+#: a fidelity result of volumes has this row (slices never do).
+VOLUME_MARK = "slice_consistency.volumes"
 #: the columns a group of runs is told apart by in the segmentation tables.
 GROUP = ["dataset", "generator", "segmenter", "train_set", "augmentation", "real_fraction", "subject_fraction"]
 
@@ -101,9 +112,29 @@ def write_generation(results: pd.DataFrame, section: Section) -> pd.DataFrame:
     if table.empty:
         section.text("No finished fidelity stages.")
         return table
-    table = table[[c for c in SHOWN if c in table.columns] or list(table.columns)]
-    section.table(table.reset_index().map(fmt))
-    return table
+    shown = table[[c for c in SHOWN if c in table.columns] or list(table.columns)]
+    section.table(shown.reset_index().map(fmt))
+    write_volumes(table, section)
+    return shown
+
+
+def write_volumes(table: pd.DataFrame, section: Section) -> None:
+    """The volume metrics of :func:`~synthmed.study.analysis.generation_table`'s rows of 3D datasets
+    (those with slice-consistency results; :data:`VOLUME_SHOWN`), with what they mean; nothing for
+    slices, so a 2D study's report is without it."""
+    if VOLUME_MARK not in table.columns:
+        return
+    volumes = table[table[VOLUME_MARK].notna()]
+    section.text("Volumes (3D datasets). FD, KID, IS, precision/recall and density/coverage above are in 2.5D: the "
+                 "feature extractor on each volume's central axial, coronal and sagittal planes, concatenated. "
+                 "MS-SSIM is 3D, between random pairs of synthetic volumes, and beside it between pairs of real "
+                 "test volumes of different patients (lower = more diverse). Slice consistency along the axial "
+                 "axis: slice r is the mean Pearson correlation of adjacent slices (pairs with a constant slice "
+                 "left out; per channel, then the mean), slice Δ the mean absolute difference between adjacent "
+                 "slices; ratios are synthetic / real, and a slice r ratio near 1 means as slice-consistent as the "
+                 "real volumes; Wasserstein and KS compare the distributions of the slice pairs' differences.")
+    columns = [c for c in VOLUME_SHOWN if c in volumes.columns]
+    section.table(volumes[columns].rename(columns=VOLUME_SHOWN).reset_index().map(fmt))
 
 
 def write_ranks(table: pd.DataFrame, section: Section) -> pd.DataFrame:

@@ -5,8 +5,8 @@ stores and ``results.csv`` — so it needs neither the YAML nor a rerun. Section
 ``<h2 id=…>`` in the HTML and a ``##`` heading in Markdown, in :data:`SECTIONS` order): the
 summary first (:mod:`.summary`: the study's scale, one row per generator — relative WT Dice,
 FD rank, memorization — and real beside synthetic samples), then the details: settings
-(presets and steps), generation metrics, rank tables, Dice and HD95 per region (mean ± sd
-over seeds), relative Dice (synthetic / matched real-only), Spearman correlation of
+(presets and steps), generation metrics (for 3D datasets with the volume metrics), rank tables,
+Dice and HD95 per region (mean ± sd over seeds), relative Dice (synthetic / matched real-only), Spearman correlation of
 generation-metric ranks with Dice ranks, Dice vs real fraction, the synthetic pre-training
 curve, the classifiers (clean and robust AUROC, AUROC against ε, saliency scores and galleries —
 :mod:`.classifier_section`, only in a study with classifier results), disease progression

@@ -15,7 +15,9 @@ Rows:
   each then fine-tuned on the real subjects);
 - ``fidelity``: metric ``<features>/<name>`` (e.g. ``domain/fd`` against the real test
   patients, ``domain/fd_train`` against the training patients at the same sample size,
-  ``domain/kid_mean``), region empty;
+  ``domain/kid_mean``; ``domain/ms_ssim_real``: the real test pairs' MS-SSIM; volumes add
+  ``domain/slice_consistency.<name>``: ``correlation``, ``correlation_real``, ``correlation_ratio``,
+  ``difference…``, ``difference_wasserstein``, ``difference_ks``, …), region empty;
 - ``memorization``: metric ``memorization/<name>`` (max, mean, median, fraction_above, …);
 - ``classify_eval`` (columns classifier, task, mode; segmenter and augmentation empty;
   real_fraction 1 for ``real``, 0 for ``synthetic``, empty for ``synthetic+real``: all of both
