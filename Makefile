@@ -17,8 +17,10 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/synthmed demo
 
+# One test process per core (pytest-xdist), each computing with one thread (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: setup
 	@set -e; for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script; done

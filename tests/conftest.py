@@ -1,11 +1,24 @@
-"""Fixtures shared by every test folder: tiny stores written with StoreWriter (no phantom)."""
+"""Fixtures shared by every test folder: tiny stores written with StoreWriter (no phantom).
+
+Every test process computes with one thread (torch's intra-op pool and, through the
+environment, any subprocess a test starts): a result then does not depend on the machine's
+core count, and ``make test``'s worker processes (pytest-xdist, one per core) do not
+oversubscribe the cores.
+"""
 
 from __future__ import annotations
 
-import pytest
+import os
+
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from tiny_stores import make_store
 
 from synthmed.data.store import Store
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
