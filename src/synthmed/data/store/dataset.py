@@ -27,7 +27,22 @@ class ChunkedSamples(Protocol):
     def chunk_cache(self, size: int = 1, *, fast: bool = True) -> ChunkCache: ...
 
 
-class StoreDataset(torch.utils.data.Dataset):
+class _ChunkIndexed:
+    """Items ``indices`` of a chunked ``store``: the length and each item's chunk, for the samplers."""
+
+    store: ChunkedSamples | ChunkedImages
+    indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def chunk_ids(self) -> np.ndarray:
+        """int64 ``[n]``: the store chunk holding each item."""
+        return self.indices // self.store.chunk_samples
+
+
+class StoreDataset(_ChunkIndexed, torch.utils.data.Dataset):
     """Map-style dataset over some samples of a store.
 
     Item ``i`` is sample ``indices[i]``: ``(image, label)`` with image a float32 tensor
@@ -66,13 +81,6 @@ class StoreDataset(torch.utils.data.Dataset):
         state["_chunk_cache"] = None
         return state
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    @property
-    def chunk_ids(self) -> np.ndarray:
-        """int64 ``[n]``: the store chunk holding each item."""
-        return self.indices // self.store.chunk_samples
 
     @property
     def cache(self) -> ChunkCache:
@@ -131,7 +139,7 @@ class ChunkedImages(Protocol):
     def image_reader(self, *, fast: bool = True) -> ChunkReader: ...
 
 
-class ImageDataset(torch.utils.data.Dataset):
+class ImageDataset(_ChunkIndexed, torch.utils.data.Dataset):
     """Map-style dataset over the *images* of some samples of a store, without their labels.
 
     Item ``i`` is sample ``indices[i]``: ``(image, no_label)`` with image a float32 tensor
@@ -162,13 +170,6 @@ class ImageDataset(torch.utils.data.Dataset):
         state.update(_reader=None, _buffer=None, _decoded=(-1, 0))
         return state
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    @property
-    def chunk_ids(self) -> np.ndarray:
-        """int64 ``[n]``: the store chunk holding each item."""
-        return self.indices // self.store.chunk_samples
 
     @property
     def item_nbytes(self) -> int:
