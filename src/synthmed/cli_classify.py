@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich import box
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from synthmed.errors import SynthmedError
 
@@ -163,6 +164,55 @@ def classify_saliency(
                       f"{r['pointing_game']:.3f}", f"{r['auroc']:.3f}")
     stdout.print(table)
     stdout.print(f"gallery: {escape(str(result['gallery']))}")
+
+
+@classify_app.command("cka")
+def classify_cka(
+    run: Annotated[Path, typer.Argument(help="A dual-bn classifier run directory.")],
+    test: Annotated[Path, typer.Option("--test", help="Store whose 'test' samples are forwarded through both batch norms.")],
+    max_samples: Annotated[int, typer.Option(help="Test samples used, drawn with --seed (Han et al. used one batch of 196).")] = 256,
+    adversarial: Annotated[bool, typer.Option(help="Also compare on PGD examples (the run's training attack, crafted through the adversarial BN).")] = True,
+    debiased: Annotated[bool, typer.Option(help="The debiased CKA (unbiased HSIC, as Han et al.); default the biased one, in [0, 1].")] = False,
+    checkpoint: Annotated[str, typer.Option(help="auto, best or last.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the sample draw and the attack's random start.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch: Annotated[int, typer.Option(help="Samples forwarded and attacked at once.")] = 64,
+    overwrite: Annotated[bool, typer.Option(help="Replace RUN/eval/<store>_cka.json and _cka.png if they exist.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Linear CKA of a dual-BN run's activations through its clean and adversarial batch norms, layer by layer."""
+    from synthmed.classify.branches import compare_branches
+
+    result = compare_branches(run, test, checkpoint=checkpoint, max_samples=max_samples, adversarial=adversarial,
+                              debiased=debiased, seed=seed, device=device, batch=batch, overwrite=overwrite,
+                              progress=progress)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    short = {"routes_on_clean": "clean", "routes_on_adversarial": "adv.", "inputs_on_clean_bn": "BN0",
+             "inputs_on_adversarial_bn": "BN1"}
+    computed = [k for k, c in result["comparisons"].items() if any(v is not None for v in c["cka"])]
+    names = [layer["name"] for layer in result["layers"]]
+    table = Table(Column("layer", no_wrap=True, min_width=max(map(len, names))),
+                  *(Column(h, min_width=5) for h in [*(short.get(k, k) for k in computed), "mean r", "shift", "σ ratio"]),
+                  box=box.SIMPLE_HEAD, pad_edge=False,
+                  title=f"linear CKA ({result['estimator']}) of {result['network']} {result['mode']} on {result['n']} "
+                        f"test samples ({result['subjects']} subjects)", title_justify="left",
+                  caption="CKA clean / adv.: the clean / adversarial images through BN0 against through BN1; CKA BN0 / "
+                          "BN1: clean against adversarial images through that BN. Running statistics of BN1 against "
+                          "BN0: correlation of the means (mean r), mean shift in BN0 standard deviations, std ratio.",
+                  caption_justify="left")
+
+    def cell(value: Optional[float]) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    for name, i in zip(names, range(len(names))):
+        stats = result["layers"][i]["statistics"] or {}
+        table.add_row(escape(name), *(cell(result["comparisons"][k]["cka"][i]) for k in computed),
+                      cell(stats.get("mean_correlation")), cell(stats.get("mean_shift")), cell(stats.get("std_ratio")))
+    stdout.print(table)
+    stdout.print(f"files: {escape(str(result['figure']).removesuffix('.png'))}.json, .png")
 
 
 __all__ = ["classify_app"]

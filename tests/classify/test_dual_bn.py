@@ -221,6 +221,9 @@ def test_nested_shared_and_idempotent() -> None:
     to_dual_bn(net)
     assert list(net.state_dict()) == keys  # converting again changes nothing
     assert not any(".clean.clean." in k for k in keys)
+    twice = nn.BatchNorm1d(4)
+    same_parent = to_dual_bn(nn.Sequential(twice, nn.ReLU(), twice))  # registered twice in one parent
+    assert isinstance(same_parent[0], DualBatchNorm) and same_parent[2] is same_parent[0]
 
 
 def test_root_batch_norm_and_sync_batch_norm() -> None:

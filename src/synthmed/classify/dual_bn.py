@@ -125,8 +125,9 @@ def to_dual_bn(module: nn.Module) -> nn.Module:
 
 
 def _convert_children(module: nn.Module, done: dict[int, DualBatchNorm]) -> None:
-    for name, child in list(module.named_children()):
-        if isinstance(child, DualBatchNorm):
+    # every registration, not named_children(): that yields a module registered twice in one parent once
+    for name, child in list(module._modules.items()):
+        if child is None or isinstance(child, DualBatchNorm):
             continue
         if isinstance(child, _BatchNorm):
             if id(child) not in done:

@@ -71,12 +71,15 @@ def check_fits(store: Store, config: ClassifierModelConfig) -> None:
                             f"{[config.in_channels, *config.image_shape]}")
 
 
-def test_samples(store: Store, config: ClassifierModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def test_samples(store: Store, config: ClassifierModelConfig, *, max_samples: int | None = None, seed: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(images float32 [N, C, *sp], labels uint8 [N, *sp], subjects str [N])`` of ``store``'s test split.
 
     ``subjects`` are the samples' patients (:meth:`~synthmed.data.store.Store.subject_ids`: a
     longitudinal store's ``subject_id``, so all visits of a patient share one; a cross-sectional
     store's case ids): the unit the bootstrap intervals resample and the saliency gallery picks.
+    ``max_samples``: at most that many samples, drawn without replacement from the whole test
+    split (seeded by ``seed``) and kept in store order; only those are read.
 
     Raises:
         SynthmedError: samples that do not fit ``config`` (:func:`check_fits`), or no test split.
@@ -86,6 +89,8 @@ def test_samples(store: Store, config: ClassifierModelConfig) -> tuple[np.ndarra
         raise SynthmedError(f"{store.path}: the test split is empty (splits: {list(store.splits)}); "
                             "evaluate on a prepared store with --test-fraction > 0")
     idx = store.indices("test")
+    if max_samples is not None and max_samples < len(idx):
+        idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_samples, replace=False))
     images, labels = store.read(idx)
     return images, labels, store.subject_ids(idx)
 

@@ -3,11 +3,13 @@
 One module per family: overlap (Dice, HD95), Fréchet distance, KID, Inception Score,
 precision/recall and density/coverage, all of them at once (:mod:`~synthmed.metrics.fidelity`),
 MS-SSIM (per pair, differentiable) and MS-SSIM diversity, slice consistency of volumes, the memorization search
-(pixel and shift-flip), sample statistics and scores of saliency maps against tumour masks.
+(pixel and shift-flip), sample statistics, scores of saliency maps against tumour masks and the linear CKA of two
+representations.
 Nothing here opens a store, trains a network or draws a figure: that is
 :mod:`synthmed.evaluate`; feature extractors are :mod:`synthmed.features`.
 """
 
+from synthmed.metrics.cka import UndefinedCKAError, centred_gram, gram_cka, linear_cka
 from synthmed.metrics.diversity import diversity_pairs, ms_ssim_diversity
 from synthmed.metrics.fidelity import FeatureBank, fidelity_metrics
 from synthmed.metrics.frechet import FrechetDistance, frechet_distance, relative_frechet_distance, train_frechet_distance
@@ -47,6 +49,10 @@ from synthmed.metrics.slice_consistency import (
 )
 
 __all__ = [
+    "UndefinedCKAError",
+    "centred_gram",
+    "gram_cka",
+    "linear_cka",
     "FeatureBank",
     "FrechetDistance",
     "case_groups",
