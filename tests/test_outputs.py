@@ -282,3 +282,14 @@ def test_dot_containing_the_input(world, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "data", "prepare", "ph", ".", "--overwrite")
     assert code == 2 and "contains the input ph" in err and "Traceback" not in err
     assert world.snapshot() == before
+
+
+def test_a_classifier_run_with_its_saliency_outputs_may_be_overwritten(tmp_path):
+    """``classify saliency`` writes ``RUN/saliency/``: the run is still the command's own output."""
+    from synthmed.outputs import guard_output, run_directory
+
+    run = tmp_path / "run"
+    (run / "saliency").mkdir(parents=True)
+    (run / "run.json").write_text('{"kind": "classifier"}')
+    (run / "saliency" / "test_gradient.json").write_text("{}")
+    assert guard_output(run, kind=run_directory("classifier run", ["classifier"]), overwrite=True) == run

@@ -89,10 +89,11 @@ class OutputKind:
         return None
 
 
-#: What a run directory may hold: every run's files, a segmenter's eval/ and pretrain/, and the
-#: ldm generator's first stage and latent scaling (generators.latent.model).
-_RUN_ENTRIES = ("run.json", "state.json", "checkpoints", "tensorboard", "eval", "pretrain", "autoencoder",
-                "latent_scaling.json")
+#: What a run directory may hold: every run's files, a segmenter's eval/ and pretrain/, a
+#: classifier's saliency/, and the ldm generator's first stage and latent scaling
+#: (generators.latent.model).
+_RUN_ENTRIES = ("run.json", "state.json", "checkpoints", "tensorboard", "eval", "pretrain", "saliency",
+                "autoencoder", "latent_scaling.json")
 
 STORE = OutputKind("store", marker="store.json", entries=("store.json", "zarr.json", "image", "label", "samples.csv"))
 PHANTOM = OutputKind("phantom dataset", marker="phantom.json",
