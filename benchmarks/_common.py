@@ -1,6 +1,8 @@
 """Pieces shared by the benchmark scripts (not a benchmark: `make bench` skips ``_*.py``).
 
 - :func:`write_result`: the JSON every script writes to ``benchmarks/results/``;
+- :func:`synthmed`: a ``synthmed`` command in a child process at one thread;
+- :func:`time_stage`: a stage of a benchmark, its wall time recorded;
 - :func:`peak_rss_mib`: this process's peak resident memory (for measurements in a fresh child);
 - :func:`random_store`: a 2D store of smooth noise with blob masks;
 - :func:`timed`, :func:`full_loop`, :func:`bare_loop`, :func:`loop_rates`: a training loop's
@@ -14,10 +16,13 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +35,7 @@ from synthmed.training import FabricOptions, LoopOptions, StepContext, StepRando
 RESULTS = Path(__file__).parent / "results"
 
 TaskT = TypeVar("TaskT", bound=type)
+R = TypeVar("R")
 
 
 def write_result(out: Path, result: dict[str, Any]) -> None:
@@ -38,6 +44,21 @@ def write_result(out: Path, result: dict[str, Any]) -> None:
     text = json.dumps(result, indent=2, ensure_ascii=False)
     out.write_text(text + "\n")
     print(text)
+
+
+def synthmed(*args: str, quiet: bool = True, threads: int = 1) -> None:
+    """Run a ``synthmed`` command in a child process (``threads`` threads), failing loudly."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    subprocess.run([sys.executable, "-m", "synthmed", *args], check=True, env=env,
+                   stdout=subprocess.DEVNULL if quiet else None)
+
+
+def time_stage(seconds: dict[str, float], name: str, fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)``, its wall time (s, one decimal) recorded in ``seconds[name]``."""
+    start = time.perf_counter()
+    out = fn(*args)
+    seconds[name] = round(time.perf_counter() - start, 1)
+    return out
 
 
 def peak_rss_mib() -> float:

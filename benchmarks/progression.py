@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import RESULTS, write_result
+from _common import RESULTS, synthmed, time_stage, write_result
 
 from synthmed.data.phantom.cue import CUE_STRENGTH
 
@@ -57,19 +57,6 @@ QUICK = {"seed": 1, "subjects": 12, "visits": 3, "shape": (48, 64, 64), "cue_str
          "gan_steps": 40, "classifier_steps": 20, "projection_steps": 20, "baseline_preset": "tiny",
          "baseline_steps": 10, "n_boot": 200, "projection": ["--images", "4", "--steps", "10"]}
 TARGETS = {"risk_auroc": 0.75, "projection_speedup": 5.0}
-
-
-def synthmed(*args: str, quiet: bool = True) -> None:
-    """Run a ``synthmed`` command in a child process (one thread), failing loudly."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-m", "synthmed", *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL if quiet else None)
-
-
-def timed(seconds: dict[str, float], name: str, fn: Any, *args: Any) -> None:
-    start = time.perf_counter()
-    fn(*args)
-    seconds[name] = round(time.perf_counter() - start, 1)
 
 
 def make_cohort(work: Path, s: dict[str, Any]) -> Path:
@@ -146,23 +133,23 @@ def main() -> None:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     store = work / "store"
-    timed(seconds, "cohort", make_cohort, work, s)
-    timed(seconds, "train_generator_and_grade_classifier", train_networks, work, store, s)
+    time_stage(seconds, "cohort", make_cohort, work, s)
+    time_stage(seconds, "train_generator_and_grade_classifier", train_networks, work, store, s)
     run = work / "run"
     fit = ["progression", "fit", str(store), str(run), "--generator", str(work / "gen"), "--classifier",
            str(work / "grade"), "--steps", str(s["projection_steps"]), "--device", "cpu", "--no-progress"]
-    timed(seconds, "fit", synthmed, *fit, *(["--resume"] if (run / "run.json").is_file() else []))
+    time_stage(seconds, "fit", synthmed, *fit, *(["--resume"] if (run / "run.json").is_file() else []))
     months = f"{s['months']:g}"
     evaluate = ["progression", "evaluate", str(run), "--test", str(store), "--months", months, "--k", "3",
                 "--baseline-preset", s["baseline_preset"], "--n-boot", str(s["n_boot"]), "--device", "cpu",
                 "--no-progress", "--overwrite",
                 *(["--baseline-steps", str(s["baseline_steps"])] if s["baseline_steps"] else [])]
-    timed(seconds, "evaluate", synthmed, *evaluate)
+    time_stage(seconds, "evaluate", synthmed, *evaluate)
     evaluation = json.loads((run / "eval" / f"store-m{months}.json").read_text())
-    timed(seconds, "predict", synthmed, "progression", "predict", str(run), str(work / "predicted"), "--baseline",
+    time_stage(seconds, "predict", synthmed, "progression", "predict", str(run), str(work / "predicted"), "--baseline",
           str(store), "--months", months, "--k", "3", "--device", "cpu", "--no-progress", "--overwrite")
     projection_json = work / "projection.json"
-    timed(seconds, "projection_benchmark", subprocess.run,
+    time_stage(seconds, "projection_benchmark", subprocess.run,
           [sys.executable, str(Path(__file__).parent / "projection.py"), *s["projection"], "--out", str(projection_json)])
     projection = json.loads(projection_json.read_text())
     fast = evaluation["followup"]["fast"]

@@ -22,7 +22,7 @@ def generator_train(
     store: Annotated[Path, typer.Argument(help="Training store (its 'train' split is used; test patients stay unseen).")],
     run: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints, TensorBoard logs.")],
     model: Annotated[str, typer.Option(help=f"Generator: {summaries()}.")] = "ddpm",
-    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 16-32 px, unit tests), laptop (real results on a 2-core CPU in minutes, 32-64 px), small (one GPU, 64-128 px) or paper (the reference study at 256²; ldm: Khader et al.'s BraTS set-up at 64³).")] = "tiny",
+    preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 16-32 px, unit tests), laptop (real results on a 2-core CPU in minutes, 32-64 px), small (one GPU, 64-128 px) or paper (the reference study at 256²; ldm: Khader et al.'s BraTS set-up at 64³); ldm also laptop64 (one CPU thread at 64³).")] = "tiny",
     steps: Annotated[Optional[int], typer.Option(help="Total training steps (default: the preset's); with --resume, train up to this.")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's); the global batch is batch × processes.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's).")] = None,

@@ -86,7 +86,7 @@ def test_presets_paper_is_khader_brats_and_bad_options_are_errors(store3d):
     assert (t.l1_weight, t.feature_matching, t.perceptual_weight, t.disc_start, t.lr, t.batch) == \
         (4.0, 4.0, 4.0, 10_000, 3e-4, 2)
     assert t.perceptual == "none"  # off by default: LPIPS would be a download
-    assert set(AUTOENCODER_PRESETS) == {"tiny", "laptop", "small", "paper"}
+    assert set(AUTOENCODER_PRESETS) == {"tiny", "laptop", "laptop64", "small", "paper"}
     assert autoencoder_config_for(TINY.model, store3d).image_shape == (16, 16, 16)
     with pytest.raises(SynthmedError, match="too small for discriminators"):
         autoencoder_config_for(model(disc_layers=3), store3d)

@@ -52,6 +52,24 @@ def untrained_autoencoder(store, **changes) -> Autoencoder:
         return Autoencoder(LatentAutoencoder(config), config)
 
 
+def test_laptop64_preset_validates_at_64_and_its_networks_fit():
+    preset = LDM_PRESETS["laptop64"]
+    m, t = preset.model, preset.train
+    assert m.autoencoder == AUTOENCODER_PRESETS["laptop64"].model and t.autoencoder == AUTOENCODER_PRESETS["laptop64"].train
+    ae = m.autoencoder
+    assert (ae.kind, ae.channels, ae.image_shape, ae.latent_shape) == ("kl", (8, 16, 32), (64, 64, 64), (8, 16, 16, 16))
+    assert m.diffusion.image_shape == (16, 16, 16) and m.latent_scaling == "std"
+    assert (t.autoencoder.batch, t.autoencoder.disc_start < t.autoencoder.steps, t.diffusion.batch) == (1, True, 2)
+    with seeded_init(0):
+        net = LatentAutoencoder(ae)
+        unet = LatentDiffusionGenerator.build_network(m)
+    with torch.no_grad():
+        z = net.encode(torch.zeros(1, ae.in_channels, 64, 64, 64))
+        assert z.shape == (1, 8, 16, 16, 16)
+        assert unet(z, torch.zeros(1, dtype=torch.long)).shape == z.shape
+        assert net.decode(z).shape == (1, ae.in_channels, 64, 64, 64)
+
+
 def test_presets_keys_and_study_names():
     paper = LDM_PRESETS["paper"]
     m, t = paper.model, paper.train
@@ -62,7 +80,7 @@ def test_presets_keys_and_study_names():
     assert (m.latent_scaling, m.sampler, t.diffusion.lr, t.diffusion.batch, t.diffusion.ema_decay) == \
         ("minmax", "ddpm", 1e-4, 40, 0.995)
     assert LatentDiffusionGenerator(preset="paper").resolve_sampler(None, None) == ("ddpm", 300)  # the full chain
-    assert set(LDM_PRESETS) == {"tiny", "laptop", "small", "paper"}
+    assert set(LDM_PRESETS) == {"tiny", "laptop", "laptop64", "small", "paper"}
     for preset in LDM_PRESETS.values():  # every preset's U-Net fits its autoencoder's latents
         assert preset.model.diffusion.image_shape == preset.model.autoencoder.latent_shape[1:]
 

@@ -181,9 +181,13 @@ def _preset(autoencoder: str, diffusion: DiffusionModelConfig, train: TrainConfi
                                  description=description)
 
 
-#: ``tiny``: CPU seconds at 16 px (tests); ``laptop``: a 2-core CPU at 32 px; ``small``: one GPU
+#: ``tiny``: CPU seconds at 16 px (tests); ``laptop``: a 2-core CPU at 32 px; ``laptop64``: one CPU
+#: thread at 64³ in about a quarter of an hour (the autoencoder's ``laptop64``, chosen by measurement:
+#: see :mod:`~synthmed.generators.latent.config`; a U-Net of ``laptop``'s widths over its 8 × 16³
+#: latent, std scaling as for MONAI's KL autoencoders; ``benchmarks/ldm.py``); ``small``: one GPU
 #: at 128 px (×4 per axis); ``paper``: Khader et al.'s BraTS set-up (module docstring).
-#: ``tiny``, ``laptop`` and ``small`` predict v, as the ``ddpm`` presets do; all scale min–max.
+#: ``tiny``, ``laptop``, ``laptop64`` and ``small`` predict v, as the ``ddpm`` presets do; all but
+#: ``laptop64`` scale min–max.
 LDM_PRESETS: dict[str, LatentDiffusionPreset] = {
     "tiny": _preset(
         "tiny",
@@ -200,6 +204,14 @@ LDM_PRESETS: dict[str, LatentDiffusionPreset] = {
                     preview_steps=20),
         "a 2-core CPU at 32 px: the laptop autoencoder (latent 8 x 16^3), a U-Net (16, 32, 64) with attention at "
         "the lowest level, v-prediction, T=1000, 1200 steps"),
+    "laptop64": _preset(
+        "laptop64",
+        DiffusionModelConfig(channels=(16, 32, 64), num_res_blocks=1, attention_levels=(False, False, True),
+                             norm_num_groups=8, num_head_channels=16, objective="v", train_timesteps=1000),
+        TrainConfig(steps=150, batch=2, lr=1e-3, ema_decay=0.99, checkpoint_every=50, log_every=10, preview_steps=10),
+        "one CPU thread at 64 px: the laptop64 autoencoder (kl, latent 8 x 16^3, 240 steps), a U-Net (16, 32, 64) "
+        "with attention at the lowest level, v-prediction, T=1000, 150 steps at batch 2, std latent scaling",
+        latent_scaling="std"),
     "small": _preset(
         "small",
         DiffusionModelConfig(channels=(32, 64, 128, 256), num_res_blocks=2, attention_levels=(False, False, True, True),
