@@ -131,7 +131,7 @@ class AutoencoderPreset(Config):
 
 
 #: ``tiny``: CPU seconds at 16 px (tests); ``laptop``: a 2-core CPU at 32 px; ``laptop64``: one CPU
-#: thread in about ten minutes at 64³ (below); ``small``: one GPU at 64-128 px (×4 per axis);
+#: thread in about 13 minutes at 64³ (below); ``small``: one GPU at 64-128 px (×4 per axis);
 #: ``paper``: Khader et al.'s BraTS set-up (module docstring).
 #:
 #: ``laptop64`` was chosen by measurement on a 3D phantom store at 64³ (16 cases, 12 train and 4
@@ -141,7 +141,7 @@ class AutoencoderPreset(Config):
 #: 4³ block of 7 channels), kl (8, 16, 32) 19.1 dB, kl (8, 16) (×2 per axis) 18.7 dB, kl (8, 16, 32)
 #: at lr 3e-3 and Adam betas (0.9, 0.999) 17.1 dB; kl (8, 16, 32) reached 21.1 dB at 300 steps,
 #: its decoded masks still empty of tumour. So: a KL autoencoder, ×4 per axis (64³ → 8 × 16³,
-#: which also makes the diffusion stage cheap), batch 1, as many steps as about ten minutes allow,
+#: which also makes the diffusion stage cheap), batch 1, as many steps as a dozen minutes allow,
 #: the discriminators for the last third as in ``laptop``. It is a smoke-scale model: a few hundred
 #: steps leave its reconstructions far from a trained autoencoder's.
 AUTOENCODER_PRESETS: dict[str, AutoencoderPreset] = {
@@ -161,7 +161,7 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderPreset] = {
                                      log_every=20),
     ),
     "laptop64": AutoencoderPreset(
-        description="one CPU thread at 64 px in about ten minutes: kl, feature maps (8, 16, 32) (x4 per axis: 64^3 "
+        description="one CPU thread at 64 px in about 13 minutes: kl, feature maps (8, 16, 32) (x4 per axis: 64^3 "
                     "-> 8 x 16^3), GroupNorm of 4 groups, 2-layer discriminators of 16 maps from step 160, 240 steps "
                     "at batch 1",
         model=AutoencoderConfig(kind="kl", channels=(8, 16, 32), latent_channels=8, norm_num_groups=4,

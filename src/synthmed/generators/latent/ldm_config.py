@@ -184,7 +184,8 @@ def _preset(autoencoder: str, diffusion: DiffusionModelConfig, train: TrainConfi
 #: ``tiny``: CPU seconds at 16 px (tests); ``laptop``: a 2-core CPU at 32 px; ``laptop64``: one CPU
 #: thread at 64³ in about a quarter of an hour (the autoencoder's ``laptop64``, chosen by measurement:
 #: see :mod:`~synthmed.generators.latent.config`; a U-Net of ``laptop``'s widths over its 8 × 16³
-#: latent, std scaling as for MONAI's KL autoencoders; ``benchmarks/ldm.py``); ``small``: one GPU
+#: latent, std scaling as for MONAI's KL autoencoders; its 400 steps take about 4 minutes, the
+#: autoencoder's 240 about 13; ``benchmarks/ldm.py``); ``small``: one GPU
 #: at 128 px (×4 per axis); ``paper``: Khader et al.'s BraTS set-up (module docstring).
 #: ``tiny``, ``laptop``, ``laptop64`` and ``small`` predict v, as the ``ddpm`` presets do; all but
 #: ``laptop64`` scale min–max.
@@ -208,9 +209,9 @@ LDM_PRESETS: dict[str, LatentDiffusionPreset] = {
         "laptop64",
         DiffusionModelConfig(channels=(16, 32, 64), num_res_blocks=1, attention_levels=(False, False, True),
                              norm_num_groups=8, num_head_channels=16, objective="v", train_timesteps=1000),
-        TrainConfig(steps=150, batch=2, lr=1e-3, ema_decay=0.99, checkpoint_every=50, log_every=10, preview_steps=10),
+        TrainConfig(steps=400, batch=2, lr=1e-3, ema_decay=0.99, checkpoint_every=100, log_every=10, preview_steps=10),
         "one CPU thread at 64 px: the laptop64 autoencoder (kl, latent 8 x 16^3, 240 steps), a U-Net (16, 32, 64) "
-        "with attention at the lowest level, v-prediction, T=1000, 150 steps at batch 2, std latent scaling",
+        "with attention at the lowest level, v-prediction, T=1000, 400 steps at batch 2, std latent scaling",
         latent_scaling="std"),
     "small": _preset(
         "small",
