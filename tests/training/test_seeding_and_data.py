@@ -1,6 +1,7 @@
 """Per-step randomness and the batch stream: pure functions of (seed, step), world-size invariant."""
 
 import numpy as np
+import pytest
 import torch
 
 from synthmed.training.data import StepBatchSampler, batch_stream
@@ -44,6 +45,8 @@ def test_generator_draws_slice_one_stream_by_rank():
     again = StepRandom(7, 3)
     again.stream()
     assert not torch.equal(again.stream().randn((4, 2)), StepRandom(7, 3).stream().randn((4, 2)))  # a new stream per call
+    with pytest.raises(ValueError, match="rank must be in"):
+        GeneratorDraws(make_generator(5), rank=2, world_size=2)
 
 
 def test_batches_resume_and_shard_exactly(store2d):
