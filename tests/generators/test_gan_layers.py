@@ -15,11 +15,13 @@ from synthmed.generators.gan import losses
 from synthmed.generators.gan.ada import AugmentPipe
 from synthmed.generators.gan.filters import (binomial, downsample2d, filtered_lrelu, jinc_lowpass, kaiser_lowpass,
                                              upfirdn2d, upsample2d)
-from synthmed.generators.gan.layers import EqualConv2d, EqualLinear, modulated_conv2d, modulated_conv2d_loop
+from synthmed.generators.gan.layers import (EqualConv2d, EqualLinear, NoiseInjection, modulated_conv2d,
+                                            modulated_conv2d_loop)
 from synthmed.generators.gan.networks_progan import ProGANGenerator, ProgressiveDiscriminator, growth, upscale
 from synthmed.generators.gan.networks_stylegan1 import Synthesis1
 from synthmed.generators.gan.networks_stylegan2 import Synthesis2
 from synthmed.generators.gan.networks_stylegan3 import Synthesis3
+from synthmed.training.seeding import GeneratorDraws, StepRandom
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -172,7 +174,7 @@ def test_explicit_noise_maps_replace_the_drawn_ones_and_change_nothing_else():
                 module.noise.weight.data.fill_(0.5)  # trained networks have non-zero noise strengths
         ws = torch.randn(3, synthesis.num_ws, 16)
         shapes = synthesis.noise_shapes(**kwargs)
-        drawn = synthesis(ws, generator=torch.Generator().manual_seed(7), **kwargs)
+        drawn = synthesis(ws, draws=GeneratorDraws(torch.Generator().manual_seed(7)), **kwargs)
         gen = torch.Generator().manual_seed(7)
         maps = [torch.randn((3, 1, *shape), generator=gen) for shape in shapes]  # the draw order: layer order
         assert torch.equal(synthesis(ws, noise=maps, **kwargs), drawn)
@@ -334,7 +336,7 @@ def test_ada_geometry_is_shared_and_colour_spares_the_label_channel():
     levels = torch.tensor([-1, -1 / 3, 1 / 3, 1.0])
     x = torch.cat([pattern.repeat(1, 4, 1, 1), pattern], 1).requires_grad_(True)  # images = label = pattern
     pipe = AugmentPipe(4, p=1.0, mirror=False)
-    y = pipe(x, torch.Generator().manual_seed(1))
+    y = pipe(x, GeneratorDraws(torch.Generator().manual_seed(1)))
     assert y.shape == x.shape and not torch.allclose(y, x)
     for i in range(6):  # colour ops are affine per sample: each image channel is a·label + b
         img, lab = y[i, 0].flatten(), y[i, 4].flatten()
@@ -342,10 +344,48 @@ def test_ada_geometry_is_shared_and_colour_spares_the_label_channel():
     y.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0  # differentiable
     const = torch.cat([torch.zeros(2, 4, 8, 8), torch.full((2, 1, 8, 8), float(levels[2]))], 1)
-    out = pipe(const, torch.Generator().manual_seed(2))
+    out = pipe(const, GeneratorDraws(torch.Generator().manual_seed(2)))
     torch.testing.assert_close(out[:, 4], const[:, 4])  # a label level survives geometry and colour
     assert not torch.allclose(out[:, :4], const[:, :4])
-    mirror = AugmentPipe(4, p=0.0, mirror=True)(pattern.repeat(1, 5, 1, 1), torch.Generator().manual_seed(0))
+    mirror = AugmentPipe(4, p=0.0, mirror=True)(pattern.repeat(1, 5, 1, 1),
+                                              GeneratorDraws(torch.Generator().manual_seed(0)))
     flipped = [torch.allclose(mirror[i], pattern[i].repeat(5, 1, 1).flip(-1), atol=1e-5) for i in range(6)]
     kept = [torch.allclose(mirror[i], pattern[i].repeat(5, 1, 1), atol=1e-5) for i in range(6)]
     assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+
+
+def _by_rank(f, x: torch.Tensor, seed: int = 3, step: int = 9) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``f(x, draws)`` by one process on the whole batch, and by each rank of two on its half."""
+    whole = f(x, StepRandom(seed, step).stream())
+    h = x.shape[0] // 2
+    return whole, [f(x[r * h : (r + 1) * h], StepRandom(seed, step, rank=r, world_size=2).stream()) for r in range(2)]
+
+
+@torch.no_grad()
+def test_noise_and_augmentation_draws_do_not_depend_on_the_world_size():
+    """Noise inputs and ADA draw from a training step's stream: two ranks on half batches draw
+    the rows one process draws on the whole batch, and their local samples get different noise
+    and transforms (the same local images on both ranks come out different)."""
+    torch.manual_seed(0)
+    noise = NoiseInjection(3)
+    noise.weight.data.fill_(0.5)
+    x = torch.randn(4, 3, 8, 8)
+    twin = torch.cat([x[:2], x[:2]])  # rank 0 and rank 1 hold the same local images
+    whole, parts = _by_rank(noise, x)
+    assert torch.equal(torch.cat(parts), whole)
+    assert not torch.equal(*_by_rank(noise, twin)[1])
+    pipe = AugmentPipe(4, p=1.0, mirror=True)
+    images = torch.randn(4, 5, 16, 16).tanh()
+    for real in (True, False):
+        whole, parts = _by_rank(lambda v, d: pipe(v, d, real=real), images)
+        torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=1e-6)
+        twins = _by_rank(lambda v, d: pipe(v, d, real=real), torch.cat([images[:2], images[:2]]))[1]
+        assert not torch.allclose(*twins)
+    synthesis = Synthesis2(16, 5, 2, 64, 16)
+    for module in synthesis.modules():
+        if isinstance(module, NoiseInjection):
+            module.weight.data.fill_(0.5)
+    ws = torch.randn(4, synthesis.num_ws, 16)
+    whole, parts = _by_rank(lambda w, d: synthesis(w, draws=d), ws)
+    torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=1e-5)
+    assert not torch.allclose(*_by_rank(lambda w, d: synthesis(w, draws=d), torch.cat([ws[:2], ws[:2]]))[1])

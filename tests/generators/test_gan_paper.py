@@ -26,6 +26,7 @@ from synthmed.generators.gan.config import GANTrainConfig
 from synthmed.generators.gan.networks_stylegan3 import Synthesis3
 from synthmed.parallel import torch_threads
 from synthmed.training import FabricOptions, StepContext, StepRandom, make_fabric
+from synthmed.training.seeding import Draws, GeneratorDraws
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -187,7 +188,7 @@ class FixedAugment(AugmentPipe):
     """A deterministic differentiable 'augmentation' ``x ↦ 2·flip_W(x)``: the gradient w.r.t.
     the non-augmented input is twice the (flipped) one w.r.t. the augmented input."""
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, *, real: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, draws: Draws | None = None, *, real: bool = True) -> torch.Tensor:
         return 2 * x.flip(-1)
 
 
@@ -199,9 +200,9 @@ class RecordingAugment(AugmentPipe):
         self.calls: list[tuple[bool, bool]] = []  # (input is a fake, called as real)
         self.fakes: list[torch.Tensor] = []
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, *, real: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, draws: Draws | None = None, *, real: bool = True) -> torch.Tensor:
         self.calls.append((any(x is f or x.data_ptr() == f.data_ptr() for f in self.fakes), real))
-        return super().forward(x, generator, real=real)
+        return super().forward(x, draws, real=real)
 
 
 def make_task(fabric, family: str = "stylegan2", **train) -> GANTask:
@@ -297,9 +298,37 @@ def test_mirror_flips_the_reals_only(fabric, family):
     assert any(fake for fake, _ in pipe.calls) and any(not fake for fake, _ in pipe.calls)
     torch.manual_seed(0)
     x = torch.randn(8, 5, 16, 16)
-    torch.testing.assert_close(pipe(x, torch.Generator().manual_seed(0), real=False), x)
-    flipped = pipe(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pipe(x, GeneratorDraws(torch.Generator().manual_seed(0)), real=False), x)
+    flipped = pipe(x, GeneratorDraws(torch.Generator().manual_seed(0)))
     assert any(torch.allclose(flipped[i], x[i].flip(-1), atol=1e-5) for i in range(8))
+
+
+@pytest.mark.parametrize("family", ["stylegan2", "stylegan1"])
+def test_ranks_draw_their_rows_of_the_noise_inputs_and_augmentation(fabric, family):
+    """W ranks with batch B draw what one process with batch W·B draws, noise inputs and ADA
+    included: the D step's fakes (latents, mixing and noise maps) and augmented reals (mirror
+    and the ``p`` transforms) of ranks 0 and 1 of two, each on its half of the batch, are one
+    process's on the whole batch. Before the fix every rank drew the same noise maps and
+    transforms for its own samples."""
+    outputs = {}
+    for rank, world in ((0, 1), (0, 2), (1, 2)):
+        task = make_task(fabric, family, ada=True, mirror=True, ada_interval=100)
+        task.augment.p.fill_(0.6)
+        for module in task.g_raw.modules():
+            if type(module).__name__ == "NoiseInjection":
+                module.weight.data.fill_(0.5)  # trained networks have non-zero noise strengths
+        seen: dict[str, list[torch.Tensor]] = {"fake": [], "augment": []}
+        task.g_raw.register_forward_hook(
+            lambda m, a, out: seen["fake"].append((out if isinstance(out, torch.Tensor) else out[0]).detach().clone()))
+        task.augment.register_forward_hook(lambda m, a, out: seen["augment"].append(out.detach().clone()))
+        images, labels = batch(task, 0)
+        h = images.shape[0] // world
+        local = (images[rank * h : (rank + 1) * h], labels[rank * h : (rank + 1) * h])
+        task.training_step(local, StepContext(0, StepRandom(0, 0, rank=rank, world_size=world), fabric))
+        outputs[rank, world] = seen["fake"][0], seen["augment"][0]  # before any weight moves
+    for i, name in enumerate(("fakes", "augmented reals")):
+        whole, halves = outputs[0, 1][i], [outputs[r, 2][i] for r in range(2)]
+        torch.testing.assert_close(torch.cat(halves), whole, rtol=0, atol=1e-5, msg=lambda m: f"{family} {name}: {m}")
 
 
 def _count_changes(module: torch.nn.Module, buffer: str) -> list[int]:

@@ -1,10 +1,11 @@
 """Per-step randomness and the batch stream: pure functions of (seed, step), world-size invariant."""
 
 import numpy as np
+import pytest
 import torch
 
 from synthmed.training.data import StepBatchSampler, batch_stream
-from synthmed.training.seeding import StepRandom, derive_seed
+from synthmed.training.seeding import GeneratorDraws, StepRandom, derive_seed, make_generator
 
 
 def test_derive_seed_is_pure_and_distinguishes_parts():
@@ -22,6 +23,30 @@ def test_step_random_slices_the_global_draw():
     assert torch.equal(torch.cat([p[0] for p in parts]), full_n)
     assert torch.equal(torch.cat([p[1] for p in parts]), full_t)
     assert not torch.equal(StepRandom(7, 4).randn((4, 2)), full_n)  # another step, other numbers
+
+
+def test_generator_draws_slice_one_stream_by_rank():
+    """A stream's ranks draw their rows of each world-size-invariant draw, in order; rank 0 of
+    world 1 draws exactly what ``torch.randn`` / ``torch.rand`` draw from the same generator."""
+    plain, draws = make_generator(5), GeneratorDraws(make_generator(5))
+    for dtype in (torch.float32, torch.float64):
+        assert torch.equal(draws.randn((3, 2, 4), dtype), torch.randn((3, 2, 4), generator=plain, dtype=dtype))
+        assert torch.equal(draws.rand((3, 17), dtype), torch.rand((3, 17), generator=plain, dtype=dtype))
+    world1 = StepRandom(7, 3).stream()
+    ranks = [StepRandom(7, 3, rank=r, world_size=2).stream() for r in range(2)]
+    for shape in ((2, 1, 5, 5), (2,), (2, 3)):  # several draws from one stream: the order is kept
+        full_n, full_u = world1.randn((4, *shape[1:])), world1.rand((4, *shape[1:]))
+        parts = [(s.randn(shape), s.rand(shape)) for s in ranks]
+        assert torch.equal(torch.cat([p[0] for p in parts]), full_n)
+        assert torch.equal(torch.cat([p[1] for p in parts]), full_u)
+        assert not torch.equal(parts[0][0], parts[1][0])  # ranks do not share their numbers
+    assert torch.equal(StepRandom(7, 3).stream().randn((4, 2)),
+                       torch.randn((4, 2), generator=StepRandom(7, 3).generator()))
+    again = StepRandom(7, 3)
+    again.stream()
+    assert not torch.equal(again.stream().randn((4, 2)), StepRandom(7, 3).stream().randn((4, 2)))  # a new stream per call
+    with pytest.raises(ValueError, match="rank must be in"):
+        GeneratorDraws(make_generator(5), rank=2, world_size=2)
 
 
 def test_batches_resume_and_shard_exactly(store2d):

@@ -13,7 +13,8 @@ each sample, and return images clamped to [0, 1].
   (no step where ‖g‖ = 0), projection ``δ·min(1, ε/‖δ‖₂)``. Every step is projected *then*
   clamped to [0, 1]; clamping is a projection onto a convex set that contains the clean image,
   so it never leaves the ball. The only randomness is the caller's ``generator`` (a
-  ``torch.Generator`` or :class:`Draws`).
+  ``torch.Generator`` or a :class:`~synthmed.training.seeding.Draws`; ``Draws`` and
+  ``GeneratorDraws`` are importable from here too).
 * :func:`library_pgd` / :func:`library_pgd_per_label` (evaluation): the same attack run by the
   adversarial-robustness-toolbox (ART), an independent implementation.
 
@@ -47,10 +48,10 @@ for K independent labels. What would remain (APGD-CE alone) is not AutoAttack.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import torch
@@ -58,6 +59,7 @@ from torch import nn
 
 from synthmed.classify.modes import eval_mode
 from synthmed.errors import SynthmedError
+from synthmed.training.seeding import Draws, GeneratorDraws
 
 Norm = Literal["linf", "l2"]
 NORMS: tuple[str, ...] = ("linf", "l2")
@@ -121,29 +123,6 @@ def _check_batch(images: torch.Tensor, targets: torch.Tensor) -> None:
 def _l2_norms(x: torch.Tensor) -> torch.Tensor:
     """‖x_b‖₂ over all of C × spatial, shaped ``[B, 1, …, 1]`` to broadcast against ``x``."""
     return torch.linalg.vector_norm(x.flatten(1), dim=1).reshape(-1, *([1] * (x.ndim - 1)))
-
-
-class Draws(Protocol):
-    """A source of random tensors, ``shape[0]`` the batch: ``rand`` uniform in [0, 1), ``randn``
-    standard normal. A :class:`~synthmed.training.seeding.StepRandom` is one (each rank gets its
-    rows of one world-size-invariant draw); :class:`GeneratorDraws` wraps a ``torch.Generator``."""
-
-    def rand(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor: ...
-
-    def randn(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor: ...
-
-
-class GeneratorDraws:
-    """:class:`Draws` from one ``torch.Generator``, on its device."""
-
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
-
-    def rand(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.rand(tuple(shape), generator=self.generator, device=self.generator.device, dtype=dtype)
-
-    def randn(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.randn(tuple(shape), generator=self.generator, device=self.generator.device, dtype=dtype)
 
 
 def _random_start(images: torch.Tensor, spec: AttackSpec, draws: Draws) -> torch.Tensor:

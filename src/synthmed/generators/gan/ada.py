@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthmed.training.seeding import Draws
+
 
 def _eye(b: int, device: torch.device) -> torch.Tensor:
     return torch.eye(3, device=device).repeat(b, 1, 1)
@@ -100,9 +102,11 @@ class AugmentPipe(nn.Module):
 
     # -- the transforms
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, *, real: bool = True) -> torch.Tensor:
-        """Augment ``x`` ``[B, C, H, W]``; random numbers from ``generator``. ``real``: ``x`` is
-        training data (the mirror flips only reals; fakes get only the ``p`` transforms)."""
+    def forward(self, x: torch.Tensor, draws: Draws, *, real: bool = True) -> torch.Tensor:
+        """Augment ``x`` ``[B, C, H, W]``; every random number comes from ``draws``, per sample
+        (a training step's :meth:`~synthmed.training.seeding.StepRandom.stream`: each rank
+        draws its rows of one world-size-invariant draw). ``real``: ``x`` is training data (the
+        mirror flips only reals; fakes get only the ``p`` transforms)."""
         p = float(self.p)
         mirror = self.mirror and real
         if p <= 0 and not mirror:
@@ -110,10 +114,10 @@ class AugmentPipe(nn.Module):
         b, device = x.shape[0], x.device
 
         def rand(*shape: int) -> torch.Tensor:
-            return torch.rand((b, *shape), generator=generator, device=device)
+            return draws.rand((b, *shape)).to(device)
 
         def randn(*shape: int) -> torch.Tensor:
-            return torch.randn((b, *shape), generator=generator, device=device)
+            return draws.randn((b, *shape)).to(device)
 
         def gate(values: torch.Tensor, neutral: float) -> torch.Tensor:
             return torch.where(rand() < p, values, torch.full_like(values, neutral))

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthmed.training.seeding import Draws
+
 #: Gain that keeps the variance of a leaky ReLU's output (slope 0.2) equal to its input's.
 LRELU_GAIN = math.sqrt(2.0)
 
@@ -156,32 +158,33 @@ def modulated_conv2d_loop(x: torch.Tensor, weight: torch.Tensor, styles: torch.T
 class NoiseInjection(nn.Module):
     """Add per-pixel Gaussian noise scaled by a learned weight (per channel or one scalar).
 
-    ``forward(x, generator, noise=None)``: an explicit ``noise`` ``[B or 1, 1, H, W]`` is
+    ``forward(x, draws, noise=None)``: an explicit ``noise`` ``[B or 1, 1, H, W]`` is
     added as given and nothing is drawn (projection optimises per-image noise maps);
-    otherwise noise ``[B, 1, H, W]`` is drawn from ``generator`` (so training steps and
-    sampling are reproducible); ``None`` for both → no noise (deterministic).
+    otherwise noise ``[B, 1, H, W]`` (``x``'s dtype) is drawn from ``draws`` (a training
+    step's :meth:`~synthmed.training.seeding.StepRandom.stream`, whose ranks draw their rows
+    of one world-size-invariant draw, or a sampling generator's
+    :class:`~synthmed.training.seeding.GeneratorDraws`: reproducible either way); ``None``
+    for both → no noise (deterministic).
     """
 
     def __init__(self, channels: int = 1):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, draws: Draws | None, noise: torch.Tensor | None = None) -> torch.Tensor:
         if noise is not None:
             return x + noise.to(x.dtype) * self.weight
-        if generator is None:
+        if draws is None:
             return x
         b, _, h, w = x.shape
-        noise = torch.randn((b, 1, h, w), generator=generator, device=x.device, dtype=x.dtype)
-        return x + noise * self.weight
+        return x + draws.randn((b, 1, h, w), x.dtype).to(x.device) * self.weight
 
 
 def noise_inputs(noise: Sequence[torch.Tensor] | None, shapes: Sequence[tuple[int, int]]) -> list[torch.Tensor | None]:
     """The explicit noise map of each noise layer of a synthesis network, in layer order.
 
     Args:
-        noise: ``None`` (every layer draws from its generator, or adds none) or one tensor
+        noise: ``None`` (every layer draws from its ``draws``, or adds none) or one tensor
             ``[B or 1, 1, H_i, W_i]`` per layer of ``shapes``.
         shapes: ``(H_i, W_i)`` of each noise layer (a synthesis network's ``noise_shapes()``).
 
@@ -247,7 +250,7 @@ class StyleGenerator(nn.Module):
     ``forward(z, z2=None, mix_cutoff=None, psi=1, return_ws=False, update_emas=False, **kwargs)``:
     ``z`` and the optional second latent ``z2`` (style mixing: layers ``>= mix_cutoff[i]`` of
     sample ``i`` take ``w2``) are mapped, truncated towards ``w_avg`` by ``psi`` and passed to
-    the synthesis with ``kwargs`` (noise generator, growth level, …). With ``return_ws`` the
+    the synthesis with ``kwargs`` (the noise inputs' ``draws``, growth level, …). With ``return_ws`` the
     styles are returned too (for the path-length regulariser). ``update_emas`` moves the
     running averages (``w_avg`` from ``z``'s styles, not ``z2``'s, and the synthesis's own,
     e.g. StyleGAN 3's magnitude EMAs): the trainer passes it in one forward per iteration.

@@ -14,7 +14,7 @@ from synthmed.errors import SynthmedError
 from synthmed.generators.common import EMATask, TaskGenerator
 from synthmed.generators.gan.config import PRESETS, GANModelConfig, GANPreset, GANTrainConfig
 from synthmed.generators.gan.task import GANTask, build_networks, generate
-from synthmed.training.seeding import derive_seed, make_generator
+from synthmed.training.seeding import GeneratorDraws, derive_seed, make_generator
 
 
 class GANGenerator(TaskGenerator[GANModelConfig, GANTrainConfig]):
@@ -112,7 +112,8 @@ class GANGenerator(TaskGenerator[GANModelConfig, GANTrainConfig]):
             gen = make_generator(derive_seed(seed, b), self.device)
             z = torch.randn((m, self.config.z_dim), generator=gen, device=self.device)
             with torch.no_grad():
-                x = generate(network, self.config, z, psi=truncation, level=level, alpha=alpha, noise=gen)
+                x = generate(network, self.config, z, psi=truncation, level=level, alpha=alpha,
+                             draws=GeneratorDraws(gen))
             if on_step:
                 on_step(m, 1)
             yield self.encoding.decode(x.float().cpu())

@@ -19,6 +19,7 @@ from synthmed.generators.gan.filters import binomial, upsample2d
 from synthmed.generators.gan.layers import (EqualConv2d, EqualLinear, MappingNetwork, NoiseInjection, StyleGenerator, lrelu,
                                            noise_inputs)
 from synthmed.generators.gan.networks_progan import ProgressiveDiscriminator, channels_at, upscale
+from synthmed.training.seeding import Draws
 
 
 class AdaIN(nn.Module):
@@ -46,14 +47,14 @@ class StyleLayer(nn.Module):
         self.adain = AdaIN(w_dim, out_ch)
         self.register_buffer("filter", binomial(4))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None,
+    def forward(self, x: torch.Tensor, w: torch.Tensor, draws: Draws | None,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
-        """``noise``: an explicit noise map ``[B or 1, 1, H', W']`` instead of one drawn from ``generator``."""
+        """``noise``: an explicit noise map ``[B or 1, 1, H', W']`` instead of one drawn from ``draws``."""
         if self.up:
             x = upsample2d(x, self.filter)
         if self.conv is not None:
             x = self.conv(x)
-        return self.adain(lrelu(self.noise(x, generator, noise) + self.bias), w)
+        return self.adain(lrelu(self.noise(x, draws, noise) + self.bias), w)
 
 
 class Synthesis1(nn.Module):
@@ -81,10 +82,10 @@ class Synthesis1(nn.Module):
         return [(4 * 2 ** (i // 2),) * 2 for i in range(2 * (level + 1))]
 
     def forward(self, ws: torch.Tensor, *, level: int | None = None, alpha: float = 1.0,
-                generator: torch.Generator | None = None, noise: Sequence[torch.Tensor] | None = None,
+                draws: Draws | None = None, noise: Sequence[torch.Tensor] | None = None,
                 **_: object) -> torch.Tensor:
-        """``noise``: one map per :meth:`noise_shapes` entry of ``level``, used instead of drawing
-        from ``generator``."""
+        """``draws``: where the noise inputs are drawn, in layer order (``None``: no noise);
+        ``noise``: one map per :meth:`noise_shapes` entry of ``level``, used instead of drawing."""
         level = self.max_level if level is None else level
         maps = noise_inputs(noise, self.noise_shapes(level))
         x = self.const.expand(ws.shape[0], -1, -1, -1)
@@ -92,7 +93,7 @@ class Synthesis1(nn.Module):
         for i in range(2 * (level + 1)):
             if i % 2 == 0 and i > 0:
                 prev = x
-            x = self.layers[i](x, ws[:, i], generator, maps[i])
+            x = self.layers[i](x, ws[:, i], draws, maps[i])
         out = self.to_rgb[level](x)
         if level > 0 and alpha < 1:
             out = torch.lerp(upscale(self.to_rgb[level - 1](prev)), out, alpha)

@@ -30,6 +30,7 @@ from synthmed.generators.gan.layers import (
     noise_inputs,
 )
 from synthmed.generators.gan.networks_progan import channels_at
+from synthmed.training.seeding import Draws
 
 
 class ModulatedConv(nn.Module):
@@ -52,16 +53,16 @@ class ModulatedConv(nn.Module):
         self.noise = NoiseInjection(1) if activate else None
         self.register_buffer("filter", binomial(4))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None = None,
+    def forward(self, x: torch.Tensor, w: torch.Tensor, draws: Draws | None = None,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
-        """``noise``: an explicit noise map ``[B or 1, 1, H', W']`` instead of one drawn from ``generator``."""
+        """``noise``: an explicit noise map ``[B or 1, 1, H', W']`` instead of one drawn from ``draws``."""
         if self.up:
             x = upsample2d(x, self.filter)
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=self.demodulate, padding=self.padding)
         if not self.activate:
             return x + self.bias
-        return lrelu(self.noise(x, generator, noise) + self.bias)
+        return lrelu(self.noise(x, draws, noise) + self.bias)
 
 
 class Synthesis2(nn.Module):
@@ -90,19 +91,20 @@ class Synthesis2(nn.Module):
         sides = [4] + [4 * 2**lv for lv in range(1, len(self.to_rgb)) for _ in range(2)]
         return [(s, s) for s in sides]
 
-    def forward(self, ws: torch.Tensor, *, generator: torch.Generator | None = None, const: torch.Tensor | None = None,
+    def forward(self, ws: torch.Tensor, *, draws: Draws | None = None, const: torch.Tensor | None = None,
                 noise: Sequence[torch.Tensor] | None = None, **_: object) -> torch.Tensor:
-        """``const`` replaces the learned ``4×4`` input ``[1 or B, C, 4, 4]`` (equivariance tests);
+        """``draws``: where the noise inputs are drawn, in layer order (``None``: no noise);
+        ``const`` replaces the learned ``4×4`` input ``[1 or B, C, 4, 4]`` (equivariance tests);
         ``noise``: one map per :meth:`noise_shapes` entry (``[B or 1, 1, H, W]``), used instead of
-        drawing from ``generator``."""
+        drawing."""
         maps = noise_inputs(noise, self.noise_shapes())
         x = (self.const if const is None else const).expand(ws.shape[0], -1, -1, -1)
-        x = self.convs[0](x, ws[:, 0], generator, maps[0])
+        x = self.convs[0](x, ws[:, 0], draws, maps[0])
         img = self.to_rgb[0](x, ws[:, 1])
         for lv in range(1, len(self.to_rgb)):
             i = 2 * lv - 1
-            x = self.convs[i](x, ws[:, i], generator, maps[i])
-            x = self.convs[i + 1](x, ws[:, i + 1], generator, maps[i + 1])
+            x = self.convs[i](x, ws[:, i], draws, maps[i])
+            x = self.convs[i + 1](x, ws[:, i + 1], draws, maps[i + 1])
             img = upsample2d(img, self.filter) + self.to_rgb[lv](x, ws[:, i + 2])
         return img
 

@@ -22,7 +22,10 @@ average-pooled to that resolution. Families differ only through their config (lo
 regularisers, growth, mixing) and their ``networks_*.build``.
 
 Randomness comes from ``ctx.random`` (latents, mixing cut-offs, noise inputs,
-augmentation), so a resumed run repeats an uninterrupted one.
+augmentation), so a resumed run repeats an uninterrupted one. The noise inputs of each
+generator forward and the augmentation of each D input pair draw from one
+:meth:`~synthmed.training.seeding.StepRandom.stream` each, sliced by rank like every other
+draw: ``W`` processes with batch ``B`` draw what one process with batch ``W·B`` draws.
 
 Checkpointed modules: ``generator``, ``discriminator``, ``ema`` (sampling weights),
 ``augment`` (ADA's ``p`` and sign statistics) and ``stats`` (the path-length mean);
@@ -46,7 +49,7 @@ from synthmed.generators.gan.config import GANModelConfig, GANTrainConfig
 from synthmed.generators.gan.networks_progan import growth, upscale
 from synthmed.training.ema import EMA, half_life_decay
 from synthmed.training.loop import StepContext
-from synthmed.training.seeding import INIT_STREAM, derive_seed, make_generator
+from synthmed.training.seeding import INIT_STREAM, Draws, GeneratorDraws, derive_seed, make_generator
 
 PREVIEW_STREAM = 2
 PROGRESSIVE = ("progan", "stylegan1")
@@ -58,11 +61,11 @@ def build_networks(config: GANModelConfig) -> tuple[nn.Module, nn.Module]:
 
 
 def generate(generator: nn.Module, config: GANModelConfig, z: torch.Tensor, *, psi: float = 1.0,
-             level: int | None = None, alpha: float = 1.0, noise: torch.Generator | None = None) -> torch.Tensor:
+             level: int | None = None, alpha: float = 1.0, draws: Draws | None = None) -> torch.Tensor:
     """Encoded samples ``[B, C, R, R]`` at full resolution (lower growth levels are up-sampled
-    by pixel repetition)."""
+    by pixel repetition); the noise inputs are drawn from ``draws`` (``None``: no noise)."""
     level = config.max_level if level is None else level
-    x = generator(z, psi=psi, level=level, alpha=alpha, generator=noise)
+    x = generator(z, psi=psi, level=level, alpha=alpha, draws=draws)
     return upscale(x, 2 ** (config.max_level - level))
 
 
@@ -196,7 +199,7 @@ class GANTask:
         tc = self.train
         with ctx.fabric.autocast():
             img, ws = generator(ctx.random.randn((max(1, b // 2), self.config.z_dim)), return_ws=True,
-                                generator=ctx.random.generator())
+                                draws=ctx.random.stream())
         lengths = losses.path_length(img.float(), ws, ctx.random.randn(tuple(img.shape)))
         with torch.no_grad():
             self.stats.pl_mean.copy_(self.stats.pl_mean.lerp(lengths.mean(), tc.pl_decay))
@@ -222,9 +225,9 @@ class GANTask:
         self.g.requires_grad_(False)
         self.d.requires_grad_(True)
         with torch.no_grad(), ctx.fabric.autocast():  # the one forward per iteration that moves w_avg & co.
-            fake = self.g_raw(**self._latents(ctx, b), generator=ctx.random.generator(), update_emas=True,
+            fake = self.g_raw(**self._latents(ctx, b), draws=ctx.random.stream(), update_emas=True,
                               **grow).float()
-        aug = ctx.random.generator()
+        aug = ctx.random.stream()
         penalty_now = self.d_penalised and ctx.step % tc.r1_interval == 0
         joint = penalty_now and not self.d_lazy
         real_in = real.detach().requires_grad_(joint and tc.loss == "logistic")
@@ -242,7 +245,7 @@ class GANTask:
         self._step(self.opt_d, loss_d, self.d_raw, ctx)
         logs["loss_d"] = loss_d.detach()
         if penalty_now and self.d_lazy:  # lazy: a separate step every r1_interval iterations
-            aug = ctx.random.generator()
+            aug = ctx.random.stream()
             real_in = real.detach().requires_grad_(tc.loss == "logistic")
             real_aug = self.augment(real_in, aug)
             d_real = self.d(real_aug, **grow) if tc.loss == "logistic" else None
@@ -254,9 +257,9 @@ class GANTask:
         # -- generator: the main step (with the path length when it is taken every iteration)
         self.g.requires_grad_(True)
         self.d.requires_grad_(False)
-        fake = self.g(**self._latents(ctx, b), generator=ctx.random.generator(), **grow)
+        fake = self.g(**self._latents(ctx, b), draws=ctx.random.stream(), **grow)
         with ctx.fabric.autocast():
-            d_fake = self.d_raw(self.augment(fake.float(), ctx.random.generator(), real=False), **grow)
+            d_fake = self.d_raw(self.augment(fake.float(), ctx.random.stream(), real=False), **grow)
         loss_g = losses.wgan_g(d_fake) if tc.loss == "wgan-gp" else losses.logistic_g(d_fake)
         pl_now = tc.pl_weight > 0 and ctx.step % tc.pl_interval == 0
         if pl_now and not self.g_lazy:
@@ -295,6 +298,6 @@ class GANTask:
         gen = make_generator(derive_seed(self.seed, PREVIEW_STREAM), device)
         z = torch.randn((n, self.config.z_dim), generator=gen, device=device)
         level, alpha = self.growth(max(step - 1, 0))
-        x = generate(self.ema.module.eval(), self.config, z, level=level, alpha=alpha, noise=gen)
+        x = generate(self.ema.module.eval(), self.config, z, level=level, alpha=alpha, draws=GeneratorDraws(gen))
         images, labels = self.encoding.decode(x)
         return {"image": images[:, -1:], "mask": labels[:, None].float() / (self.encoding.n_classes - 1)}
