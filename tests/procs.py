@@ -1,9 +1,11 @@
 """Processes as the tests see them: children of a pid and whether a pid still lives (psutil if
-installed, else /proc), and a real `python -m synthmed` started in the background."""
+installed, else /proc), a real `python -m synthmed` started in the background, and one run on
+two gloo processes through torchrun."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -66,3 +68,14 @@ def start_cli(*args: str, cwd: str | Path | None = None) -> subprocess.Popen:
 def pool_workers(pid: int) -> dict[int, str]:
     """The multiprocessing children of ``pid``: spawn workers and the resource tracker."""
     return {p: cmd for p, cmd in children(pid).items() if "multiprocessing" in cmd}
+
+
+def torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    """``python -m synthmed ARGS`` on ``processes`` CPU processes (torchrun, gloo, a free port),
+    output captured. ``PYTHONFAULTHANDLER`` is set, so a rank that aborts prints its Python stack."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
+                           "--master-port", str(port), "-m", "synthmed", *args],
+                          capture_output=True, text=True, env={**ENV, "PYTHONFAULTHANDLER": "1"})

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 
 import pytest
 from safetensors.torch import load_file
@@ -13,15 +10,10 @@ from safetensors.torch import load_file
 from tiny_stores import make_store
 
 from cli_inprocess import invoke_joined as cli
+from procs import torchrun
 from synthmed.training import open_run
 
 TRAIN = ["--steps", "3", "--lr", "1e-3", "--train-timesteps", "100", "--device", "cpu", "--no-progress"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ddp_two_cpu_processes_agree_with_one(store2d, tmp_path, monkeypatch, capsys):
@@ -29,9 +21,7 @@ def test_ddp_two_cpu_processes_agree_with_one(store2d, tmp_path, monkeypatch, ca
     (synthmed.training.data / seeding), so after 3 Adam steps the weights agree to float
     reduction-order error: max |Δ| <= 1e-5."""
     args = ["generator", "train", str(store2d.path)]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(free_port()), "-m", "synthmed", *args, str(tmp_path / "ddp"),
-                          "--batch", "2", *TRAIN], capture_output=True, text=True)
+    ddp = torchrun(*args, str(tmp_path / "ddp"), "--batch", "2", *TRAIN)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert ddp.stdout.count("trained") == 1  # rank 0 reports
     code, _, err = cli(monkeypatch, capsys, *args, str(tmp_path / "one"), "--batch", "4", *TRAIN)

@@ -4,7 +4,6 @@ sampling, truncation, determinism, resume, the CLI and bad input."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from safetensors.torch import load_file
 from tiny_stores import make_store
 
 from cli_inprocess import invoke_joined as cli
+from procs import torchrun
 from synthmed.parallel import torch_threads
 from synthmed.errors import SynthmedError
 from synthmed.generators.api import sample_run, train_generator
@@ -203,16 +203,8 @@ def test_cli_train_sample_truncation(store2d, runs, tmp_path, monkeypatch, capsy
 
 def test_ddp_two_cpu_processes(store2d, tmp_path):
     """Two gloo processes train a progressive GAN (unused growth levels) and ADA's all-reduced statistics."""
-    import socket
-    import subprocess
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                          str(port), "-m", "synthmed", "generator", "train", str(store2d.path), str(tmp_path / "ddp"),
-                          "--model", "stylegan1", "--steps", "2", "--batch", "2", "--growth-steps", "1", "--ada",
-                          "--device", "cpu", "--no-progress"], capture_output=True, text=True)
+    ddp = torchrun("generator", "train", str(store2d.path), str(tmp_path / "ddp"), "--model", "stylegan1", "--steps",
+                   "2", "--batch", "2", "--growth-steps", "1", "--ada", "--device", "cpu", "--no-progress")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert ddp.stdout.count("trained") == 1
     gen = generator_class("stylegan1").load(tmp_path / "ddp", device="cpu")

@@ -13,8 +13,10 @@ module under its wrappers (:func:`unwrap`).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 import torch
@@ -99,12 +101,27 @@ def make_fabric(options: FabricOptions) -> Fabric:
     return fabric
 
 
+#: how long a finishing rank waits at exit for the others before shutting its process group down.
+EXIT_BARRIER_TIMEOUT = timedelta(seconds=120)
+
+
 def _destroy_process_group() -> None:
-    """Shut a DDP run's process group down while Python still runs (registered with :mod:`atexit`):
-    left to gloo's destructors at interpreter exit, a rank was seen to abort once under load
-    ("terminate called without an active exception")."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    """Shut a DDP run's process group down while Python still runs (registered with :mod:`atexit`).
+
+    Left to gloo's destructors at interpreter exit, a rank was seen to abort under load
+    ("terminate called without an active exception"), and, rarely, with the group destroyed here
+    too. The ranks therefore first meet at a barrier (gloo's ``monitored_barrier``, at most
+    :data:`EXIT_BARRIER_TIMEOUT`, so a rank that died does not hold the others), and no rank shuts
+    its connections while a peer is still busy: rank 0 writes a run's outputs after the others
+    are done.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == "gloo":
+        with contextlib.suppress(RuntimeError):
+            dist.monitored_barrier(timeout=EXIT_BARRIER_TIMEOUT, wait_all_ranks=True)
+    dist.destroy_process_group()
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
