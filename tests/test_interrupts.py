@@ -89,6 +89,7 @@ def test_the_next_run_removes_what_a_sigkill_left(tmp_path):
     assert temporaries(tmp_path) == [] and (out / "phantom.json").is_file()
 
 
+@pytest.mark.slow(seconds=25)
 def test_resume_removes_a_dead_writers_checkpoint_temporary(tmp_path):
     store = make_store(tmp_path / "store")
     run = tmp_path / "run"

@@ -84,6 +84,9 @@ BUDGETS: dict[str, tuple[dict, dict]] = {
 #: Families whose samples are also compared in pooled-feature FD with the same network's before training.
 DIFFUSION = ("ddpm", "rflow", "ldm")
 
+#: Seconds a test takes at one thread on an idle 2-core CPU, estimated from measurements (how tests/conftest.py shares them between workers).
+SECONDS = {"stylegan3": 250, "stylegan2": 240, "stylegan1": 160, "ddpm": 75, "ldm": 70, "rflow": 50, "progan": 30}
+
 #: Known failures, measured (a strict xfail: the day one learns, its test fails until the mark goes).
 KNOWN: dict[str, str] = {}
 
@@ -125,9 +128,10 @@ def mismatches(real: SampleStats, syn: SampleStats) -> list[str]:
     return bad
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.xfail(reason=KNOWN[f], strict=True))
-                                    if f in KNOWN else f for f in BUDGETS])
+@pytest.mark.parametrize("family", [
+    pytest.param(f, marks=[pytest.mark.slow(seconds=SECONDS[f]),
+                           *([pytest.mark.xfail(reason=KNOWN[f], strict=True)] if f in KNOWN else [])])
+    for f in BUDGETS])
 def test_generator_learns_the_data(family, learning_store, tmp_path):
     real = learning_store.read(learning_store.indices("train"))
     run = tmp_path / "run"
