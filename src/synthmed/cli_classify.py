@@ -13,12 +13,17 @@ from rich import box
 from rich.markup import escape
 from rich.table import Column, Table
 
+from synthmed.cli_options import (AdamLr, CheckpointEvery, Device, Devices, Json, LoaderWorkers, NBoot, OverwriteRun,
+                                  Precision, Progress, ResumeRun, TrainBatch, TrainStores, TrainSteps, ValFraction,
+                                  fabric_options)
 from synthmed.errors import SynthmedError
 
 classify_app = typer.Typer(help="Robust, interpretable classifiers (Han et al. 2020): tumour presence, regions or "
                            "grade from any store; standard, adversarial or dual-BN training; clean and robust "
                            "AUROC; saliency scored against the tumour masks.", no_args_is_help=True)
 stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrapped
+#: ``--checkpoint`` of the commands that load a classifier run (:func:`synthmed.classify.api.load_classifier`).
+Checkpoint = Annotated[str, typer.Option(help="auto (best by validation loss if any, else last), best or last.")]
 
 
 def _sweep(text: Optional[str]) -> Optional[list[float]]:
@@ -39,7 +44,7 @@ def _sweep(text: Optional[str]) -> Optional[list[float]]:
 @classify_app.command("train")
 def classify_train(
     out: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints (last, and best by validation clean loss), logs.")],
-    train: Annotated[list[Path], typer.Option("--train", help="Training store (repeat for several: real, synthetic or both); their 'train' splits are used.")],
+    train: TrainStores,
     task: Annotated[str, typer.Option(help="presence (tumour in the sample), regions (NCR, ED, ET present: multi-label) or grade (ordinal WT burden, see the README).")] = "presence",
     model: Annotated[str, typer.Option(help="resnet18, resnet50 or densenet121 (MONAI, from scratch or --weights).")] = "resnet18",
     mode: Annotated[str, typer.Option(help="standard; adversarial (PGD examples only, Madry et al.); dual-bn (clean examples through one batch norm, PGD examples through another; Han et al.).")] = "standard",
@@ -51,24 +56,23 @@ def classify_train(
     width: Annotated[Optional[float], typer.Option(help="Channel multiplier of the network (default: the preset's).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Initialise from this .safetensors file (single- or dual-BN keys; nothing is downloaded).")] = None,
     subject_fraction: Annotated[float, typer.Option(help="Share of real training subjects kept (the data-size curve).")] = 1.0,
-    steps: Annotated[Optional[int], typer.Option(help="Total training steps (default: the preset's).")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's).")] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Share of training subjects held out for validation (default 0.2).")] = None,
+    steps: TrainSteps = None,
+    batch: TrainBatch = None,
+    lr: AdamLr = None,
+    val_fraction: ValFraction = None,
     validate_every: Annotated[Optional[int], typer.Option(help="Validate, keeping the best checkpoint by clean loss, every N steps (default: the preset's).")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps (and at the end) (default: the preset's).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue OUT from its last checkpoint (same network).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Delete OUT if it exists and start afresh.")] = False,
+    checkpoint_every: CheckpointEvery = None,
+    resume: ResumeRun = False,
+    overwrite: OverwriteRun = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, validation split, data order and attack starts (a resumed run keeps its own).")] = 0,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
-    devices: Annotated[int, typer.Option(help="Processes (GPUs) on this node; >1 trains with DDP.")] = 1,
-    precision: Annotated[str, typer.Option(help="auto (bf16 or fp16 mixed on GPU, 32 on CPU), 32, bf16 or fp16.")] = "auto",
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding batches ahead.")] = 0,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    device: Device = "auto",
+    devices: Devices = 1,
+    precision: Precision = "auto",
+    workers: LoaderWorkers = 0,
+    progress: Progress = True,
 ) -> None:
     """Train a classifier (multi-label BCE) on one or more stores: standard, adversarial or dual-BN."""
     from synthmed.classify.api import train_classifier
-    from synthmed.training.fabric import FabricOptions
 
     final = train_classifier(
         out, train, task=task, model=model, mode=mode, preset=preset, subject_fraction=subject_fraction,
@@ -77,7 +81,7 @@ def classify_train(
                          "attack_steps": attack_steps, "norm": norm, "val_fraction": val_fraction,
                          "validate_every": validate_every, "checkpoint_every": checkpoint_every,
                          "num_workers": workers},
-        seed=seed, fabric=FabricOptions(device=device, devices=devices, precision=precision),  # type: ignore[arg-type]
+        seed=seed, fabric=fabric_options(device, devices, precision),
         resume=resume, overwrite=overwrite, progress=progress)
     if final is not None:
         stdout.print(f"trained {escape(str(out))} to step {final}")
@@ -90,14 +94,14 @@ def classify_eval(
     eps_sweep: Annotated[Optional[str], typer.Option(help="Attack radii: comma-separated, or start:stop:count (default 0:0.01:21 for linf, the paper's; 0:1:21 for l2).")] = None,
     norm: Annotated[str, typer.Option(help="Attack norm: linf or l2.")] = "linf",
     attack_steps: Annotated[int, typer.Option(help="PGD steps of the evaluation attack (step size eps / 2).")] = 10,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the test subjects for the intervals.")] = 1000,
-    checkpoint: Annotated[str, typer.Option(help="auto (best by validation loss if any, else last), best or last.")] = "auto",
+    n_boot: NBoot = 1000,
+    checkpoint: Checkpoint = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the attacks' random starts and the bootstrap.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result (clean and robust) as JSON.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     batch: Annotated[int, typer.Option(help="Samples attacked and predicted at once.")] = 64,
     overwrite: Annotated[bool, typer.Option(help="Replace RUN/eval/<store>.json, .csv and _eps.png if they exist.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Clean and robust AUROC, accuracy and balanced accuracy per label with subject-bootstrap intervals."""
     from synthmed.classify.robustness import evaluate_classifier
@@ -138,13 +142,13 @@ def classify_saliency(
     max_samples: Annotated[Optional[int], typer.Option(help="Score at most this many tumour-bearing samples (default all).")] = None,
     gallery_samples: Annotated[int, typer.Option(help="Subjects shown in the gallery (their largest-tumour sample).")] = 6,
     out: Annotated[Optional[Path], typer.Option(help="Gallery PNG (the JSON is written beside it; default RUN/saliency/<store>_<method>.png of the first run).")] = None,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the test subjects for the intervals.")] = 1000,
-    checkpoint: Annotated[str, typer.Option(help="auto, best or last.")] = "auto",
+    n_boot: NBoot = 1000,
+    checkpoint: Checkpoint = "auto",
     seed: Annotated[int, typer.Option(help="Seed of SmoothGrad's noise and the bootstrap.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Json = False,
+    device: Device = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace the gallery and JSON if they exist.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Saliency maps scored against the WT mask: mass inside it, pointing game, voxel AUROC; and a gallery."""
     from synthmed.classify.interpret import explain
@@ -173,13 +177,13 @@ def classify_cka(
     max_samples: Annotated[int, typer.Option(help="Test samples used, drawn with --seed (Han et al. used one batch of 196).")] = 256,
     adversarial: Annotated[bool, typer.Option(help="Also compare on PGD examples (the run's training attack, crafted through the adversarial BN).")] = True,
     debiased: Annotated[bool, typer.Option(help="The debiased CKA (unbiased HSIC, as Han et al.); default the biased one, in [0, 1].")] = False,
-    checkpoint: Annotated[str, typer.Option(help="auto, best or last.")] = "auto",
+    checkpoint: Checkpoint = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the sample draw and the attack's random start.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Json = False,
+    device: Device = "auto",
     batch: Annotated[int, typer.Option(help="Samples forwarded and attacked at once.")] = 64,
     overwrite: Annotated[bool, typer.Option(help="Replace RUN/eval/<store>_cka.json and _cka.png if they exist.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Linear CKA of a dual-BN run's activations through its clean and adversarial batch norms, layer by layer."""
     from synthmed.classify.branches import compare_branches

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from synthmed.cli_options import (AdamLr, CheckpointEvery, Device, Devices, Force, LoaderWorkers, OverwriteRun,
+                                  Precision, Progress, ResumeRun, TrainBatch, TrainSteps, fabric_options)
 from synthmed.errors import SynthmedError
 from synthmed.generators.registry import summaries
 
@@ -23,10 +25,10 @@ def generator_train(
     run: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints, TensorBoard logs.")],
     model: Annotated[str, typer.Option(help=f"Generator: {summaries()}.")] = "ddpm",
     preset: Annotated[str, typer.Option(help="tiny (CPU seconds, 16-32 px, unit tests), laptop (real results on a 2-core CPU in minutes, 32-64 px), small (one GPU, 64-128 px) or paper (the reference study at 256²; ldm: Khader et al.'s BraTS set-up at 64³); ldm also laptop64 (one CPU thread at 64³).")] = "tiny",
-    steps: Annotated[Optional[int], typer.Option(help="Total training steps (default: the preset's); with --resume, train up to this.")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's); the global batch is batch × processes.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's).")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps (and always at the end) (default: the preset's).")] = None,
+    steps: TrainSteps = None,
+    batch: TrainBatch = None,
+    lr: AdamLr = None,
+    checkpoint_every: CheckpointEvery = None,
     objective: Annotated[Optional[str], typer.Option(help="Diffusion: epsilon, v (velocity) or x0 prediction, or rflow (rectified flow, for few-step sampling) (default: the preset's).")] = None,
     schedule: Annotated[Optional[str], typer.Option(help="DDPM noise schedule: linear (betas given for T=1000, scaled to T) or cosine; every schedule must reach noise (default: the preset's).")] = None,
     train_timesteps: Annotated[Optional[int], typer.Option(help="Training timesteps T (default: the preset's).")] = None,
@@ -37,19 +39,18 @@ def generator_train(
     sg3_config: Annotated[Optional[str], typer.Option("--sg3-config", metavar="t|r", help="stylegan3: t (translation-equivariant, 3×3 convolutions) or r (rotation-equivariant: 1×1 convolutions, radial filters, twice the channels) (default: t).")] = None,
     autoencoder_steps: Annotated[Optional[int], typer.Option(help="ldm: steps of the autoencoder stage (--steps is the diffusion stage's) (default: the preset's).")] = None,
     latent_scaling: Annotated[Optional[str], typer.Option(metavar="minmax|std", help="ldm: latent scaling: minmax (to [-1, 1] with the codebook's range, Khader et al.) or std (divided by the latents' standard deviation, MONAI) (default: the preset's).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue RUN from its last checkpoint (the model config must be unchanged).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Delete RUN if it exists and start afresh.")] = False,
+    resume: ResumeRun = False,
+    overwrite: OverwriteRun = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise (a resumed run keeps its own).")] = 0,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
-    devices: Annotated[int, typer.Option(help="Processes (GPUs) on this node; >1 trains with DDP. Under torchrun/SLURM the launcher's count is used.")] = 1,
-    precision: Annotated[str, typer.Option(help="auto (bf16 or fp16 mixed on GPU, 32 on CPU), 32, bf16 or fp16.")] = "auto",
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding batches ahead.")] = 0,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    device: Device = "auto",
+    devices: Devices = 1,
+    precision: Precision = "auto",
+    workers: LoaderWorkers = 0,
+    progress: Progress = True,
 ) -> None:
     """Train a generator on STORE into RUN: checkpoints every --checkpoint-every steps,
     TensorBoard logs in RUN/tensorboard, --resume to continue after an interruption."""
     from synthmed.generators.api import train_generator
-    from synthmed.training.fabric import FabricOptions
 
     final = train_generator(
         store, run, model=model, preset=preset,
@@ -58,7 +59,7 @@ def generator_train(
         train_overrides={"steps": steps, "batch": batch, "lr": lr, "checkpoint_every": checkpoint_every,
                          "num_workers": workers, "r1_gamma": gamma, "ada": ada, "mirror": mirror,
                          "growth_steps": growth_steps, "autoencoder.steps": autoencoder_steps},
-        seed=seed, fabric=FabricOptions(device=device, devices=devices, precision=precision),  # type: ignore[arg-type]
+        seed=seed, fabric=fabric_options(device, devices, precision),
         resume=resume, overwrite=overwrite, progress=progress,
     )
     if final is not None:
@@ -76,11 +77,11 @@ def generator_sample(
     seed: Annotated[int, typer.Option(help="Sampling seed: same seed, batch and sampler → same samples.")] = 0,
     batch: Annotated[int, typer.Option(help="Samples generated at once (memory is flat in --n).")] = 16,
     format: Annotated[str, typer.Option("--format", help="store; nifti (also OUT-nifti/, BraTS layout) or png (also OUT-samples.png).")] = "store",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     checkpoint: Annotated[str, typer.Option(help="last or best checkpoint of RUN.")] = "last",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT (and its export) if it exists.")] = False,
-    force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    force: Force = False,
+    progress: Progress = True,
 ) -> None:
     """Sample N synthetic image + mask pairs from a trained RUN into the store OUT, in batches."""
     from synthmed.generators.api import sample_run

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from synthmed.cli_options import (CheckpointEvery, Device, Devices, Json, LoaderWorkers, OverwriteRun, Precision,
+                                  Progress, ResumeRun, TrainBatch, TrainStores, ValFraction, fabric_options)
 from synthmed.errors import SynthmedError
 
 segment_app = typer.Typer(help="Utility: segmentation networks trained on real, synthetic or mixed stores, "
@@ -22,7 +24,7 @@ stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrap
 @segment_app.command("train")
 def segment_train(
     out: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints (last and best by validation Dice), logs.")],
-    train: Annotated[list[Path], typer.Option("--train", help="Training store (repeat for several: real, synthetic or both); their 'train' splits are used.")],
+    train: TrainStores,
     model: Annotated[str, typer.Option(help="unet (MONAI DynUNet, nnU-Net style) or swin (SwinUNETR).")] = "unet",
     preset: Annotated[str, typer.Option(help="tiny (CPU seconds, unit tests), laptop (real results on a 2-core CPU in minutes, 32 px), small (one GPU, 64-128 px) or paper (the reference study's 256² set-up).")] = "tiny",
     aug: Annotated[bool, typer.Option("--aug/--no-aug", help="Augment: rotation ±30°, scaling 0.9-1.1, noise, blur, gamma.")] = True,
@@ -33,24 +35,23 @@ def segment_train(
     pretrain_steps: Annotated[Optional[int], typer.Option(help="Steps of pre-training on a --pretrain store (default: --steps).")] = None,
     pretrain_mode: Annotated[str, typer.Option(help="How a --pretrain STORE is pre-trained on: supervised (its images and masks, the segmentation loss; every weight transfers) or ssl (self-supervised, its images only, masks never read: denoising in-painting, the network reconstructs images with noise and random cuboids cut out; encoder and decoder transfer, the output head starts afresh). A --pretrain RUN is used as it is (supervised).")] = "supervised",
     steps: Annotated[Optional[int], typer.Option(help="Total training steps, the same whatever the training set (default: the preset's).")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Batch per process (default: the preset's).")] = None,
+    batch: TrainBatch = None,
     lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: the preset's).")] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Share of training subjects held out for validation (default 0.2).")] = None,
+    val_fraction: ValFraction = None,
     validate_every: Annotated[Optional[int], typer.Option(help="Validate, keeping the best checkpoint by Dice, every N steps (default: the preset's).")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps (and at the end) (default: the preset's).")] = None,
+    checkpoint_every: CheckpointEvery = None,
     deep_supervision: Annotated[Optional[bool], typer.Option("--deep-supervision/--no-deep-supervision", help="unet: deep-supervision loss (default: the preset's).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue OUT from its last checkpoint (same network).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Delete OUT if it exists and start afresh.")] = False,
+    resume: ResumeRun = False,
+    overwrite: OverwriteRun = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, validation split, mixing, data order and augmentation (a resumed run keeps its own).")] = 0,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
-    devices: Annotated[int, typer.Option(help="Processes (GPUs) on this node; >1 trains with DDP.")] = 1,
-    precision: Annotated[str, typer.Option(help="auto (bf16 or fp16 mixed on GPU, 32 on CPU), 32, bf16 or fp16.")] = "auto",
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding batches ahead.")] = 0,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    device: Device = "auto",
+    devices: Devices = 1,
+    precision: Precision = "auto",
+    workers: LoaderWorkers = 0,
+    progress: Progress = True,
 ) -> None:
     """Train a segmentation network (Dice + BCE on the regions WT, TC, ET) on one or more stores."""
     from synthmed.segmentation.api import train_segmenter
-    from synthmed.training.fabric import FabricOptions
 
     final = train_segmenter(
         out, train, model=model, preset=preset, real_fraction=real_fraction, budget=budget,
@@ -58,7 +59,7 @@ def segment_train(
         model_overrides={"deep_supervision": deep_supervision},
         train_overrides={"steps": steps, "batch": batch, "lr": lr, "aug": aug, "val_fraction": val_fraction,
                          "validate_every": validate_every, "checkpoint_every": checkpoint_every, "num_workers": workers},
-        seed=seed, fabric=FabricOptions(device=device, devices=devices, precision=precision),  # type: ignore[arg-type]
+        seed=seed, fabric=fabric_options(device, devices, precision),
         resume=resume, overwrite=overwrite, progress=progress)
     if final is not None:
         stdout.print(f"trained {escape(str(out))} to step {final}")
@@ -70,7 +71,7 @@ def segment_eval(
     test: Annotated[Path, typer.Option("--test", help="Real store whose 'test' split holds the test patients.")],
     checkpoint: Annotated[str, typer.Option(help="auto (best by validation Dice if any, else last), best or last.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result (mean, sd and per case) as JSON.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     batch: Annotated[int, typer.Option(help="Slices or volumes predicted at once.")] = 16,
     overwrite: Annotated[bool, typer.Option(help="Replace RUN/eval/<store>.json and .csv if they exist.")] = False,
 ) -> None:
@@ -96,7 +97,7 @@ def segment_eval(
 def segment_relative(
     synthetic: Annotated[Path, typer.Argument(help="Evaluation JSON of the run trained on synthetic (or mixed) data.")],
     real: Annotated[Path, typer.Argument(help="Evaluation JSON of the matched real-only run: the same in everything but the training data (test store, network, preset, steps, aug, seed, share of subjects).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Relative Dice = Dice(synthetic) / Dice(real) per region, for matched runs (anything else is refused)."""
     from synthmed.segmentation.api import relative_dice
