@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import synthmed
+from synthmed.cli_options import Force, JsonSummary
 from synthmed.config import PhantomConfig, PrepareConfig, build_config
 from synthmed.errors import SynthmedError
 from synthmed.progress import console
@@ -108,7 +109,7 @@ def data_phantom(
     cue_strength: Annotated[Optional[float], typer.Option(help="Longitudinal: how much the baseline tumour's composition shows the growth class, in [0, 1] (default 0.7; 0: not at all, the negative control; 1: fast and slow compositions separated).", show_default=False)] = None,
     workers: Annotated[int, typer.Option(help="Processes writing cases (longitudinal: subjects) in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
-    force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
+    force: Force = False,
 ) -> None:
     """Write a BraTS-like phantom dataset built from the MNI152 template: four MR sequences
     (T1, T1ce, T2, FLAIR) and a tumour mask (necrotic core, enhancing rim, edema) per case, 1 mm.
@@ -162,7 +163,7 @@ def data_prepare(
     min_brain_fraction: Annotated[float, typer.Option(help="2D: keep axial slices more than this share brain.")] = 0.15,
     slices: Annotated[str, typer.Option(help="2D: brain (every slice more than --min-brain-fraction brain), centre (one slice per case, at its subject's tumour-centre axial position), or auto (centre for longitudinal data: a manifest with subject_id or months).")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace STORE if it exists.")] = False,
-    force: Annotated[bool, typer.Option(help="Go ahead even if the memory or disk estimate exceeds this machine's.")] = False,
+    force: Force = False,
 ) -> None:
     """Turn a labelled dataset into a training-ready store: subject-level split, per-volume
     intensity normalisation in the brain, 2D slices or 3D volumes resized to SIZE."""
@@ -199,7 +200,7 @@ def data_inspect(
     out: Annotated[Optional[Path], typer.Option(help="PNG grid to write [default: STORE-samples.png beside the store].")] = None,
     samples: Annotated[int, typer.Option(help="Rows in the grid.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed choosing the samples shown.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonSummary = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the PNG grid if it exists.")] = False,
 ) -> None:
     """Summarise a store (samples per split, label balance, intensities) and write a PNG grid

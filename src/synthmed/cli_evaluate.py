@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from synthmed.cli_options import Device, Json, JsonSummary, Progress, ProgressBars
+
 #: = :data:`synthmed.evaluate.memorization.DEFAULT_THRESHOLD` (a test keeps them equal); not imported so that
 #: starting the CLI does not import torch.
 DEFAULT_THRESHOLD = 0.95
@@ -81,10 +83,10 @@ def evaluate_fidelity(
     channel_reduce: Annotated[str, typer.Option(help="Pretrained features per image channel: mean or concat.")] = "mean",
     batch: Annotated[int, typer.Option(help="Samples embedded at once.")] = 32,
     kid_subset_size: Annotated[int, typer.Option(help="KID subset size (reduced to the smaller set).")] = 1000,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
+    device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Seed of KID subsets, real halves, IS splits and diversity pairs.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    as_json: Json = False,
+    progress: ProgressBars = True,
 ) -> None:
     """FD against the held-out test patients of REAL (and fd_train against its training patients at
     the same sample size; relative FD: FD(half A, synthetic) / FD(half A, half B), halves by patient),
@@ -135,8 +137,8 @@ def evaluate_memorization(
                                                  "(trained on --train if needed).")] = False,
     similarity: Annotated[str, typer.Option(help="Also record: " + _SIMILARITY_HELP)] = "pixel",
     max_shift: Annotated[int, typer.Option(help="shift-flip: largest shift in pixels along y and x.")] = DEFAULT_MAX_SHIFT,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    device: Device = "auto",
+    as_json: JsonSummary = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the audit and its PNGs if they exist.")] = False,
 ) -> None:
     """For each synthetic sample, the maximum Pearson correlation with any training sample
@@ -199,7 +201,7 @@ def export_command(
     max_shift: Annotated[int, typer.Option(help="shift-flip: largest shift in pixels along y and x.")] = DEFAULT_MAX_SHIFT,
     device: Annotated[str, typer.Option(help="Device of an audit computed now: auto, cpu or cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Export STORE as NIfTI (BraTS layout), an nnU-Net raw dataset or a PNG grid, with new
     case ids. A synthetic store must pass a memorization audit against its generator's

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from synthmed.cli_options import Json
 from synthmed.errors import SynthmedError
 
 metrics_app = typer.Typer(help="Metrics on files: overlap (Dice, HD95, HD95-max) of segmentations.", no_args_is_help=True)
@@ -53,7 +54,7 @@ def overlap_files(pred: str | Path, ref: str | Path) -> dict:
 def metrics_overlap(
     pred: Annotated[Path, typer.Argument(help="Predicted label map (.nii / .nii.gz).")],
     ref: Annotated[Path, typer.Argument(help="Reference label map, same grid; its header gives the spacing.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Dice and HD95 (mm) of PRED against REF: per BraTS region (WT, TC, ET) for label maps,
     or of the foreground for 0/1 masks. HD95 pools both directions' surface distances (medpy);

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from synthmed.cli_options import Device, Json, NBoot, Progress, ProgressBars
+
 progression_app = typer.Typer(
     help="Disease progression (Han et al. 2021): fit projects a longitudinal store's training subjects into a "
     "StyleGAN's latent space; predict extrapolates each baseline along its k nearest training subjects' "
@@ -43,10 +45,10 @@ def progression_fit(
     encoder: Annotated[Optional[Path], typer.Option(help="Domain encoder run for the perceptual term.")] = None,
     classifier: Annotated[Optional[Path], typer.Option(help="Grade classifier run (synthmed classify train with --task grade) that scores the risk in evaluate.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of w_avg's latents, the initial noise maps and the w noise.")] = 0,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu or cuda.")] = "auto",
+    device: Device = "auto",
     resume: Annotated[bool, typer.Option(help="Continue a killed fit of RUN (its projection resumes from its next batch).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace RUN if it exists (a progression run only).")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Project the training subjects' visits into the StyleGAN's latent space.
 
@@ -78,9 +80,9 @@ def progression_predict(
     metric: Annotated[str, typer.Option(help=_EXTRAPOLATION["metric"])] = "cosine",
     weighting: Annotated[str, typer.Option(help=_EXTRAPOLATION["weighting"])] = "inverse",
     mode: Annotated[str, typer.Option(help=_EXTRAPOLATION["mode"])] = "endpoints",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is a store.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Predict each subject's follow-up (image and mask) --months ahead, as a store.
 
@@ -122,14 +124,14 @@ def progression_evaluate(
     baseline_model: Annotated[str, typer.Option(help="Its network: resnet18, resnet50 or densenet121.")] = "resnet18",
     baseline_preset: Annotated[str, typer.Option(help="Its classifier preset: tiny, laptop, small or paper.")] = "tiny",
     baseline_steps: Annotated[Optional[int], typer.Option(help="Its training steps (default: the preset's).", show_default=False)] = None,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the test subjects for the intervals.")] = 1000,
+    n_boot: NBoot = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the baseline classifier.")] = 0,
     gallery_subjects: Annotated[int, typer.Option(help="Subjects shown in the gallery (fast progressors first).")] = 8,
     out: Annotated[Optional[Path], typer.Option(help="Folder of the JSON, CSV and gallery PNG (default RUN/eval).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Json = False,
+    device: Device = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace the JSON, CSV and PNG if they exist.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bars.")] = True,
+    progress: ProgressBars = True,
 ) -> None:
     """Score the risk of fast progression and the predicted follow-ups on the test subjects.
 
