@@ -23,6 +23,9 @@ DEFAULT_THRESHOLD = 0.95
 DEFAULT_MAX_SHIFT = 2
 _SIMILARITY_HELP = ("pixel (maximum Pearson correlation) or shift-flip (the maximum over shifts up to --max-shift "
                     "px and the left-right mirror; catches mirrored and shifted copies, about 50x the time).")
+# The options memorization and export's privacy gate share.
+Threshold = Annotated[float, typer.Option(help="Near-copy threshold on the maximum Pearson correlation.")]
+MaxShift = Annotated[int, typer.Option(help="shift-flip: largest shift in pixels along y and x.")]
 
 evaluate_app = typer.Typer(help="Fidelity (FD, KID, IS, precision/recall, density/coverage) and privacy "
                                 "(memorization) of synthetic stores.", no_args_is_help=True)
@@ -128,7 +131,7 @@ def evaluate_fidelity(
 def evaluate_memorization(
     train: Annotated[Path, typer.Option("--train", help="The generator's training store.")],
     synthetic: Annotated[Path, typer.Option("--synthetic", help="Synthetic store to audit.")],
-    threshold: Annotated[float, typer.Option(help="Near-copy threshold on the maximum Pearson correlation.")] = DEFAULT_THRESHOLD,
+    threshold: Threshold = DEFAULT_THRESHOLD,
     top_k: Annotated[int, typer.Option(help="Closest pairs shown in the gallery.")] = 8,
     split: Annotated[str, typer.Option(help="Split of --train compared with ('all' for every sample).")] = "train",
     out: Annotated[Optional[Path], typer.Option(help="Audit JSON to write [default: SYNTHETIC-memorization.json, "
@@ -136,7 +139,7 @@ def evaluate_memorization(
     embedding: Annotated[bool, typer.Option(help="Also the nearest distance in the domain encoder's embedding "
                                                  "(trained on --train if needed).")] = False,
     similarity: Annotated[str, typer.Option(help="Also record: " + _SIMILARITY_HELP)] = "pixel",
-    max_shift: Annotated[int, typer.Option(help="shift-flip: largest shift in pixels along y and x.")] = DEFAULT_MAX_SHIFT,
+    max_shift: MaxShift = DEFAULT_MAX_SHIFT,
     device: Device = "auto",
     as_json: JsonSummary = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the audit and its PNGs if they exist.")] = False,
@@ -190,7 +193,7 @@ def export_command(
     format: Annotated[str, typer.Option("--format", help="nifti (BraTS layout), nnunet (nnU-Net v2 raw) or png (grid).")] = "nifti",
     allow_near_copies: Annotated[bool, typer.Option(help="Export a synthetic store even if samples are near copies "
                                                          "of training samples (or no audit is possible).")] = False,
-    threshold: Annotated[float, typer.Option(help="Near-copy threshold on the maximum Pearson correlation.")] = DEFAULT_THRESHOLD,
+    threshold: Threshold = DEFAULT_THRESHOLD,
     audit: Annotated[Optional[Path], typer.Option(help="Memorization audit JSON to use; refused unless made for "
                                                        "STORE's content and its training store [default: "
                                                        "STORE-memorization.json if so, else computed against "
@@ -198,7 +201,7 @@ def export_command(
     slices_per_case: Annotated[int, typer.Option(help="2D synthetic stores: samples stacked per exported volume.")] = 64,
     samples: Annotated[int, typer.Option(help="png: samples in the grid.")] = 16,
     similarity: Annotated[str, typer.Option(help="What the gate compares: " + _SIMILARITY_HELP)] = "pixel",
-    max_shift: Annotated[int, typer.Option(help="shift-flip: largest shift in pixels along y and x.")] = DEFAULT_MAX_SHIFT,
+    max_shift: MaxShift = DEFAULT_MAX_SHIFT,
     device: Annotated[str, typer.Option(help="Device of an audit computed now: auto, cpu or cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     progress: Progress = True,

@@ -23,13 +23,15 @@ progression_app = typer.Typer(
     "(against copying the baseline).", no_args_is_help=True)
 stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrapped
 
-_EXTRAPOLATION = {
-    "k": "Nearest training subjects (matched at their baselines, never the subject itself) whose trajectories are combined.",
-    "metric": "Distance between latents (offsets from w_avg): cosine or euclidean.",
-    "weighting": "Weights of the neighbours: inverse (1 / distance), softmax or uniform.",
-    "mode": "endpoints (a neighbour's last visit minus its baseline, scaled by the horizon over its span: the paper's) "
-            "or piecewise (its visits interpolated at the horizon).",
-}
+# The run and the extrapolation options of predict and evaluate (synthmed.progression.extrapolate).
+FittedRun = Annotated[Path, typer.Argument(help="Progression run directory (synthmed progression fit).")]
+Neighbours = Annotated[int, typer.Option("--k", help="Nearest training subjects (matched at their baselines, never the "
+                                                     "subject itself) whose trajectories are combined.")]
+Metric = Annotated[str, typer.Option(help="Distance between latents (offsets from w_avg): cosine or euclidean.")]
+Weighting = Annotated[str, typer.Option(help="Weights of the neighbours: inverse (1 / distance), softmax or uniform.")]
+Mode = Annotated[str, typer.Option(help="endpoints (a neighbour's last visit minus its baseline, scaled by the horizon "
+                                        "over its span: the paper's) or piecewise (its visits interpolated at the "
+                                        "horizon).")]
 
 
 @progression_app.command("fit")
@@ -71,15 +73,15 @@ def progression_fit(
 
 @progression_app.command("predict")
 def progression_predict(
-    run: Annotated[Path, typer.Argument(help="Progression run directory (synthmed progression fit).")],
+    run: FittedRun,
     out: Annotated[Path, typer.Argument(help="Store to write: one predicted follow-up (image and mask) per subject, synthetic.")],
     baseline: Annotated[Path, typer.Option("--baseline", help="Store holding the subjects' baselines (each subject's first visit is used).")],
     months: Annotated[float, typer.Option("--months", help="Horizon: months after the baseline to predict.")],
     split: Annotated[str, typer.Option(help="Split of --baseline whose subjects are predicted: test, train or all.")] = "test",
-    k: Annotated[int, typer.Option("--k", help=_EXTRAPOLATION["k"])] = 3,
-    metric: Annotated[str, typer.Option(help=_EXTRAPOLATION["metric"])] = "cosine",
-    weighting: Annotated[str, typer.Option(help=_EXTRAPOLATION["weighting"])] = "inverse",
-    mode: Annotated[str, typer.Option(help=_EXTRAPOLATION["mode"])] = "endpoints",
+    k: Neighbours = 3,
+    metric: Metric = "cosine",
+    weighting: Weighting = "inverse",
+    mode: Mode = "endpoints",
     device: Device = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is a store.")] = False,
     progress: Progress = True,
@@ -112,13 +114,13 @@ def _f(value: Optional[float], digits: int = 3) -> str:
 
 @progression_app.command("evaluate")
 def progression_evaluate(
-    run: Annotated[Path, typer.Argument(help="Progression run directory (synthmed progression fit).")],
+    run: FittedRun,
     test: Annotated[Path, typer.Option("--test", help="Longitudinal store whose test split holds the test subjects (baselines and follow-ups).")],
     months: Annotated[Optional[float], typer.Option(help="Horizon in months (default: the latest at which at least half the test subjects have a visit).", show_default=False)] = None,
-    k: Annotated[int, typer.Option("--k", help=_EXTRAPOLATION["k"])] = 3,
-    metric: Annotated[str, typer.Option(help=_EXTRAPOLATION["metric"])] = "cosine",
-    weighting: Annotated[str, typer.Option(help=_EXTRAPOLATION["weighting"])] = "inverse",
-    mode: Annotated[str, typer.Option(help=_EXTRAPOLATION["mode"])] = "endpoints",
+    k: Neighbours = 3,
+    metric: Metric = "cosine",
+    weighting: Weighting = "inverse",
+    mode: Mode = "endpoints",
     classifier: Annotated[Optional[Path], typer.Option(help="Grade classifier run for the risk (default: the one fit recorded; without one there is no risk).")] = None,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Train (once, in RUN/baselines) and score the end-to-end classifier of fast progression on baseline images.")] = True,
     baseline_model: Annotated[str, typer.Option(help="Its network: resnet18, resnet50 or densenet121.")] = "resnet18",

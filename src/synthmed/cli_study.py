@@ -17,6 +17,9 @@ from synthmed.study.executor_registry import executor_names, executor_summaries
 study_app = typer.Typer(help="Studies: the whole grid (data × generators × segmenters × train sets × augmentation "
                         "× seeds, and optionally classifiers) from one YAML file, resumably.", no_args_is_help=True)
 stdout = Console(soft_wrap=True)  # like synthmed.cli: results on stdout, unwrapped
+# The study file and folder of plan and run.
+StudyFile = Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="The study file.")]
+StudyFolder = Annotated[Optional[Path], typer.Option(help="Study folder (default: the YAML's stem next to it).")]
 
 
 def _out_dir(spec_path: Path, out: Path | None) -> Path:
@@ -44,8 +47,8 @@ def _describe(stage) -> str:  # noqa: ANN001
 
 @study_app.command("plan")
 def study_plan(
-    spec_path: Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="The study file.")],
-    out: Annotated[Optional[Path], typer.Option(help="Study folder (default: the YAML's stem next to it).")] = None,
+    spec_path: StudyFile,
+    out: StudyFolder = None,
 ) -> None:
     """Print the study's stages as a tree (each with its inputs) and their status: done, done by
     older synthmed code (kept), or pending; and which finished stages a changed dataset replaced."""
@@ -91,8 +94,8 @@ def study_plan(
 
 @study_app.command("run")
 def study_run(
-    spec_path: Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="The study file.")],
-    out: Annotated[Optional[Path], typer.Option(help="Study folder (default: the YAML's stem next to it).")] = None,
+    spec_path: StudyFile,
+    out: StudyFolder = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show each stage's progress bars "
                                            "(local executor with one worker only).")] = True,
     executor: Annotated[Optional[str], typer.Option(
