@@ -17,6 +17,9 @@ adversarial runs had become robust: robust AUROC at ε = 0.005 of 0.44 (adversar
   through both routes (clean BN: deployed; adversarial BN: the paper's protocol);
 * the share of positive gradient-saliency mass inside the WT mask dilated by 1 voxel, the
   pointing game and the voxel AUROC, on the tumour-bearing test slices, with intervals;
+* the linear CKA between the ``dual-bn`` run's two batch norms, layer by layer (as in Han et
+  al.'s analysis; ``synthmed classify cka``): the first, last and mean value of each comparison,
+  with the per-layer figure;
 * training cost of PGD-5 against standard training: seconds per step of the same network,
   batch and data, 40 steps each, one after the other in this process, one thread (expected
   about K + 1 = 6: each PGD step is a forward and backward pass).
@@ -140,6 +143,18 @@ def summary(evals: dict[str, Any], saliency: dict[str, Any], cost: dict[str, flo
     }
 
 
+def cka_summary(cka: dict[str, Any]) -> dict[str, Any]:
+    """First, last and mean per-layer CKA of each comparison of :func:`compare_branches`'s result
+    (layers where CKA is undefined, ``None``, left out of the mean)."""
+    out: dict[str, Any] = {"estimator": cka["estimator"], "n": cka["n"], "layers": len(cka["layers"]),
+                           "figure": cka["figure"]}
+    for key, comparison in cka["comparisons"].items():
+        values = [v for v in comparison["cka"] if v is not None]
+        out[key] = {"description": comparison["description"], "first": comparison["cka"][0],
+                    "last": comparison["cka"][-1], "mean": sum(values) / len(values) if values else None}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=RESULTS / "classify-work", help="store and runs (kept)")
@@ -149,6 +164,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "classify.json")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from synthmed.classify.branches import compare_branches
     from synthmed.classify.interpret import explain
     from synthmed.classify.robustness import evaluate_classifier
 
@@ -171,6 +187,8 @@ def main() -> None:
     evals.update({f"{m}-1": evals[m] for m in ("standard", "dual-bn")})  # the curve's full-data point
     saliency = explain([runs / m for m in FULL], store, method="gradient", dilation=1, out=args.work / "saliency",
                        checkpoint=args.checkpoint, device="cpu", overwrite=True, progress=False)
+    cka = compare_branches(runs / "dual-bn", store, checkpoint=args.checkpoint, device="cpu", overwrite=True,
+                           progress=False)
     cost = {m: step_seconds(store, m, 8 if args.quick else 40) for m in ("standard", "adversarial")}
     result = {"preset": PRESET, "task": "presence", "network": "resnet18", "quick": args.quick,
               "checkpoint": args.checkpoint,
@@ -178,7 +196,7 @@ def main() -> None:
               "saliency": {"method": "gradient", "dilation": 1, "n": saliency["n"], "gallery": saliency["gallery"],
                            "pointing_game": {r["mode"]: r["pointing_game"] for r in saliency["runs"]},
                            "auroc": {r["mode"]: r["auroc"] for r in saliency["runs"]}},
-              "wall_seconds": time.perf_counter() - started}
+              "dual_bn_cka": cka_summary(cka), "wall_seconds": time.perf_counter() - started}
     write_result(args.out, result)
 
 
