@@ -47,7 +47,7 @@ def test_unknown_command_is_usage_error():
     assert run_cli("frobnicate").returncode == 2
 
 
-@pytest.mark.slow(seconds=50)
+@pytest.mark.slow(seconds=65)
 def test_demo_runs_the_study_and_reuses_it(tmp_path):
     out = tmp_path / "demo"
     first = run_cli("demo", str(out), "--smoke", "--no-progress")

@@ -71,7 +71,7 @@ def test_a_study_in_use_refuses_a_second_study_run(tmp_path):
         holder.kill()
 
 
-@pytest.mark.slow(seconds=45)
+@pytest.mark.slow(seconds=50)
 def test_two_concurrent_resumes_of_one_run(tmp_path):
     store = make_store(tmp_path / "store")
     run = tmp_path / "run"

@@ -84,8 +84,8 @@ BUDGETS: dict[str, tuple[dict, dict]] = {
 #: Families whose samples are also compared in pooled-feature FD with the same network's before training.
 DIFFUSION = ("ddpm", "rflow", "ldm")
 
-#: Seconds a test takes at one thread on an idle 2-core CPU, estimated from measurements (how tests/conftest.py shares them between workers).
-SECONDS = {"stylegan3": 250, "stylegan2": 240, "stylegan1": 160, "ddpm": 75, "ldm": 70, "rflow": 50, "progan": 30}
+#: Seconds a test takes at one thread, two workers on an idle 2-core CPU, as measured (how tests/conftest.py shares them between workers).
+SECONDS = {"stylegan3": 360, "stylegan2": 230, "stylegan1": 180, "ddpm": 125, "ldm": 120, "rflow": 60, "progan": 35}
 
 #: Known failures, measured (a strict xfail: the day one learns, its test fails until the mark goes).
 KNOWN: dict[str, str] = {}

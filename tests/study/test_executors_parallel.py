@@ -260,7 +260,7 @@ def _check_real_study(plan: Plan, out: Path, ran: list) -> pd.DataFrame:
     return table[rows].sort_values(["metric", "region", "train_set"]).reset_index(drop=True)
 
 
-@pytest.mark.slow(seconds=25)
+@pytest.mark.slow(seconds=45)
 def test_tiny_real_study_through_ray_and_a_process_pool(ray_cluster: object, tmp_path: Path) -> None:
     plan = make_plan(build_spec(REAL))
     ray_ran = RayExecutor().run(plan, tmp_path / "ray")
