@@ -15,8 +15,8 @@ from synthmed.generators.gan import losses
 from synthmed.generators.gan.ada import AugmentPipe
 from synthmed.generators.gan.filters import (binomial, downsample2d, filtered_lrelu, jinc_lowpass, kaiser_lowpass,
                                              upfirdn2d, upsample2d)
-from synthmed.generators.gan.layers import (EqualConv2d, EqualLinear, NoiseInjection, modulated_conv2d,
-                                            modulated_conv2d_loop)
+from synthmed.generators.gan.layers import (EqualConv2d, EqualLinear, MappingNetwork, NoiseInjection, StyleGenerator,
+                                            modulated_conv2d, modulated_conv2d_loop)
 from synthmed.generators.gan.networks_progan import ProGANGenerator, ProgressiveDiscriminator, growth, upscale
 from synthmed.generators.gan.networks_stylegan1 import Synthesis1
 from synthmed.generators.gan.networks_stylegan2 import Synthesis2
@@ -190,6 +190,16 @@ def test_explicit_noise_maps_replace_the_drawn_ones_and_change_nothing_else():
     assert s3.noise_shapes() == []
     with pytest.raises(ValueError, match="expected 0 noise maps"):
         s3(torch.randn(1, s3.num_ws, 16), noise=[torch.zeros(1, 1, 4, 4)])
+
+
+def test_a_generator_passed_as_generator_is_refused_not_ignored():
+    """The synthesis networks accept and ignore keywords they do not use, so a ``generator=`` of
+    the old API would give a noise-free image without a word: the style generator refuses it."""
+    net = StyleGenerator(MappingNetwork(16, 16, 2), Synthesis2(16, 5, 2, 64, 16))
+    z = torch.randn(2, 16)
+    with pytest.raises(TypeError, match="draws="):
+        net(z, generator=torch.Generator().manual_seed(0))
+    assert net(z, draws=GeneratorDraws(torch.Generator().manual_seed(0))).shape == (2, 5, 16, 16)
 
 
 def _fourier_shift(x: torch.Tensor, dx: float) -> torch.Tensor:

@@ -264,6 +264,9 @@ class StyleGenerator(nn.Module):
     def forward(self, z: torch.Tensor, *, z2: torch.Tensor | None = None, mix_cutoff: torch.Tensor | None = None,
                 psi: float = 1.0, return_ws: bool = False, update_emas: bool = False,
                 **kwargs: object):  # noqa: ANN201
+        if "generator" in kwargs:  # the synthesis networks take and ignore unknown keywords: no silent noise-free call
+            raise TypeError("the noise inputs draw from draws= (a Draws: StepRandom.stream() in training, "
+                            "GeneratorDraws(generator) elsewhere), not generator=")
         w2 = None if z2 is None else self.mapping(z2, psi)
         ws = mix_styles(self.mapping(z, psi, update_emas=update_emas), w2, self.synthesis.num_ws, mix_cutoff)
         img = self.synthesis(ws, update_emas=update_emas, **kwargs)
