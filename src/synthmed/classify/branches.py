@@ -54,7 +54,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -117,9 +117,7 @@ def dual_bn_layers(net: nn.Module, probe: torch.Tensor) -> list[tuple[str, DualB
             raise SynthmedError(f"batch norm {names[id(module)]} runs more than once in a forward pass; its "
                                 "activations are not one layer's")
         seen.add(id(module))
-        dual = module if isinstance(module, DualBatchNorm) else None
-        assert dual is not None
-        order.append((names[id(module)], dual, int(output.shape[1]), int(output[0].numel())))
+        order.append((names[id(module)], cast(DualBatchNorm, module), int(output.shape[1]), int(output[0].numel())))
 
     with _hooks(net, {m: hook for m in net.modules() if id(m) in names}), eval_mode(net), torch.no_grad(), \
             bn_route("clean"):

@@ -81,7 +81,6 @@ class StoreDataset(_ChunkIndexed, torch.utils.data.Dataset):
         state["_chunk_cache"] = None
         return state
 
-
     @property
     def cache(self) -> ChunkCache:
         """This process's chunk cache (created on first use)."""
@@ -169,7 +168,6 @@ class ImageDataset(_ChunkIndexed, torch.utils.data.Dataset):
         state = self.__dict__.copy()
         state.update(_reader=None, _buffer=None, _decoded=(-1, 0))
         return state
-
 
     @property
     def item_nbytes(self) -> int:
