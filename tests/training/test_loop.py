@@ -63,18 +63,18 @@ class ToyTask:
         return {"d": d_loss.detach(), "g": g_loss.detach()}
 
     def validate(self, step):
-        return {"score": [0.1, 0.5, 0.3, 0.2][(step // 2 - 1) % 4]}
+        return {"score": [0.1, 0.5, 0.3, 0.2][(step // 2 - 1) % 4], "other": 0.01 * step}
 
     def preview(self, step):
         return {"sample": torch.rand(3, 1, 16, 16)}
 
 
-def run_toy(store, path, steps, *, resume=False, stop_at=None, overwrite=False):
+def run_toy(store, path, steps, *, resume=False, stop_at=None, overwrite=False, monitor="score"):
     fabric = make_fabric(FabricOptions(device="cpu"))
     run = open_run(path, kind="toy", model={"width": 8}, training={"steps": steps}, seed=5, resume=resume,
                    overwrite=overwrite)
     ds = store.dataset(split="train")
-    options = LoopOptions(steps=steps, checkpoint_every=3, log_every=2, validate_every=2, monitor="score",
+    options = LoopOptions(steps=steps, checkpoint_every=3, log_every=2, validate_every=2, monitor=monitor,
                           progress=False)
     return train(ToyTask(stop_at), fabric, run, lambda s: batch_stream(ds, 2, seed=5, start_step=s), options)
 
@@ -113,6 +113,17 @@ def test_run_directory_contents(store2d, tmp_path):
     assert {"train/d", "train/g", "val/score", "train/samples_per_s"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/d")] == [2, 4, 6]
     assert "samples/sample" in events.Tags()["images"]  # the preview grid, at the end
+
+
+def test_resume_with_another_monitor_starts_the_best_afresh(store2d, tmp_path):
+    """The saved best value belongs to its monitor: compared with another's, a resumed run could
+    keep a best checkpoint that the new rule would never have chosen."""
+    run_toy(store2d, tmp_path / "run", 6)  # best "score" 0.5 at step 4
+    run_toy(store2d, tmp_path / "run", 8, resume=True, monitor="other")  # "other" is 0.08 at step 8
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["best"]["step"] == 8
+    payload = torch.load(tmp_path / "run" / "checkpoints" / "best" / "state.pt", weights_only=True)
+    assert payload["extra"]["_best"] == pytest.approx(0.08) and payload["extra"]["_monitor"] == "other"
 
 
 def test_run_directory_guards(store2d, tmp_path):

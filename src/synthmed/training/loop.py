@@ -34,7 +34,8 @@ Optional (looked up with ``getattr``):
     Images for TensorBoard grids, called on rank 0 every ``image_every`` steps.
 ``validate(step) -> {name: float}``
     Called on every rank every ``validate_every`` steps; logged under ``val/<name>``. With
-    ``LoopOptions.monitor`` set, the best value is kept as ``checkpoints/best``.
+    ``LoopOptions.monitor`` set, the best value is kept as ``checkpoints/best`` (a run resumed
+    with another ``monitor`` starts its best afresh: the saved value is not comparable).
 ``extra_state() -> dict`` / ``load_extra_state(state)``
     More resumable state (``weights_only``-loadable values only).
 
@@ -166,7 +167,9 @@ def train(
         payload = found[2]
         start = int(payload["step"])
         set_rng_state(payload.get("rng", {}))
-        best = payload.get("extra", {}).get("_best")
+        saved = payload.get("extra", {})
+        # a best value of another monitor (the rule changed on resume) is not comparable: start afresh
+        best = saved.get("_best") if saved.get("_monitor", options.monitor) == options.monitor else None
         if hasattr(task, "load_extra_state"):
             task.load_extra_state(payload.get("extra", {}).get("task", {}))
         if fabric.is_global_zero and options.progress:
@@ -182,7 +185,7 @@ def train(
         if rank0:
             extra = {"task": task.extra_state() if hasattr(task, "extra_state") else {}}
             if best is not None:
-                extra["_best"] = best
+                extra["_best"], extra["_monitor"] = best, options.monitor
             save_checkpoint(run.path, done, task.modules(), task.optimizers(), rng=rng_state(), extra=extra,
                             name=name, keep=options.keep, state_fields={"steps": options.steps})
         fabric.barrier()
