@@ -43,7 +43,7 @@ def _sweep(text: Optional[str]) -> Optional[list[float]]:
 
 @classify_app.command("train")
 def classify_train(
-    out: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints (last, and best by validation clean loss), logs.")],
+    out: Annotated[Path, typer.Argument(help="Run directory: config, checkpoints (last, and best by validation clean or robust loss: --select), logs.")],
     train: TrainStores,
     task: Annotated[str, typer.Option(help="presence (tumour in the sample), regions (NCR, ED, ET present: multi-label) or grade (ordinal WT burden, see the README).")] = "presence",
     model: Annotated[str, typer.Option(help="resnet18, resnet50 or densenet121 (MONAI, from scratch or --weights).")] = "resnet18",
@@ -60,7 +60,9 @@ def classify_train(
     batch: TrainBatch = None,
     lr: AdamLr = None,
     val_fraction: ValFraction = None,
-    validate_every: Annotated[Optional[int], typer.Option(help="Validate, keeping the best checkpoint by clean loss, every N steps (default: the preset's).")] = None,
+    validate_every: Annotated[Optional[int], typer.Option(help="Validate, keeping the best checkpoint (--select), every N steps (default: the preset's).")] = None,
+    select: Annotated[Optional[str], typer.Option(help="Best checkpoint by validation clean loss (clean, the paper's rule) or by robust loss on PGD examples of the training attack (robust; Rice et al. 2020). Default clean.")] = None,
+    clean_weight: Annotated[Optional[float], typer.Option(help="dual-bn: weight w of the clean term, loss = w·clean + adversarial (default 1, the paper's equal weights).")] = None,
     checkpoint_every: CheckpointEvery = None,
     resume: ResumeRun = False,
     overwrite: OverwriteRun = False,
@@ -80,6 +82,7 @@ def classify_train(
         train_overrides={"steps": steps, "batch": batch, "lr": lr, "eps": eps, "alpha": alpha,
                          "attack_steps": attack_steps, "norm": norm, "val_fraction": val_fraction,
                          "validate_every": validate_every, "checkpoint_every": checkpoint_every,
+                         "select": select, "clean_weight": clean_weight,
                          "num_workers": workers},
         seed=seed, fabric=fabric_options(device, devices, precision),
         resume=resume, overwrite=overwrite, progress=progress)

@@ -7,7 +7,8 @@ Run directory of a classifier (the :mod:`synthmed.training.run` layout)::
                     training (steps, lr, the training attack, …, preset, weights); data (the
                     training-set description, as for segmenters); seed; versions
       state.json    last and best checkpoint
-      checkpoints/  step_*/model.safetensors, best/ (lowest validation clean BCE, the paper's rule)
+      checkpoints/  step_*/model.safetensors, best/ (lowest validation clean BCE, the
+                    paper's rule, or robust BCE with ``select="robust"``)
       eval/         <test-store-name>.json, .csv and _eps.png written by ``classify eval``
       saliency/     <test-store-name>_<method>.json and .png written by ``classify saliency``
 
@@ -149,7 +150,7 @@ def train_classifier(
 
     loop = LoopOptions(steps=tc.steps, checkpoint_every=tc.checkpoint_every, log_every=tc.log_every,
                        validate_every=(tc.validate_every or tc.steps) if has_val else 0,
-                       monitor="loss" if has_val else None, mode="min",
+                       monitor=task_.monitor if has_val else None, mode="min",
                        progress=progress and fab.is_global_zero,
                        description=f"{config.network} {config.mode} {Path(out).name}")
     final = train(task_, fab, run, batches, loop)

@@ -8,6 +8,12 @@ used in training, validation; may change on ``--resume``).
 The learning rate is a pure function of the step (:meth:`ClassifierTrainConfig.lr_at`: ``lr``
 times ``lr_gamma`` for each milestone passed, the paper's MultiStepLR with milestones given as
 shares of ``steps``), so a resumed run needs no scheduler state.
+
+The best checkpoint (``checkpoints/best``) is chosen by :attr:`ClassifierTrainConfig.select`:
+``clean`` keeps the lowest validation clean BCE (Han et al.'s rule); ``robust`` keeps the lowest
+validation *robust* BCE, the loss adversarial training minimises, as in Rice et al. 2020's early
+stopping against robust overfitting. On the phantom the clean rule keeps an early checkpoint,
+before the adversarial runs have become robust (see ``benchmarks/classify.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from synthmed.classify.attacks import AttackSpec
-from synthmed.classify.names import MODES, ModeName, NetworkName, NormName, Stem, TaskName
+from synthmed.classify.names import MODES, ModeName, NetworkName, NormName, Selection, Stem, TaskName
 from synthmed.config import Config, LoopConfig
 
 __all__ = ["MODES", "PRESETS", "ClassifierModelConfig", "ClassifierPreset", "ClassifierTrainConfig", "ModeName",
@@ -66,6 +72,11 @@ class ClassifierTrainConfig(LoopConfig):
     attack_steps: int = Field(10, ge=1, description="PGD steps (training)")
     norm: NormName = Field("linf", description="attack norm: linf or l2")
     random_start: bool = Field(True, description="PGD starts from a uniform point of the eps-ball")
+    clean_weight: float = Field(
+        1.0, ge=0, description="dual-bn: weight of the clean term, loss = w·clean + adversarial (the paper: 1)")
+    select: Selection = Field(
+        "clean", description="best checkpoint by validation clean BCE (the paper's) or robust BCE (on the "
+                             "training attack's PGD examples of the validation images, through the clean BN)")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of training subjects held out for validation")
     validate_every: int = Field(10, ge=0, description="validate (and keep the best checkpoint) every N steps (0: at the end)")
     val_batch: int = Field(32, ge=1, description="validation batch")

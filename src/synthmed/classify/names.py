@@ -14,6 +14,7 @@ NetworkName = Literal["resnet18", "resnet50", "densenet121"]
 Stem = Literal["standard", "compact"]
 ModeName = Literal["standard", "adversarial", "dual-bn"]
 NormName = Literal["linf", "l2"]
+Selection = Literal["clean", "robust"]
 SaliencyMethod = Literal["gradient", "smoothgrad", "integrated-gradients", "gradcam"]
 
 #: The classification tasks (``--task``).
@@ -26,5 +27,7 @@ STEMS: tuple[Stem, ...] = get_args(Stem)
 MODES: tuple[str, ...] = get_args(ModeName)
 #: The attack norms (``--norm``).
 NORMS: tuple[str, ...] = get_args(NormName)
+#: The best-checkpoint rules (``--select``): lowest validation clean BCE or robust BCE.
+SELECTIONS: tuple[str, ...] = get_args(Selection)
 #: The saliency methods (``--method``).
 METHODS: tuple[str, ...] = get_args(SaliencyMethod)

@@ -5,8 +5,9 @@ Every task is multi-label BCE on logits ``[B, K]`` against targets read from the
 
 * ``standard``: ``BCE(f(x), y)``.
 * ``adversarial`` (Madry et al.): ``BCE(f(x'), y)`` with ``x'`` the PGD example of ``x``.
-* ``dual-bn`` (Han et al. 2020): ``BCE(f(x) through the clean BN, y) + BCE(f(x') through the
-  adversarial BN, y)``, equal weights, one backward pass.
+* ``dual-bn`` (Han et al. 2020): ``w · BCE(f(x) through the clean BN, y) + BCE(f(x') through
+  the adversarial BN, y)``, one backward pass; ``w`` is :attr:`ClassifierTrainConfig.clean_weight`,
+  1 (the paper's equal weights) by default.
 
 Adversarial examples are crafted as in the paper's code: the network in **eval** mode (batch
 norm on running statistics), through the adversarial BN for ``dual-bn``, with the run's
@@ -15,9 +16,14 @@ drawing its rows of one random start (so resume reproduces them, and K processes
 attack like one with batch K·B). Crafting runs on the unwrapped module: only input gradients, never a
 parameter's ``.grad`` or a DDP reduction.
 
-Validation (``validate``): the clean BCE (mean over samples and labels, through the clean BN)
-on the held-out subjects, logged as ``val/loss`` — the paper's best-checkpoint criterion, kept
-with ``mode="min"`` — and the macro-mean clean AUROC as ``val/auroc``.
+Validation (``validate``), on the held-out subjects, in eval mode through the clean BN (the
+deployed route): the clean BCE (mean over samples and labels) as ``val/loss`` — the paper's
+best-checkpoint criterion — and the macro-mean clean AUROC as ``val/auroc``. Runs that attack
+(every mode but ``standard``, or ``select="robust"``) also log ``val/robust_loss`` and
+``val/robust_auroc``: the same on PGD examples of the training attack, crafted through the clean
+BN from a random start that is the same at every validation (seeded from the run seed), so
+checkpoints are compared on the same draw. :meth:`ClassificationTask.monitor` names the value
+the best checkpoint keeps lowest.
 """
 
 from __future__ import annotations
@@ -39,7 +45,10 @@ from synthmed.classify.targets import targets_from_labels
 from synthmed.metrics.classification import auroc
 from synthmed.training.fabric import unwrap
 from synthmed.training.loop import StepContext
-from synthmed.training.seeding import INIT_STREAM, StepRandom, derive_seed
+from synthmed.training.seeding import INIT_STREAM, StepRandom, derive_seed, make_generator
+
+#: stream of :func:`derive_seed` for the validation attack's random start.
+VAL_ATTACK_STREAM = 2
 
 
 class ClassificationTask:
@@ -102,29 +111,50 @@ class ClassificationTask:
             clean = F.binary_cross_entropy_with_logits(self.model(images), targets)
             with bn_route("adversarial"):
                 robust = F.binary_cross_entropy_with_logits(self.model(adversarial), targets)
-            loss = clean + robust
+            loss = self.train.clean_weight * clean + robust
             logs = {"clean": clean.detach(), "adversarial": robust.detach()}
         self.opt.zero_grad(set_to_none=True)
         ctx.fabric.backward(loss)
         self.opt.step()
         return {"loss": loss.detach(), **logs}
 
+    @property
+    def monitor(self) -> str:
+        """The validation value the best checkpoint keeps lowest: ``loss`` or ``robust_loss``."""
+        return "robust_loss" if self.train.select == "robust" else "loss"
+
+    @property
+    def attacks_validation(self) -> bool:
+        """Whether validation also scores PGD examples (every mode but ``standard``, or ``select="robust"``)."""
+        return self.config.mode != "standard" or self.train.select == "robust"
+
     @torch.no_grad()
     def validate(self, step: int) -> Mapping[str, float]:
-        """Clean BCE (``loss``) and macro-mean clean AUROC (``auroc``) on the validation subjects."""
+        """Clean BCE (``loss``) and macro-mean clean AUROC (``auroc``) on the validation subjects,
+        and ``robust_loss`` / ``robust_auroc`` on their PGD examples where the run attacks."""
         if self.val is None or len(self.val) == 0:
             return {"loss": float("nan")}
-        logits, targets = [], []
+        outputs: dict[str, list[torch.Tensor]] = {"": [], "robust_": []} if self.attacks_validation else {"": []}
+        targets = []
         b = self.train.val_batch
+        start_draws = make_generator(derive_seed(self.seed, VAL_ATTACK_STREAM))
+        net = unwrap(self.model)
         with eval_mode(self.model):
             for start in range(0, len(self.val), b):
                 items = self.val.__getitems__(list(range(start, min(start + b, len(self.val)))))
                 images = torch.stack([i for i, _ in items]).to(self.fabric.device)
-                labels = torch.stack([l for _, l in items]).to(self.fabric.device)
-                logits.append(self.model(images).float().cpu())
-                targets.append(self.targets_of(labels).cpu())
-        z, y = torch.cat(logits), torch.cat(targets)
-        loss = float(F.binary_cross_entropy_with_logits(z, y))
-        scores = [auroc(z[:, k].numpy(), y[:, k].numpy()) for k in range(y.shape[1])]
-        valid = [s for s in scores if np.isfinite(s)]
-        return {"loss": loss, "auroc": float(np.mean(valid)) if valid else float("nan")}
+                batch_targets = self.targets_of(torch.stack([l for _, l in items]).to(self.fabric.device))
+                outputs[""].append(self.model(images).float().cpu())
+                if "robust_" in outputs:
+                    adversarial = pgd(net, images, batch_targets, self.train.attack, generator=start_draws)
+                    outputs["robust_"].append(self.model(adversarial).float().cpu())
+                targets.append(batch_targets.cpu())
+        y = torch.cat(targets)
+        metrics: dict[str, float] = {}
+        for prefix, logits in outputs.items():
+            z = torch.cat(logits)
+            scores = [auroc(z[:, k].numpy(), y[:, k].numpy()) for k in range(y.shape[1])]
+            valid = [s for s in scores if np.isfinite(s)]
+            metrics[f"{prefix}loss"] = float(F.binary_cross_entropy_with_logits(z, y))
+            metrics[f"{prefix}auroc"] = float(np.mean(valid)) if valid else float("nan")
+        return metrics
