@@ -43,6 +43,7 @@ def progression_fit(
     steps: Annotated[Optional[int], typer.Option(help="Adam steps per image (default 1000, NVlabs' projector).", show_default=False)] = None,
     batch: Annotated[Optional[int], typer.Option(help="Images projected together (default 16; changes only the speed).", show_default=False)] = None,
     ms_ssim: Annotated[Optional[float], typer.Option(help="Weight of 1 − MS-SSIM in the distance (default 0; pixel L2 weighs 1).", show_default=False)] = None,
+    mask_weight: Annotated[Optional[float], typer.Option(help="Weight of the mask channels' pixel error against the image channels' 1 (default 1; a tumour of a few pixels barely moves the mean otherwise).", show_default=False)] = None,
     perceptual: Annotated[Optional[float], typer.Option(help="Weight of the domain-encoder feature distance (default 0; needs --encoder).", show_default=False)] = None,
     encoder: Annotated[Optional[Path], typer.Option(help="Domain encoder run for the perceptual term.")] = None,
     classifier: Annotated[Optional[Path], typer.Option(help="Grade classifier run (synthmed classify train with --task grade) that scores the risk in evaluate.")] = None,
@@ -60,7 +61,7 @@ def progression_fit(
     from synthmed.progression.api import fit_progression
     from synthmed.progression.config import ProjectionConfig
 
-    options = {"space": space, "steps": steps, "batch": batch, "ms_ssim": ms_ssim, "perceptual": perceptual,
+    options = {"space": space, "steps": steps, "batch": batch, "ms_ssim": ms_ssim, "mask_weight": mask_weight, "perceptual": perceptual,
                "seed": seed}
     config = build_config(ProjectionConfig, "projection options", **{k: v for k, v in options.items() if v is not None})
     latents = fit_progression(store, run, generator, config=config, classifier=classifier, encoder=encoder,

@@ -18,7 +18,7 @@ from synthmed.parallel import torch_threads
 from synthmed.progression import project as project_module
 from synthmed.progression.config import ProjectionConfig
 from synthmed.progression.latents import LatentDictionary, partial_path
-from synthmed.progression.losses import DomainPerceptual, noise_penalty, psnr
+from synthmed.progression.losses import DomainPerceptual, ProjectionLoss, noise_penalty, psnr
 from synthmed.progression.project import project_images, project_store
 from synthmed.progression.schedule import learning_rate, w_noise_scale
 from synthmed.progression.synthesis import StyleSynthesis
@@ -126,6 +126,28 @@ def test_schedule_losses_and_the_noise_penalty():
     assert noise_penalty([white]).shape == (2,)
     with pytest.raises(ValueError, match="at least one of l2"):
         ProjectionConfig(l2=0)
+
+
+@pytest.mark.parametrize("distance", ["l2", "l1"])
+def test_mask_weight_scales_only_the_mask_channels_error(distance):
+    """Targets of 2 image channels and 1 mask channel: an error in the mask channel costs
+    ``mask_weight`` times more, one in the image channels the same, and weight 1 is the plain mean."""
+    weights = {"l2": 1.0, "l1": 0.0} if distance == "l2" else {"l2": 0.0, "l1": 1.0}
+    target = torch.zeros(2, 3, 8, 8)
+    in_mask, in_image = target.clone(), target.clone()
+    in_mask[:, 2, :2, :2] = 0.5
+    in_image[:, 0, :2, :2] = 0.5
+
+    def term(x: torch.Tensor, mask_weight: float) -> torch.Tensor:
+        config = ProjectionConfig(mask_weight=mask_weight, noise_regularisation=0, **weights)
+        return ProjectionLoss(config, target, image_channels=2).terms(x, [])[distance]
+    plain = {"l2": (in_mask - target).square().mean(dim=(1, 2, 3)),
+             "l1": (in_mask - target).abs().mean(dim=(1, 2, 3))}[distance]
+    assert torch.equal(term(in_mask, 1.0), plain)
+    torch.testing.assert_close(term(in_mask, 10.0), 10 * term(in_mask, 1.0))
+    torch.testing.assert_close(term(in_image, 10.0), term(in_image, 1.0))
+    with pytest.raises(ValueError, match="image_channels"):
+        ProjectionLoss(ProjectionConfig(), target, image_channels=4)
 
 
 def test_domain_perceptual_distance_is_per_image_and_zero_for_a_match():

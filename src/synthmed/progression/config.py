@@ -43,6 +43,8 @@ class ProjectionConfig(Config):
                                  "inputs: StyleGAN 1 and 2)")
     l2: float = Field(1.0, ge=0, description="weight of the mean squared pixel error (encoded channels)")
     l1: float = Field(0.0, ge=0, description="weight of the mean absolute pixel error (encoded channels)")
+    mask_weight: float = Field(1.0, gt=0, description="weight of the mask channels' pixel error against the image "
+                               "channels' 1 in l2 and l1 (a tumour of a few pixels barely moves the mean otherwise)")
     ms_ssim: float = Field(0.0, ge=0, description="weight of 1 - MS-SSIM (image and mask channels in [0, 1])")
     perceptual: float = Field(0.0, ge=0, description="weight of the domain-encoder feature distance (needs an "
                               "encoder run)")

@@ -7,7 +7,8 @@ its own, so a batch optimises each image exactly as it would be optimised alone.
 Terms of image ``i`` (synthesised ``x``, target ``t``, both encoded in ``[-1, 1]``):
 
 * ``l2`` · mean of ``(x − t)²`` and ``l1`` · mean of ``|x − t|`` over the encoded channels
-  (image and mask) and pixels;
+  (image and mask) and pixels, each mask channel's error weighted ``mask_weight`` (1: every
+  channel alike);
 * ``ms_ssim`` · ``(1 − MS-SSIM)`` of ``(x + 1)/2`` against ``(t + 1)/2``
   (:func:`synthmed.metrics.ms_ssim.ms_ssim`, 7-pixel window, data range 1);
 * ``perceptual`` · the domain encoder's feature distance
@@ -67,16 +68,25 @@ class ProjectionLoss:
     Args:
         config: the weights.
         target: encoded targets ``[B, C + L, R, R]``.
+        image_channels: ``C`` (the channels after it are the mask's, weighted ``config.mask_weight``).
         perceptual: the domain perceptual distance (required when ``config.perceptual > 0``).
 
     Raises:
         ValueError: a perceptual weight without a perceptual module.
     """
 
-    def __init__(self, config: ProjectionConfig, target: torch.Tensor, perceptual: DomainPerceptual | None = None):
+    def __init__(self, config: ProjectionConfig, target: torch.Tensor, image_channels: int,
+                 perceptual: DomainPerceptual | None = None):
         if config.perceptual > 0 and perceptual is None:
             raise ValueError("a perceptual weight needs the domain encoder (DomainPerceptual)")
+        if not 1 <= image_channels <= target.shape[1]:
+            raise ValueError(f"image_channels {image_channels} does not fit targets of {target.shape[1]} channels")
         self.config, self.target = config, target
+        self.channel_weights = None
+        if config.mask_weight != 1:
+            weights = torch.ones(target.shape[1], dtype=target.dtype, device=target.device)
+            weights[image_channels:] = config.mask_weight
+            self.channel_weights = weights.view(1, -1, *([1] * (target.ndim - 2)))
         self.perceptual = perceptual if config.perceptual > 0 else None
         with torch.no_grad():
             self.target_features = None if self.perceptual is None else self.perceptual.features(target)
@@ -88,9 +98,9 @@ class ProjectionLoss:
         c, t = self.config, self.target
         out: dict[str, torch.Tensor] = {}
         if c.l2 > 0:
-            out["l2"] = c.l2 * per_image_mean((x - t).square())
+            out["l2"] = c.l2 * per_image_mean(self._weighted((x - t).square()))
         if c.l1 > 0:
-            out["l1"] = c.l1 * per_image_mean((x - t).abs())
+            out["l1"] = c.l1 * per_image_mean(self._weighted((x - t).abs()))
         if c.ms_ssim > 0:
             out["ms_ssim"] = c.ms_ssim * (1 - ms_ssim((x + 1) / 2, (t + 1) / 2, data_range=1.0))
         if self.perceptual is not None:
@@ -100,3 +110,7 @@ class ProjectionLoss:
         if not out:
             raise ValueError("every projection loss weight is 0")
         return out
+
+    def _weighted(self, error: torch.Tensor) -> torch.Tensor:
+        """``error`` ``[B, C + L, R, R]`` with each mask channel weighted ``mask_weight``."""
+        return error if self.channel_weights is None else error * self.channel_weights

@@ -85,7 +85,7 @@ def project_images(synthesis: StyleSynthesis, targets: torch.Tensor, keys: Seque
         noise = [torch.stack([torch.randn((1, h, wd), generator=g) for g in gens]).to(device).requires_grad_(True)
                  for h, wd in synthesis.noise_shapes]
     opt = torch.optim.Adam([w, *noise], lr=config.lr, betas=config.betas)
-    loss_fn = ProjectionLoss(config, targets.to(device, torch.float32), perceptual)
+    loss_fn = ProjectionLoss(config, targets.to(device, torch.float32), synthesis.encoding.n_image_channels, perceptual)
     for step in range(config.steps):
         t = step / config.steps
         for group in opt.param_groups:
