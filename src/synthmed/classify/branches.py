@@ -62,7 +62,7 @@ from torch import nn
 
 from synthmed.atomic import atomic_file
 from synthmed.classify.api import load_classifier
-from synthmed.classify.attacks import AttackSpec, pgd
+from synthmed.classify.attacks import AttackSpec, craft
 from synthmed.classify.dual_bn import DualBatchNorm, Route, bn_route
 from synthmed.classify.modes import eval_mode
 from synthmed.classify.samples import eval_samples
@@ -204,10 +204,9 @@ def adversarial_images(net: nn.Module, images: torch.Tensor, targets: torch.Tens
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(int(seed))
     out = []
-    with eval_mode(net), bn_route("adversarial"):
-        for i in range(0, len(images), batch):
-            x = images[i : i + batch].to(device)
-            out.append(pgd(net, x, targets[i : i + batch].to(device), attack, generator=generator).cpu())
+    for i in range(0, len(images), batch):
+        x, t = images[i : i + batch].to(device), targets[i : i + batch].to(device)
+        out.append(craft(net, x, t, attack, route="adversarial", generator=generator).cpu())
     return torch.cat(out)
 
 
