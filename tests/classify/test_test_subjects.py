@@ -11,7 +11,7 @@ from synthmed.classify.api import load_classifier, train_classifier
 from synthmed.classify.config import ClassifierModelConfig
 from synthmed.classify.dual_bn import bn_route
 from synthmed.classify.robustness import evaluate_classifier
-from synthmed.classify.samples import predict
+from synthmed.classify.samples import eval_samples, predict
 from synthmed.classify.samples import test_samples as read_test_samples
 from synthmed.classify.targets import targets_from_labels
 from synthmed.metrics.classification import auroc, bootstrap_ci
@@ -24,6 +24,18 @@ def test_test_samples_carry_the_subject_of_each_visit(visits2d):
     table = visits2d.samples.iloc[visits2d.indices("test")]
     assert len(images) == len(labels) == 16 and table["case_id"].nunique() == 8
     assert subjects.tolist() == table["subject_id"].tolist() and len(set(subjects)) == 4
+
+
+def test_eval_samples_are_the_test_samples_with_the_task_targets_and_a_subject_count(visits2d):
+    config = ClassifierModelConfig(task="regions", num_outputs=3, spatial_dims=2, in_channels=4, image_shape=(16, 16))
+    images, labels, subjects = read_test_samples(visits2d, config, max_samples=10, seed=1)
+    test = eval_samples(visits2d.path, config, max_samples=10, seed=1)
+    assert test.store.path == visits2d.path and test.images.dtype == torch.float32
+    np.testing.assert_array_equal(test.images.numpy(), images)
+    np.testing.assert_array_equal(test.labels, labels)
+    assert test.subjects.tolist() == subjects.tolist() and test.n_subjects == len(set(subjects.tolist()))
+    assert test.targets.shape == (10, 3)
+    torch.testing.assert_close(test.targets, targets_from_labels(torch.from_numpy(labels), "regions"))
 
 
 def test_evaluation_intervals_resample_whole_subjects(visits2d, tmp_path):

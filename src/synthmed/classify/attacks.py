@@ -19,10 +19,10 @@ each sample, and return images clamped to [0, 1].
   adversarial-robustness-toolbox (ART), an independent implementation.
 
 The caller chooses the network's mode and batch-norm route: :func:`pgd` forwards through
-``model`` as it is (the paper crafts in eval mode through the adversarial BN, so pass the
-model in eval mode, routed to that BN); in train mode, batch norm would update its running
-statistics on the attack's forward passes. ART always crafts in eval mode; the library
-functions put every module's mode back afterwards.
+``model`` as it is (in train mode, batch norm would update its running statistics on the
+attack's forward passes); :func:`craft` runs it as the paper does, in eval mode through the
+batch norm of a given route (the adversarial BN for training). ART always crafts in eval mode;
+the library functions put every module's mode back afterwards.
 
 **How ART treats multi-label targets** (ART 1.20.1, read from its source and checked):
 ``PyTorchClassifier(loss=BCEWithLogitsLoss(), nb_classes=K)`` *coerces* the labels: for
@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthmed.classify.dual_bn import Route, bn_route
 from synthmed.classify.modes import eval_mode
 from synthmed.errors import SynthmedError
 from synthmed.training.seeding import Draws, GeneratorDraws
@@ -205,6 +206,24 @@ def pgd(
         x_adv = x_adv.detach() + spec.alpha * _ascent_direction(grad, spec.norm)
         x_adv = (clean + _project(x_adv - clean, spec)).clamp(0, 1)
     return x_adv.detach()
+
+
+def craft(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    spec: AttackSpec,
+    *,
+    route: Route,
+    generator: torch.Generator | Draws | None = None,
+) -> torch.Tensor:
+    """:func:`pgd` examples ``[B, C, *spatial]`` of ``images`` crafted as the paper does: ``model`` in eval
+    mode (every module's mode restored after, :func:`~synthmed.classify.modes.eval_mode`), its dual
+    batch norms routed through ``route`` (:func:`~synthmed.classify.dual_bn.bn_route`; a network
+    without dual BN is unaffected by the route). Arguments as :func:`pgd`'s.
+    """
+    with eval_mode(model), bn_route(route):
+        return pgd(model, images, targets, spec, generator=generator)
 
 
 # --- evaluation through the adversarial-robustness-toolbox ------------------------------------

@@ -62,12 +62,10 @@ from torch import nn
 
 from synthmed.atomic import atomic_file
 from synthmed.classify.api import load_classifier
-from synthmed.classify.attacks import AttackSpec, pgd
+from synthmed.classify.attacks import AttackSpec, craft
 from synthmed.classify.dual_bn import DualBatchNorm, Route, bn_route
 from synthmed.classify.modes import eval_mode
-from synthmed.classify.samples import test_samples
-from synthmed.classify.targets import targets_from_labels
-from synthmed.data.store import Store
+from synthmed.classify.samples import eval_samples
 from synthmed.errors import SynthmedError
 from synthmed.figures import pyplot, save_png
 from synthmed.metrics.cka import UndefinedCKAError, centred_gram, gram_cka
@@ -206,10 +204,9 @@ def adversarial_images(net: nn.Module, images: torch.Tensor, targets: torch.Tens
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(int(seed))
     out = []
-    with eval_mode(net), bn_route("adversarial"):
-        for i in range(0, len(images), batch):
-            x = images[i : i + batch].to(device)
-            out.append(pgd(net, x, targets[i : i + batch].to(device), attack, generator=generator).cpu())
+    for i in range(0, len(images), batch):
+        x, t = images[i : i + batch].to(device), targets[i : i + batch].to(device)
+        out.append(craft(net, x, t, attack, route="adversarial", generator=generator).cpu())
     return torch.cat(out)
 
 
@@ -330,19 +327,16 @@ def compare_branches(
     if not config.dual_bn:
         raise SynthmedError(f"{run_dir}: a {config.mode} run has one batch norm; CKA compares the clean and the "
                             "adversarial batch norm of a dual-bn run (classify train --mode dual-bn)")
-    store = Store.open(test_store)
-    images_np, labels_np, subjects = test_samples(store, config, max_samples=max_samples, seed=seed)
+    test = eval_samples(test_store, config, max_samples=max_samples, seed=seed)
     training = info["training"]
     attack = AttackSpec(eps=training["eps"], alpha=training["alpha"], steps=training["attack_steps"],
                         norm=training["norm"], random_start=training["random_start"]) if adversarial else None
-    images = torch.from_numpy(images_np)
-    targets = targets_from_labels(torch.from_numpy(labels_np), config.task)
-    result = branch_similarity(net, images, targets, attack=attack, seed=seed, debiased=debiased, batch=batch,
-                               feature_bytes=feature_bytes, progress=progress)
+    result = branch_similarity(net, test.images, test.targets, attack=attack, seed=seed, debiased=debiased,
+                               batch=batch, feature_bytes=feature_bytes, progress=progress)
     json_file, png_file = files
-    result = {"run": str(run_dir.resolve()), "test_store": str(store.path.resolve()), "checkpoint": ckpt,
+    result = {"run": str(run_dir.resolve()), "test_store": str(test.store.path.resolve()), "checkpoint": ckpt,
               "task": config.task, "network": config.network, "mode": config.mode,
-              "subjects": int(len(np.unique(subjects))), "seed": int(info["seed"]), "cka_seed": int(seed),
+              "subjects": test.n_subjects, "seed": int(info["seed"]), "cka_seed": int(seed),
               "attack": None if not result["adversarial"] or attack is None else
               {"eps": attack.eps, "alpha": attack.alpha, "steps": attack.steps, "norm": attack.norm,
                "random_start": attack.random_start, "crafted": "eval mode, adversarial BN (the run's training attack)"},

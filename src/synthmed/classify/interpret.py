@@ -33,10 +33,9 @@ from synthmed.classify.api import load_classifier
 from synthmed.classify.dual_bn import bn_route
 from synthmed.classify.gallery import saliency_gallery
 from synthmed.classify.networks import gradcam_layer
-from synthmed.classify.samples import check_fits, test_samples
+from synthmed.classify.samples import check_fits, eval_samples
 from synthmed.classify.saliency import METHODS, saliency_maps
 from synthmed.classify.targets import label_names
-from synthmed.data.store import Store
 from synthmed.errors import SynthmedError
 from synthmed.metrics.classification import bootstrap_ci
 from synthmed.metrics.saliency import saliency_scores
@@ -120,16 +119,16 @@ def explain(
     target = names[0] if target is None else target
     if target not in names:
         raise SynthmedError(f"--target must be one of {', '.join(names)} for task {loaded[0][1].task}, got {target!r}")
-    store = Store.open(test_store)
-    images, labels, subjects = test_samples(store, loaded[0][1])
+    test = eval_samples(test_store, loaded[0][1])
     for _, config, _, _ in loaded[1:]:
-        check_fits(store, config)
-    keep = np.flatnonzero((labels > 0).reshape(len(labels), -1).any(1))
+        check_fits(test.store, config)
+    keep = np.flatnonzero((test.labels > 0).reshape(len(test.labels), -1).any(1))
     if max_samples is not None:
         keep = keep[:max_samples]
     if len(keep) == 0:
-        raise SynthmedError(f"{store.path}: no test sample has a tumour; saliency is scored against the tumour mask")
-    images, labels, subjects = images[keep], labels[keep], subjects[keep]
+        raise SynthmedError(f"{test.store.path}: no test sample has a tumour; "
+                            "saliency is scored against the tumour mask")
+    images, labels, subjects = test.images.numpy()[keep], test.labels[keep], test.subjects[keep]
     masks = labels > 0
     picks = gallery_picks(labels, subjects, gallery_samples)
     entries, gallery_maps = [], {}
@@ -151,7 +150,7 @@ def explain(
             entry[f"{score}_ci"] = _mean_ci(np.asarray(scores[score], float), subjects, n_boot=n_boot, seed=seed)
         entries.append(entry)
         gallery_maps[f"{Path(run).name} ({config.mode})"] = maps_np[picks]
-    result = {"method": method, "target": target, "dilation": dilation, "test_store": str(store.path.resolve()),
+    result = {"method": method, "target": target, "dilation": dilation, "test_store": str(test.store.path.resolve()),
               "n": int(len(images)), "subjects": int(len(np.unique(subjects))),
               "gallery": str(png_file) if write else None, "runs": entries}
     if write:

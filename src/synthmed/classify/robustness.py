@@ -32,15 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from synthmed.atomic import atomic_file
 from synthmed.classify.api import load_classifier
 from synthmed.classify.attacks import AttackSpec, library_pgd
 from synthmed.classify.dual_bn import bn_route
-from synthmed.classify.samples import predict, test_samples
-from synthmed.classify.targets import label_names, targets_from_labels
-from synthmed.data.store import Store
+from synthmed.classify.samples import eval_samples, predict
+from synthmed.classify.targets import label_names
 from synthmed.errors import SynthmedError
 from synthmed.figures import pyplot, save_png
 from synthmed.metrics.classification import accuracy, auroc, balanced_accuracy, bootstrap_ci, classification_metrics
@@ -117,15 +115,12 @@ def evaluate_classifier(
         for name, kind in eval_files(run_dir, test_store).items():
             guard_output(name, [test_store], kind=kind, overwrite=overwrite)
     net, config, info, ckpt = load_classifier(run_dir, checkpoint=checkpoint, device=device)
-    store = Store.open(test_store)
-    images_np, labels_np, subjects = test_samples(store, config)
+    test = eval_samples(test_store, config)
     names = label_names(config.task)
-    images = torch.from_numpy(images_np)
-    targets_t = targets_from_labels(torch.from_numpy(labels_np), config.task)
-    targets = targets_t.numpy()
+    targets = test.targets.numpy()
     routes = ("clean", "adversarial") if config.dual_bn else ("clean",)
     with bn_route("clean"):
-        clean = scored(predict(net, images, batch=batch), targets, subjects, names, n_boot=n_boot, seed=seed)
+        clean = scored(predict(net, test.images, batch=batch), targets, test.subjects, names, n_boot=n_boot, seed=seed)
     robust: dict[str, list[dict[str, Any]]] = {}
     with progress_bar(enabled=progress) as bar:
         job = bar.add_task("robust ε sweep", total=len(routes) * len(sweep))
@@ -135,13 +130,15 @@ def evaluate_classifier(
                 for eps in sweep:
                     spec = AttackSpec(eps=eps, alpha=max(eps / 2, 1e-12), steps=attack_steps, norm=norm,
                                       random_start=True)
-                    x = images if eps == 0 else library_pgd(net, images, targets_t, spec, seed=seed, batch_size=batch)
-                    metrics = scored(predict(net, x, batch=batch), targets, subjects, names, n_boot=n_boot, seed=seed)
+                    x = test.images if eps == 0 else \
+                        library_pgd(net, test.images, test.targets, spec, seed=seed, batch_size=batch)
+                    metrics = scored(predict(net, x, batch=batch), targets, test.subjects, names, n_boot=n_boot,
+                                     seed=seed)
                     robust[route].append({"eps": eps, "metrics": metrics})
                     bar.advance(job)
-    result = {"run": str(run_dir.resolve()), "test_store": str(store.path.resolve()), "checkpoint": ckpt,
+    result = {"run": str(run_dir.resolve()), "test_store": str(test.store.path.resolve()), "checkpoint": ckpt,
               "task": config.task, "network": config.network, "mode": config.mode, "labels": list(names),
-              "n": int(len(images)), "subjects": int(len(np.unique(subjects))), "seed": int(info["seed"]),
+              "n": int(len(test.images)), "subjects": test.n_subjects, "seed": int(info["seed"]),
               "model": info["model"], "training": info["training"], "train_set": info.get("data", {}),
               "clean": clean,
               "robust": {"attack": {"library": "adversarial-robustness-toolbox", "method": "PGD", "norm": norm,

@@ -1,9 +1,11 @@
 """A store's samples as a classifier sees them: training samples checked for both classes of every
-output; test samples checked against a run's network, read, predicted."""
+output; test samples checked against a run's network, read (with their targets), predicted."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,6 +95,45 @@ def test_samples(store: Store, config: ClassifierModelConfig, *, max_samples: in
         idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_samples, replace=False))
     images, labels = store.read(idx)
     return images, labels, store.subject_ids(idx)
+
+
+@dataclass(frozen=True)
+class EvalSamples:
+    """The test samples a classifier run is evaluated on (:func:`eval_samples`), on the CPU.
+
+    Attributes:
+        store: the store they were read from.
+        images: float32 ``[N, C, *sp]``.
+        labels: uint8 ``[N, *sp]``, the canonical tumour labels.
+        targets: float32 ``[N, K]``, the run's task's targets of ``labels``
+            (:func:`~synthmed.classify.targets.targets_from_labels`).
+        subjects: str ``[N]``, each sample's patient (see :func:`test_samples`).
+    """
+
+    store: Store
+    images: torch.Tensor
+    labels: np.ndarray
+    targets: torch.Tensor
+    subjects: np.ndarray
+
+    @property
+    def n_subjects(self) -> int:
+        """The number of distinct subjects."""
+        return int(len(np.unique(self.subjects)))
+
+
+def eval_samples(test_store: str | Path, config: ClassifierModelConfig, *, max_samples: int | None = None,
+                 seed: int = 0) -> EvalSamples:
+    """The test split of the store at ``test_store`` (:func:`test_samples`, same arguments) with
+    ``config.task``'s targets.
+
+    Raises:
+        SynthmedError: a missing store, samples that do not fit ``config``, or no test split.
+    """
+    store = Store.open(test_store)
+    images, labels, subjects = test_samples(store, config, max_samples=max_samples, seed=seed)
+    targets = targets_from_labels(torch.from_numpy(labels), config.task)
+    return EvalSamples(store, torch.from_numpy(images), labels, targets, subjects)
 
 
 @torch.no_grad()

@@ -28,7 +28,6 @@ the best checkpoint keeps lowest.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -36,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from lightning_fabric import Fabric
 
-from synthmed.classify.attacks import pgd
+from synthmed.classify.attacks import craft
 from synthmed.classify.config import ClassifierModelConfig, ClassifierTrainConfig
 from synthmed.classify.dual_bn import bn_route
 from synthmed.classify.modes import eval_mode
@@ -86,12 +85,10 @@ class ClassificationTask:
         return targets_from_labels(labels, self.config.task)
 
     def adversarial_examples(self, images: torch.Tensor, targets: torch.Tensor, random: StepRandom) -> torch.Tensor:
-        """PGD examples of ``images`` (eval mode; through the adversarial BN for ``dual-bn``), the
-        random start this rank's rows of the step's draw (:class:`~synthmed.classify.attacks.Draws`)."""
-        net = unwrap(self.model)
-        route = bn_route("adversarial") if self.config.dual_bn else contextlib.nullcontext()
-        with eval_mode(net), route:
-            return pgd(net, images, targets, self.train.attack, generator=random)
+        """PGD examples of ``images`` (eval mode; through the adversarial BN for ``dual-bn``, a
+        single-BN network's one BN otherwise), the random start this rank's rows of the step's draw
+        (:class:`~synthmed.classify.attacks.Draws`)."""
+        return craft(unwrap(self.model), images, targets, self.train.attack, route="adversarial", generator=random)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], ctx: StepContext) -> Mapping[str, torch.Tensor]:
         images, labels = batch
@@ -146,7 +143,8 @@ class ClassificationTask:
                 batch_targets = self.targets_of(torch.stack([l for _, l in items]).to(self.fabric.device))
                 outputs[""].append(self.model(images).float().cpu())
                 if "robust_" in outputs:
-                    adversarial = pgd(net, images, batch_targets, self.train.attack, generator=start_draws)
+                    adversarial = craft(net, images, batch_targets, self.train.attack, route="clean",
+                                        generator=start_draws)
                     outputs["robust_"].append(self.model(adversarial).float().cpu())
                 targets.append(batch_targets.cpu())
         y = torch.cat(targets)
