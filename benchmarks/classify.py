@@ -17,6 +17,9 @@ adversarial runs had become robust: robust AUROC at ε = 0.005 of 0.44 (adversar
   through both routes (clean BN: deployed; adversarial BN: the paper's protocol);
 * the share of positive gradient-saliency mass inside the WT mask dilated by 1 voxel, the
   pointing game and the voxel AUROC, on the tumour-bearing test slices, with intervals;
+* the robust best-checkpoint rule: ``adversarial`` and ``dual-bn`` (all of their runs) train
+  with ``select="robust"`` (the lowest validation BCE on PGD examples), and their full-data runs'
+  ``best`` checkpoints are evaluated at ε = 0 and 0.005 beside the last (``robust_rule``);
 * the linear CKA between the ``dual-bn`` run's two batch norms, layer by layer (as in Han et
   al.'s analysis; ``synthmed classify cka``): the first, last and mean value of each comparison,
   with the per-layer figure;
@@ -50,6 +53,8 @@ PRESET = "laptop"
 FULL = ("standard", "adversarial", "dual-bn")
 CURVE = (0.1, 0.25)
 ROBUST_EPS = 0.005
+#: modes trained with ``select="robust"``: their ``best`` checkpoint is the robust rule's.
+ROBUST_RULE = ("adversarial", "dual-bn")
 
 
 def make_store(work: Path) -> Path:
@@ -77,8 +82,9 @@ def train_one(args: tuple[str, Path, str, float, int | None]) -> tuple[str, floa
     run = store.parent / "runs" / name
     existed = run.exists()
     start = time.perf_counter()
+    select = "robust" if mode in ROBUST_RULE else None
     train_classifier(run, [store], task="presence", model="resnet18", mode=mode, preset=PRESET,
-                     subject_fraction=fraction, train_overrides={"steps": steps}, seed=0,
+                     subject_fraction=fraction, train_overrides={"steps": steps, "select": select}, seed=0,
                      fabric=FabricOptions(device="cpu"), resume=existed, progress=False)
     return name, None if existed else time.perf_counter() - start
 
@@ -143,6 +149,12 @@ def summary(evals: dict[str, Any], saliency: dict[str, Any], cost: dict[str, flo
     }
 
 
+def point_aurocs(evaluation: dict[str, Any]) -> dict[str, float]:
+    """Clean AUROC and robust AUROC at ε = ``ROBUST_EPS`` through the clean BN of one evaluation."""
+    point = next(p for p in evaluation["robust"]["routes"]["clean"] if abs(p["eps"] - ROBUST_EPS) < 1e-12)
+    return {"clean_auroc": evaluation["clean"]["tumour"]["auroc"], "robust_auroc": point["metrics"]["tumour"]["auroc"]}
+
+
 def cka_summary(cka: dict[str, Any]) -> dict[str, Any]:
     """First, last and mean per-layer CKA of each comparison of :func:`compare_branches`'s result
     (layers where CKA is undefined, ``None``, left out of the mean)."""
@@ -185,6 +197,13 @@ def main() -> None:
         evals[name] = evaluate_classifier(runs / name, store, checkpoint=args.checkpoint, eps_sweep=sweep,
                                           attack_steps=10, device="cpu", overwrite=True, progress=False)
     evals.update({f"{m}-1": evals[m] for m in ("standard", "dual-bn")})  # the curve's full-data point
+    rule = {}
+    for name in ROBUST_RULE:  # the robust rule's best checkpoint beside the last (not written to the run)
+        best = evaluate_classifier(runs / name, store, checkpoint="best", eps_sweep=[0.0, ROBUST_EPS], attack_steps=10,
+                                   device="cpu", write=False, progress=False)
+        rule[name] = {"best_step": best["checkpoint"]["step"], "last_step": evals[name]["checkpoint"]["step"],
+                      **{f"{key}_{which}": value for which, result in (("best", best), ("last", evals[name]))
+                         for key, value in point_aurocs(result).items()}}
     saliency = explain([runs / m for m in FULL], store, method="gradient", dilation=1, out=args.work / "saliency",
                        checkpoint=args.checkpoint, device="cpu", overwrite=True, progress=False)
     cka = compare_branches(runs / "dual-bn", store, checkpoint=args.checkpoint, device="cpu", overwrite=True,
@@ -196,7 +215,7 @@ def main() -> None:
               "saliency": {"method": "gradient", "dilation": 1, "n": saliency["n"], "gallery": saliency["gallery"],
                            "pointing_game": {r["mode"]: r["pointing_game"] for r in saliency["runs"]},
                            "auroc": {r["mode"]: r["auroc"] for r in saliency["runs"]}},
-              "dual_bn_cka": cka_summary(cka), "wall_seconds": time.perf_counter() - started}
+              "robust_rule": rule, "dual_bn_cka": cka_summary(cka), "wall_seconds": time.perf_counter() - started}
     write_result(args.out, result)
 
 
