@@ -32,7 +32,8 @@ Targets (issue): clean AUROC of ``dual-bn`` within 0.02 of ``standard``; robust 
 mass in the mask ``dual-bn`` ≥ ``adversarial`` > ``standard``; the PGD cost ratio.
 
 Writes benchmarks/results/classify.json (and keeps the runs under ``--work``: a second run
-finds them finished and only evaluates; ``--fresh`` retrains). About 23 minutes on 2 cores.
+finds them finished and only evaluates; ``--fresh`` retrains). About 30 minutes on 2 cores (training
+16, evaluation on one thread 14).
 """
 
 from __future__ import annotations
