@@ -13,7 +13,9 @@ The best checkpoint (``checkpoints/best``) is chosen by :attr:`ClassifierTrainCo
 ``clean`` keeps the lowest validation clean BCE (Han et al.'s rule); ``robust`` keeps the lowest
 validation *robust* BCE, the loss adversarial training minimises, as in Rice et al. 2020's early
 stopping against robust overfitting. On the phantom the clean rule keeps an early checkpoint,
-before the adversarial runs have become robust (see ``benchmarks/classify.py``).
+before the adversarial runs have become robust; the robust rule matches the last checkpoint for
+``adversarial`` and keeps an earlier, less robust one for ``dual-bn``, whose robust BCE rises with
+over-confidence while its robust AUROC still rises (the README's benchmark).
 """
 
 from __future__ import annotations
